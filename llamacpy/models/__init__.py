@@ -1,0 +1,22 @@
+"""Architectures, chosen by `general.architecture`: the module of that name defines `Model`."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..gguf import GGUFFile
+from .base import DecoderModel, KVCache, ModelArgs, ModelError, Segment
+
+ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "gemma3": "gemma3"}
+
+
+def load_model(g: GGUFFile) -> DecoderModel:
+    arch = g.architecture
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"{g.path}: architecture {arch!r} is not supported "
+                         f"(supported: {', '.join(ARCHITECTURES)})")
+    module = importlib.import_module(f".{ARCHITECTURES[arch]}", __name__)
+    return module.Model(g)
+
+
+__all__ = ["ARCHITECTURES", "DecoderModel", "KVCache", "ModelArgs", "ModelError", "Segment", "load_model"]

@@ -1,0 +1,55 @@
+"""One sequence in a KV cache row: feeding tokens, reusing the cached common prefix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..models import DecoderModel, KVCache, Segment
+
+
+class Sequence:
+    """Tracks which tokens sit in cache row `seq`, so a new prompt only processes what differs."""
+
+    def __init__(self, model: DecoderModel, cache: KVCache, seq: int = 0, n_batch: int = 512):
+        self.model, self.cache, self.seq, self.n_batch = model, cache, seq, n_batch
+        self.tokens: list[int] = []
+
+    @property
+    def n_ctx(self) -> int:
+        return self.cache.n_ctx
+
+    def common_prefix(self, tokens: list[int]) -> int:
+        n = 0
+        for a, b in zip(self.tokens, tokens):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def reset(self, keep: int = 0) -> None:
+        del self.tokens[keep:]
+
+    def feed(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+        """Append tokens to the sequence; return logits of the last token (or of every token).
+
+        Long inputs are processed in batches of n_batch tokens.
+        """
+        if not tokens:
+            raise ValueError("feed() needs at least one token")
+        if len(self.tokens) + len(tokens) > self.n_ctx:
+            raise ValueError(f"context full: {len(self.tokens)} + {len(tokens)} tokens > n_ctx {self.n_ctx}")
+        outs = []
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            seg = Segment(self.seq, len(self.tokens), len(chunk))
+            rows = np.arange(len(chunk)) if all_logits else None
+            logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows)
+            self.tokens.extend(chunk)
+            outs.append(logits)
+        return np.concatenate(outs) if all_logits else outs[-1][-1]
+
+    def prefill(self, prompt: list[int]) -> np.ndarray:
+        """Make the sequence equal `prompt`, reusing the cached common prefix; logits of its last token."""
+        keep = min(self.common_prefix(prompt), len(prompt) - 1)  # at least one token to get logits
+        self.reset(keep)
+        return self.feed(prompt[keep:])

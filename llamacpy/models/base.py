@@ -1,0 +1,179 @@
+"""What every architecture shares: hyperparameters from GGUF, the KV cache, batches, the forward skeleton.
+
+An architecture module defines `ModelArgs.from_gguf` specifics and a `block(layer, x, batch, cache)`;
+the embedding, final norm and output projection are common.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..gguf import GGMLType, GGUFFile, Tensor
+from ..kernels import WeightMatrix, dequantize
+from ..ops import rms_norm
+
+
+class ModelError(ValueError):
+    """A model file that llamacpy cannot run (unknown architecture, missing tensor...)."""
+
+
+@dataclass
+class ModelArgs:
+    arch: str
+    n_vocab: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ff: int
+    rms_eps: float
+    rope_base: float
+    n_rot: int
+    n_ctx_train: int
+    rope_neox: bool = False
+    rope_scale: float = 1.0
+    attn_scale: float = 0.0  # 0 = 1/sqrt(head_dim)
+    swa_window: int = 0
+    swa_layers: tuple[bool, ...] = ()
+    rope_base_swa: float = 10000.0
+    file_type: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_gguf(cls, g: GGUFFile, **overrides) -> "ModelArgs":
+        a = g.arch_get
+        n_embd = int(a("embedding_length"))
+        n_head = int(a("attention.head_count"))
+        head_dim = int(a("attention.key_length", n_embd // n_head))
+        n_vocab = int(a("vocab_size", len(g.get("tokenizer.ggml.tokens", [])) or g.tensors["token_embd.weight"].shape[0]))
+        args = dict(
+            arch=g.architecture, n_vocab=n_vocab, n_embd=n_embd, n_layer=int(a("block_count")),
+            n_head=n_head, n_head_kv=int(a("attention.head_count_kv", n_head)), head_dim=head_dim,
+            n_ff=int(a("feed_forward_length")), rms_eps=float(a("attention.layer_norm_rms_epsilon", 1e-5)),
+            rope_base=float(a("rope.freq_base", 10000.0)), n_rot=int(a("rope.dimension_count", head_dim)),
+            n_ctx_train=int(a("context_length", 4096)),
+            rope_scale=1.0 / float(a("rope.scaling.factor", 1.0) or 1.0),
+            file_type=int(g.get("general.file_type", 0)),
+        )
+        args.update(overrides)
+        return cls(**args)
+
+    def is_swa(self, layer: int) -> bool:
+        return bool(self.swa_layers) and self.swa_layers[layer]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """`n` consecutive tokens of sequence `seq` (a KV cache row) starting at position `pos0`."""
+
+    seq: int
+    pos0: int
+    n: int
+
+
+class KVCache:
+    """Keys and values per layer: (n_seq, n_head_kv, n_ctx, head_dim) float32, preallocated once."""
+
+    def __init__(self, args: ModelArgs, n_ctx: int, n_seq: int = 1):
+        self.n_ctx, self.n_seq = n_ctx, n_seq
+        shape = (n_seq, args.n_head_kv, n_ctx, args.head_dim)
+        self.k = [np.zeros(shape, np.float32) for _ in range(args.n_layer)]
+        self.v = [np.zeros(shape, np.float32) for _ in range(args.n_layer)]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.k) + sum(a.nbytes for a in self.v)
+
+    def store(self, layer: int, seg: Segment, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Write k, v (n, n_head_kv, hd) at the segment's positions; return views of positions [0, end)."""
+        end = seg.pos0 + seg.n
+        if end > self.n_ctx:
+            raise ValueError(f"context full: position {end} > n_ctx {self.n_ctx}")
+        kc, vc = self.k[layer][seg.seq], self.v[layer][seg.seq]
+        kc[:, seg.pos0:end] = k.transpose(1, 0, 2)
+        vc[:, seg.pos0:end] = v.transpose(1, 0, 2)
+        return kc[:, :end], vc[:, :end]
+
+
+def linear(w: WeightMatrix, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """x: (T, n_in) -> (T, n_out); single-token batches take the fused matvec."""
+    y = w.matvec(x[0])[None, :] if x.shape[0] == 1 else w.matmul(x)
+    return y + bias if bias is not None else y
+
+
+class Weights:
+    """Typed access to a GGUF file's tensors: matrices stay quantized, vectors become float32."""
+
+    def __init__(self, g: GGUFFile):
+        self.g = g
+
+    def has(self, name: str) -> bool:
+        return name in self.g.tensors
+
+    def tensor(self, name: str) -> Tensor:
+        try:
+            return self.g.tensors[name]
+        except KeyError:
+            raise ModelError(f"{self.g.path}: tensor {name!r} is missing") from None
+
+    def matrix(self, name: str) -> WeightMatrix:
+        return WeightMatrix(self.tensor(name))
+
+    def vector(self, name: str) -> np.ndarray:
+        t = self.tensor(name)
+        if t.type == GGMLType.F32:
+            return t.data.view(np.float32).reshape(t.shape)
+        return dequantize(t).reshape(t.shape)
+
+    def optional_vector(self, name: str) -> np.ndarray | None:
+        return self.vector(name) if self.has(name) else None
+
+
+class DecoderModel:
+    """Token embedding -> blocks -> final RMS norm -> output projection. Subclasses define `block`."""
+
+    def __init__(self, g: GGUFFile, args: ModelArgs):
+        self.g, self.args = g, args
+        w = Weights(g)
+        self.w = w
+        self.tok_embd = w.matrix("token_embd.weight")
+        self.output_norm = w.vector("output_norm.weight")
+        self.output = w.matrix("output.weight") if w.has("output.weight") else self.tok_embd
+        self.embed_scale = 1.0
+        self.layers = [self.load_layer(w, i) for i in range(args.n_layer)]
+
+    def load_layer(self, w: Weights, i: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def block(self, i: int, x: np.ndarray, positions: np.ndarray, segments: list[Segment],
+              cache: KVCache) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def new_cache(self, n_ctx: int, n_seq: int = 1) -> KVCache:
+        return KVCache(self.args, n_ctx, n_seq)
+
+    def embed(self, tokens: np.ndarray) -> np.ndarray:
+        x = self.tok_embd.get_rows(tokens)  # (T, n_embd)
+        if self.embed_scale != 1.0:
+            x *= np.float32(self.embed_scale)
+        return x
+
+    def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
+                output_rows: np.ndarray | None = None) -> np.ndarray:
+        """Run the tokens of `segments` (concatenated in order) through the model, filling the cache.
+
+        Returns logits (R, n_vocab) for `output_rows` (indices into tokens; default: the last token of
+        each segment).
+        """
+        tokens = np.asarray(tokens, dtype=np.int64)
+        positions = np.concatenate([np.arange(s.pos0, s.pos0 + s.n) for s in segments])
+        if output_rows is None:
+            output_rows = np.cumsum([s.n for s in segments]) - 1
+        x = self.embed(tokens)  # (T, n_embd)
+        for i in range(self.args.n_layer):
+            x = self.block(i, x, positions, segments, cache)
+        x = rms_norm(x[output_rows], self.output_norm, self.args.rms_eps)  # (R, n_embd)
+        return linear(self.output, x)  # (R, n_vocab)

@@ -1,0 +1,88 @@
+"""gemma3: scaled embeddings, q/k RMS norms, post-attention and post-FFN norms, GELU-gated FFN,
+sliding-window attention on 5 of every 6 layers (those use RoPE base 10000), NEOX RoPE, tied output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..gguf import GGUFFile
+from ..ops import RopeTable, attention, gelu_tanh, rms_norm
+from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights, linear
+
+SWA_PATTERN = 6  # llama.cpp's default for gemma3: layer il is sliding-window when il % 6 < 5
+
+
+@dataclass
+class Gemma3Layer:
+    attn_norm: np.ndarray
+    wq: object
+    wk: object
+    wv: object
+    wo: object
+    q_norm: np.ndarray
+    k_norm: np.ndarray
+    attn_post_norm: np.ndarray
+    ffn_norm: np.ndarray
+    w_gate: object
+    w_up: object
+    w_down: object
+    ffn_post_norm: np.ndarray
+
+
+def gemma3_args(g: GGUFFile) -> ModelArgs:
+    window = int(g.arch_get("attention.sliding_window", 0))
+    n_layer = int(g.arch_get("block_count"))
+    pattern = int(g.arch_get("attention.sliding_window_pattern", SWA_PATTERN))
+    swa = tuple(window > 0 and (i % pattern < pattern - 1) for i in range(n_layer))
+    args = ModelArgs.from_gguf(g, rope_neox=True, swa_window=window, swa_layers=swa,
+                               rope_base_swa=float(g.arch_get("rope.freq_base_swa", 10000.0)))
+    args.attn_scale = 1.0 / np.sqrt(args.head_dim)
+    return args
+
+
+class Model(DecoderModel):
+    def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
+        args = args or gemma3_args(g)
+        super().__init__(g, args)
+        self.embed_scale = float(np.float32(np.sqrt(args.n_embd)))
+        n_ctx = args.n_ctx_train
+        self.rope_global = RopeTable(args.n_rot, args.rope_base, n_ctx, True, args.rope_scale)
+        self.rope_local = RopeTable(args.n_rot, args.rope_base_swa, n_ctx, True, 1.0)
+
+    def load_layer(self, w: Weights, i: int) -> Gemma3Layer:
+        p = f"blk.{i}."
+        return Gemma3Layer(
+            attn_norm=w.vector(p + "attn_norm.weight"),
+            wq=w.matrix(p + "attn_q.weight"), wk=w.matrix(p + "attn_k.weight"),
+            wv=w.matrix(p + "attn_v.weight"), wo=w.matrix(p + "attn_output.weight"),
+            q_norm=w.vector(p + "attn_q_norm.weight"), k_norm=w.vector(p + "attn_k_norm.weight"),
+            attn_post_norm=w.vector(p + "post_attention_norm.weight"),
+            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.matrix(p + "ffn_gate.weight"),
+            w_up=w.matrix(p + "ffn_up.weight"), w_down=w.matrix(p + "ffn_down.weight"),
+            ffn_post_norm=w.vector(p + "post_ffw_norm.weight"),
+        )
+
+    def block(self, i: int, x: np.ndarray, positions: np.ndarray, segments: list[Segment],
+              cache: KVCache) -> np.ndarray:
+        a, L = self.args, self.layers[i]
+        T = x.shape[0]
+        swa = a.is_swa(i)
+        rope = self.rope_local if swa else self.rope_global
+        h = rms_norm(x, L.attn_norm, a.rms_eps)  # (T, n_embd)
+        q = rms_norm(linear(L.wq, h).reshape(T, a.n_head, a.head_dim), L.q_norm, a.rms_eps)
+        k = rms_norm(linear(L.wk, h).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
+        v = linear(L.wv, h).reshape(T, a.n_head_kv, a.head_dim)
+        q, k = rope.apply(q, positions), rope.apply(k, positions)
+        attn = np.empty((T, a.n_head * a.head_dim), np.float32)
+        start = 0
+        for seg in segments:
+            rows = slice(start, start + seg.n)
+            kc, vc = cache.store(i, seg, k[rows], v[rows])
+            attn[rows] = attention(q[rows], kc, vc, seg.pos0, a.attn_scale, a.swa_window if swa else 0)
+            start += seg.n
+        x = x + rms_norm(linear(L.wo, attn), L.attn_post_norm, a.rms_eps)  # (T, n_embd)
+        h = rms_norm(x, L.ffn_norm, a.rms_eps)
+        ff = gelu_tanh(linear(L.w_gate, h)) * linear(L.w_up, h)  # (T, n_ff)
+        return x + rms_norm(linear(L.w_down, ff), L.ffn_post_norm, a.rms_eps)
