@@ -1,0 +1,120 @@
+"""F32, F16 and BF16 weights: one element per "block" (4 or 2 little-endian bytes).
+
+F32 rows are used in place through a float32 view (BLAS does the products); F16 converts through the
+exact 65536-entry table; BF16 is the high half of a float32 (bits << 16), as in ggml.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..gguf import GGMLType
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot
+from .registry import register
+
+
+@njit(**EXACT)
+def _f32_row(src, dst, f16):
+    """F32 row: 4 little-endian bytes per weight."""
+    dst[:] = src.view(np.float32)
+
+
+@njit(**EXACT)
+def _f16_row(src, dst, f16):
+    """F16 row: 2 little-endian bytes per weight, IEEE half."""
+    for j in range(dst.shape[0]):
+        dst[j] = f16[np.int64(src[2 * j]) | (np.int64(src[2 * j + 1]) << 8)]
+
+
+@njit(**EXACT)
+def _bf16_row(src, dst, f16):
+    """BF16 row: 2 little-endian bytes per weight, the high 16 bits of a float32."""
+    bits = dst.view(np.uint32)
+    for j in range(dst.shape[0]):
+        bits[j] = (np.uint32(src[2 * j]) << np.uint32(16)) | (np.uint32(src[2 * j + 1]) << np.uint32(24))
+
+
+@njit(**EXACT_PAR)
+def f32_dequant_rows(data, ids, out, f16):
+    """F32 rows ids -> out."""
+    for i in prange(ids.shape[0]):
+        _f32_row(data[ids[i]], out[i], f16)
+
+
+@njit(**EXACT_PAR)
+def f16_dequant_rows(data, ids, out, f16):
+    """F16 rows ids -> out."""
+    for i in prange(ids.shape[0]):
+        _f16_row(data[ids[i]], out[i], f16)
+
+
+@njit(**EXACT_PAR)
+def bf16_dequant_rows(data, ids, out, f16):
+    """BF16 rows ids -> out."""
+    for i in prange(ids.shape[0]):
+        _bf16_row(data[ids[i]], out[i], f16)
+
+
+@njit(**FAST_PAR)
+def f32_matvec(data, x, out, f16):
+    """out = W x for F32 rows (WeightMatrix normally calls BLAS instead)."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            out[r] = dot(data[r].view(np.float32), x)
+
+
+@njit(**FAST_PAR)
+def f16_matvec(data, x, out, f16):
+    """out = W x for F16 rows."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(x.shape[0], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            _f16_row(data[r], buf, f16)
+            out[r] = dot(buf, x)
+
+
+@njit(**FAST_PAR)
+def bf16_matvec(data, x, out, f16):
+    """out = W x for BF16 rows."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(x.shape[0], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            _bf16_row(data[r], buf, f16)
+            out[r] = dot(buf, x)
+
+
+@njit(**FAST_PAR)
+def f16_matmul(data, X, out, f16):
+    """out = X W^T for a few rows of X, F16 rows."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(X.shape[1], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            _f16_row(data[r], buf, f16)
+            for t in range(X.shape[0]):
+                out[t, r] = dot(buf, X[t])
+
+
+@njit(**FAST_PAR)
+def bf16_matmul(data, X, out, f16):
+    """out = X W^T for a few rows of X, BF16 rows."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(X.shape[1], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            _bf16_row(data[r], buf, f16)
+            for t in range(X.shape[0]):
+                out[t, r] = dot(buf, X[t])
+
+
+def _f32_matmul(data, X, out, f16):
+    np.dot(X, data.view(np.float32).T, out=out)
+
+
+register(GGMLType.F32, f32_dequant_rows, f32_matvec, _f32_matmul)
+register(GGMLType.F16, f16_dequant_rows, f16_matvec, f16_matmul)
+register(GGMLType.BF16, bf16_dequant_rows, bf16_matvec, bf16_matmul)

@@ -1,0 +1,66 @@
+"""Q2_K: super-blocks of 256 weights in 84 bytes = {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}.
+Sixteen sub-blocks of 16 with 4-bit scale (low nibble) and min (high nibble); weight h*128 + s*32 + l
+(h < 2, s < 4, l < 32) is q = (qs[h*32 + l] >> 2s) & 3, w = d*sc * q - dmin*mn of its sub-block."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..gguf import GGMLType
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from .registry import register
+
+BLOCK_BYTES = 84
+
+
+@njit(**EXACT)
+def dequant_row(src, dst, f16):
+    """One row of Q2_K super-blocks -> f32, as gguf-py computes it."""
+    for b in range(src.shape[0] // BLOCK_BYTES):
+        o = b * BLOCK_BYTES
+        d = f16_at(src, o + 80, f16)
+        dmin = f16_at(src, o + 82, f16)
+        for h in range(2):
+            for s in range(4):
+                for half in range(2):
+                    sc = src[o + h * 8 + s * 2 + half]
+                    dl = d * np.float32(sc & 15)
+                    ml = dmin * np.float32(sc >> 4)
+                    for i in range(16):
+                        ll = half * 16 + i
+                        q = (np.int64(src[o + 16 + h * 32 + ll]) >> (2 * s)) & 3
+                        dst[b * 256 + h * 128 + s * 32 + ll] = dl * np.float32(q) - ml
+
+
+@njit(**EXACT_PAR)
+def dequant_rows(data, ids, out, f16):
+    """Q2_K rows ids -> out (f32)."""
+    for i in prange(ids.shape[0]):
+        dequant_row(data[ids[i]], out[i], f16)
+
+
+@njit(**FAST_PAR)
+def matvec(data, x, out, f16):
+    """out = W x for Q2_K blocks (row by row: dequantize into a buffer, then dot)."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(x.shape[0], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            out[r] = dot(buf, x)
+
+
+@njit(**FAST_PAR)
+def matmul(data, X, out, f16):
+    """out = X W^T for a few rows of X, Q2_K blocks."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(X.shape[1], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            for t in range(X.shape[0]):
+                out[t, r] = dot(buf, X[t])
+
+
+register(GGMLType.Q2_K, dequant_rows, matvec, matmul)

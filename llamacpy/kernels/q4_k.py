@@ -1,0 +1,75 @@
+"""Q4_K: super-blocks of 256 weights in 144 bytes = {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}.
+Eight sub-blocks of 32 with 6-bit scale sc and min mn packed in scales[12]; sub-block i = 2p + s takes
+nibble s of qs[32p : 32p + 32]; w = d*sc * q - dmin*mn."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..gguf import GGMLType
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from .registry import register
+
+BLOCK_BYTES = 144
+
+
+@njit(**EXACT)
+def scale_min(src, o, i):
+    """6-bit (scale, min) of sub-block i from the 12 packed bytes at src[o:o + 12] (Q4_K and Q5_K)."""
+    if i < 4:
+        return np.int64(src[o + i]) & 63, np.int64(src[o + i + 4]) & 63
+    sc = (np.int64(src[o + i + 4]) & 15) | ((np.int64(src[o + i - 4]) >> 6) << 4)
+    mn = (np.int64(src[o + i + 4]) >> 4) | ((np.int64(src[o + i]) >> 6) << 4)
+    return sc, mn
+
+
+@njit(**EXACT)
+def dequant_row(src, dst, f16):
+    """One row of Q4_K super-blocks -> f32, as gguf-py computes it."""
+    for b in range(src.shape[0] // BLOCK_BYTES):
+        o = b * BLOCK_BYTES
+        d = f16_at(src, o, f16)
+        dmin = f16_at(src, o + 2, f16)
+        for i in range(8):
+            sc, mn = scale_min(src, o + 4, i)
+            dl = d * np.float32(sc)
+            ml = dmin * np.float32(mn)
+            q0 = o + 16 + 32 * (i >> 1)
+            sh = 4 * (i & 1)
+            for ll in range(32):
+                q = (np.int64(src[q0 + ll]) >> sh) & 15
+                dst[b * 256 + i * 32 + ll] = dl * np.float32(q) - ml
+
+
+@njit(**EXACT_PAR)
+def dequant_rows(data, ids, out, f16):
+    """Q4_K rows ids -> out (f32)."""
+    for i in prange(ids.shape[0]):
+        dequant_row(data[ids[i]], out[i], f16)
+
+
+@njit(**FAST_PAR)
+def matvec(data, x, out, f16):
+    """out = W x for Q4_K blocks (row by row: dequantize into a buffer, then dot)."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(x.shape[0], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            out[r] = dot(buf, x)
+
+
+@njit(**FAST_PAR)
+def matmul(data, X, out, f16):
+    """out = X W^T for a few rows of X, Q4_K blocks."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(X.shape[1], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            for t in range(X.shape[0]):
+                out[t, r] = dot(buf, X[t])
+
+
+register(GGMLType.Q4_K, dequant_rows, matvec, matmul)

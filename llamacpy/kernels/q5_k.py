@@ -1,0 +1,65 @@
+"""Q5_K: super-blocks of 256 weights in 176 bytes = {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}.
+As Q4_K, plus the 5th bit of weight l of sub-block i in bit i of qh[l]; w = d*sc * q - dmin*mn."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..gguf import GGMLType
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from .q4_k import scale_min
+from .registry import register
+
+BLOCK_BYTES = 176
+
+
+@njit(**EXACT)
+def dequant_row(src, dst, f16):
+    """One row of Q5_K super-blocks -> f32, as gguf-py computes it."""
+    for b in range(src.shape[0] // BLOCK_BYTES):
+        o = b * BLOCK_BYTES
+        d = f16_at(src, o, f16)
+        dmin = f16_at(src, o + 2, f16)
+        for i in range(8):
+            sc, mn = scale_min(src, o + 4, i)
+            dl = d * np.float32(sc)
+            ml = dmin * np.float32(mn)
+            q0 = o + 48 + 32 * (i >> 1)
+            sh = 4 * (i & 1)
+            for ll in range(32):
+                q = ((np.int64(src[q0 + ll]) >> sh) & 15) | (((np.int64(src[o + 16 + ll]) >> i) & 1) << 4)
+                dst[b * 256 + i * 32 + ll] = dl * np.float32(q) - ml
+
+
+@njit(**EXACT_PAR)
+def dequant_rows(data, ids, out, f16):
+    """Q5_K rows ids -> out (f32)."""
+    for i in prange(ids.shape[0]):
+        dequant_row(data[ids[i]], out[i], f16)
+
+
+@njit(**FAST_PAR)
+def matvec(data, x, out, f16):
+    """out = W x for Q5_K blocks (row by row: dequantize into a buffer, then dot)."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(x.shape[0], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            out[r] = dot(buf, x)
+
+
+@njit(**FAST_PAR)
+def matmul(data, X, out, f16):
+    """out = X W^T for a few rows of X, Q5_K blocks."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(X.shape[1], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            for t in range(X.shape[0]):
+                out[t, r] = dot(buf, X[t])
+
+
+register(GGMLType.Q5_K, dequant_rows, matvec, matmul)

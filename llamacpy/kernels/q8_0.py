@@ -1,0 +1,55 @@
+"""Q8_0: blocks of 32 weights in 34 bytes = {f16 d; int8 qs[32]}; w[j] = qs[j] * d."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..gguf import GGMLType
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from .registry import register
+
+BLOCK_BYTES = 34
+
+
+@njit(**EXACT)
+def dequant_row(src, dst, f16):
+    """One row of Q8_0 blocks {f16 d; i8 qs[32]} -> f32, as gguf-py computes it (qs * d)."""
+    for b in range(src.shape[0] // BLOCK_BYTES):
+        o = b * BLOCK_BYTES
+        d = f16_at(src, o, f16)
+        for j in range(32):
+            dst[b * 32 + j] = np.float32(np.int8(src[o + 2 + j])) * d
+
+
+@njit(**EXACT_PAR)
+def dequant_rows(data, ids, out, f16):
+    """Q8_0 rows ids -> out (f32)."""
+    for i in prange(ids.shape[0]):
+        dequant_row(data[ids[i]], out[i], f16)
+
+
+@njit(**FAST_PAR)
+def matvec(data, x, out, f16):
+    """out = W x for Q8_0 blocks {f16 d; i8 qs[32]}."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(x.shape[0], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            out[r] = dot(buf, x)
+
+
+@njit(**FAST_PAR)
+def matmul(data, X, out, f16):
+    """out = X W^T for a few rows of X, Q8_0 blocks."""
+    n = data.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        buf = np.empty(X.shape[1], np.float32)
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            dequant_row(data[r], buf, f16)
+            for t in range(X.shape[0]):
+                out[t, r] = dot(buf, X[t])
+
+
+register(GGMLType.Q8_0, dequant_rows, matvec, matmul)

@@ -1,0 +1,39 @@
+"""The kernel registry: one entry per GGML type, filled in by the type modules as they are imported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..gguf import GGMLType
+
+
+@dataclass(frozen=True)
+class QuantKernels:
+    """The numba kernels of one GGML type. All take the raw block bytes `data` (u8[n_rows, row_bytes])
+    and the f16 -> f32 table `f16`:
+
+    - `dequant_rows(data, ids, out, f16)`: out[i, :] = row ids[i] as f32 (bit-exact with gguf-py)
+    - `matvec(data, x, out, f16)`: out[r] = row r . x, fused on the blocks
+    - `matmul(data, X, out, f16)`: out[t, r] = row r . X[t], for a few rows of X (small-batch decode)
+    """
+
+    type: GGMLType
+    dequant_rows: Callable
+    matvec: Callable
+    matmul: Callable
+
+
+KERNELS: dict[GGMLType, QuantKernels] = {}
+
+
+def register(qtype: GGMLType, dequant_rows: Callable, matvec: Callable, matmul: Callable) -> None:
+    KERNELS[qtype] = QuantKernels(qtype, dequant_rows, matvec, matmul)
+
+
+def kernels_for(qtype: GGMLType) -> QuantKernels:
+    try:
+        return KERNELS[qtype]
+    except KeyError:
+        names = ", ".join(t.name for t in KERNELS)
+        raise NotImplementedError(f"no kernels for GGML type {GGMLType(qtype).name} (have {names})") from None

@@ -1,0 +1,115 @@
+"""The public face of the kernels: `dequantize` and `WeightMatrix` over a GGUF tensor's raw blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..gguf import GGMLType, Tensor
+from ._common import F16_TO_F32
+from .registry import kernels_for
+from .threads import ensure_threads
+
+# Up to this many rows of X, matmul runs the fused small-batch kernel; above, f32 tiles + BLAS GEMM.
+SMALL_BATCH = 16
+# f32 elements per dequantized tile for the BLAS path (1 MiB: stays in L2 while GEMM reads it).
+TILE_ELEMS = 1 << 18
+
+
+def _blocks(data: np.ndarray) -> np.ndarray:
+    """The raw bytes as a C-contiguous read-only u8 array (one numba specialization for all callers)."""
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    if data.flags.writeable:
+        data = data.view()
+        data.flags.writeable = False
+    return data
+
+
+def dequantize(t: Tensor) -> np.ndarray:
+    """All of `t` as float32 of shape `t.shape`, bit for bit what gguf-py's `quants.dequantize` gives."""
+    data = _blocks(t.data)
+    out = np.empty((data.shape[0], t.shape[-1]), np.float32)
+    ensure_threads()
+    kernels_for(t.type).dequant_rows(data, np.arange(data.shape[0]), out, F16_TO_F32)
+    return out.reshape(t.shape)
+
+
+class WeightMatrix:
+    """A 2-D weight (n_out, n_in) used straight from its GGML blocks (never expanded to f32 whole).
+
+    >>> w = WeightMatrix(gguf.tensors["blk.0.ffn_up.weight"]); y = w.matvec(x)   # y = W @ x
+    """
+
+    def __init__(self, t: Tensor):
+        if len(t.shape) != 2:
+            raise ValueError(f"{t.name}: a weight matrix needs 2 dimensions, got shape {t.shape}")
+        self.name = t.name
+        self.type = GGMLType(t.type)
+        self.n_out, self.n_in = int(t.shape[0]), int(t.shape[1])
+        self.data = _blocks(t.data)
+        if self.data.shape[0] != self.n_out:
+            raise ValueError(f"{t.name}: {self.data.shape[0]} rows of blocks for shape {t.shape}")
+        k = kernels_for(self.type)
+        self._matvec, self._matmul, self._dequant_rows = k.matvec, k.matmul, k.dequant_rows
+        self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
+        ensure_threads()
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def __repr__(self) -> str:
+        return f"WeightMatrix({self.name!r}, {self.type.name}, n_out={self.n_out}, n_in={self.n_in})"
+
+    def _x(self, x: np.ndarray, ndim: int) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != ndim or x.shape[-1] != self.n_in:
+            raise ValueError(f"{self.name}: input of shape {x.shape}, expected last dimension {self.n_in}")
+        return x
+
+    def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """W @ x for x f32[n_in] -> f32[n_out], dequantizing and multiplying in one pass over the blocks."""
+        x = self._x(x, 1)
+        if out is None:
+            out = np.empty(self.n_out, np.float32)
+        ensure_threads()
+        if self._f32 is not None:
+            np.dot(self._f32, x, out=out)
+        else:
+            self._matvec(self.data, x, out, F16_TO_F32)
+        return out
+
+    def matmul(self, X: np.ndarray) -> np.ndarray:
+        """X @ W.T for X f32[T, n_in] -> f32[T, n_out]: fused kernel for small T, BLAS on f32 tiles for large."""
+        X = self._x(X, 2)
+        T = X.shape[0]
+        ensure_threads()
+        if self._f32 is not None:
+            return X @ self._f32.T
+        out = np.empty((T, self.n_out), np.float32)
+        if T <= SMALL_BATCH:
+            self._matmul(self.data, X, out, F16_TO_F32)
+            return out
+        rows = max(16, min(self.n_out, TILE_ELEMS // self.n_in))
+        tile = np.empty((rows, self.n_in), np.float32)
+        ids = np.arange(self.n_out)
+        for r0 in range(0, self.n_out, rows):
+            r1 = min(self.n_out, r0 + rows)
+            self._dequant_rows(self.data, ids[r0:r1], tile[: r1 - r0], F16_TO_F32)
+            out[:, r0:r1] = X @ tile[: r1 - r0].T
+        return out
+
+    def get_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` of W as f32[len(ids), n_in] (embedding lookup): only those rows are dequantized."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_out):
+            raise IndexError(
+                f"{self.name}: row ids must be in [0, {self.n_out}), got {ids.min()}..{ids.max()}"
+            )
+        out = np.empty((ids.shape[0], self.n_in), np.float32)
+        ensure_threads()
+        self._dequant_rows(self.data, ids, out, F16_TO_F32)
+        return out
+
+    def dequantize(self) -> np.ndarray:
+        """The whole matrix as f32[n_out, n_in] (for tests and small tensors)."""
+        return self.get_rows(np.arange(self.n_out))

@@ -1,0 +1,209 @@
+"""Kernels: dequantization bit-exact with gguf-py, fused products equal to dequantize-then-multiply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import quants
+
+from llamacpy.gguf import BLOCK_LAYOUT, GGMLType, GGUFFile, Tensor
+from llamacpy.kernels import KERNELS, WeightMatrix, dequantize, set_num_threads
+
+ALL_TYPES = [
+    GGMLType.F32,
+    GGMLType.F16,
+    GGMLType.BF16,
+    GGMLType.Q4_0,
+    GGMLType.Q4_1,
+    GGMLType.Q5_0,
+    GGMLType.Q5_1,
+    GGMLType.Q8_0,
+    GGMLType.Q2_K,
+    GGMLType.Q3_K,
+    GGMLType.Q4_K,
+    GGMLType.Q5_K,
+    GGMLType.Q6_K,
+]
+
+# byte offsets of the f16 scale fields inside one block, per type
+F16_FIELDS = {
+    GGMLType.Q4_0: (0,),
+    GGMLType.Q4_1: (0, 2),
+    GGMLType.Q5_0: (0,),
+    GGMLType.Q5_1: (0, 2),
+    GGMLType.Q8_0: (0,),
+    GGMLType.Q2_K: (80, 82),
+    GGMLType.Q3_K: (108,),
+    GGMLType.Q4_K: (0, 2),
+    GGMLType.Q5_K: (0, 2),
+    GGMLType.Q6_K: (208,),
+}
+
+
+def _reference(t: Tensor) -> np.ndarray:
+    return quants.dequantize(np.asarray(t.data), t.type).reshape(t.shape)
+
+
+def synthetic(qtype: GGMLType, n_out: int, n_in: int, seed: int = 0) -> Tensor:
+    """Random blocks: random quant bits, scale fields set to finite f16 values of either sign."""
+    rng = np.random.default_rng(seed)
+    block_elems, block_bytes = BLOCK_LAYOUT[qtype]
+    if qtype == GGMLType.F32:
+        data = rng.standard_normal((n_out, n_in)).astype(np.float32).view(np.uint8)
+    else:  # F16 / BF16 take every bit pattern (NaNs and infinities included)
+        data = rng.integers(0, 256, (n_out, n_in // block_elems * block_bytes), dtype=np.uint8)
+    if qtype in F16_FIELDS:
+        blocks = data.reshape(-1, block_bytes)
+        for off in F16_FIELDS[qtype]:
+            scale = rng.uniform(-0.05, 0.05, blocks.shape[0]).astype(np.float16)
+            blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
+    data.flags.writeable = False
+    return Tensor(f"synthetic.{qtype.name}", qtype, (n_out, n_in), data)
+
+
+def _bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
+def test_every_type_has_kernels():
+    assert set(ALL_TYPES) <= set(KERNELS)
+
+
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+def test_dequantize_synthetic_is_bit_exact(qtype):
+    t = synthetic(qtype, 48, 512)
+    assert _bits_equal(dequantize(t), _reference(t))
+
+
+@pytest.mark.parametrize(
+    "qtype", [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0], ids=lambda t: t.name
+)
+def test_dequantize_of_gguf_quantized_weights(qtype):
+    w = np.random.default_rng(1).standard_normal((32, 256)).astype(np.float32)
+    data = quants.quantize(w, qtype)
+    t = Tensor("q", qtype, w.shape, data)
+    got = dequantize(t)
+    assert _bits_equal(got, _reference(t))
+    assert _rel_err(got, w) < 0.2  # and it is the weights, roughly
+
+
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+def test_fused_products_match_dequantized(qtype):
+    n_out, n_in = 67, 768  # n_out not a multiple of the row chunk
+    t = synthetic(qtype, n_out, n_in, seed=2)
+    if qtype in (GGMLType.F16, GGMLType.BF16):  # finite values only for products
+        vals = np.random.default_rng(3).standard_normal((n_out, n_in)).astype(np.float32)
+        raw = (
+            vals.astype(np.float16).view(np.uint8)
+            if qtype == GGMLType.F16
+            else (vals.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        )
+        t = Tensor("f", qtype, (n_out, n_in), raw.reshape(n_out, -1))
+    W = _reference(t)
+    w = WeightMatrix(t)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(n_in).astype(np.float32)
+    assert _rel_err(w.matvec(x), W @ x) < 1e-5
+    out = np.full(n_out, np.nan, np.float32)
+    assert w.matvec(x, out=out) is out and _rel_err(out, W @ x) < 1e-5
+    for T in (1, 2, 3, 8, 16, 17, 70):
+        X = rng.standard_normal((T, n_in)).astype(np.float32)
+        got = w.matmul(X)
+        assert got.shape == (T, n_out) and got.dtype == np.float32
+        assert _rel_err(got, X @ W.T) < 1e-5, T
+
+
+def test_get_rows_and_bounds():
+    t = synthetic(GGMLType.Q4_K, 40, 512)
+    w = WeightMatrix(t)
+    ids = np.array([3, 0, 39, 3])
+    assert _bits_equal(w.get_rows(ids), _reference(t)[ids])
+    assert w.get_rows(np.array([], np.int64)).shape == (0, 512)
+    with pytest.raises(IndexError):
+        w.get_rows(np.array([40]))
+    with pytest.raises(IndexError):
+        w.get_rows(np.array([-1]))
+
+
+def test_shape_errors():
+    w = WeightMatrix(synthetic(GGMLType.Q8_0, 8, 64))
+    assert (w.n_out, w.n_in) == (8, 64)
+    with pytest.raises(ValueError):
+        w.matvec(np.zeros(32, np.float32))
+    with pytest.raises(ValueError):
+        WeightMatrix(Tensor("v", GGMLType.F32, (64,), np.zeros((1, 256), np.uint8)))
+
+
+def test_dequantize_keeps_shape_of_vectors_and_stacks():
+    t = synthetic(GGMLType.F32, 1, 64)
+    v = Tensor("v", GGMLType.F32, (64,), t.data)
+    assert dequantize(v).shape == (64,)
+    s = synthetic(GGMLType.Q8_0, 6, 64)
+    s3 = Tensor("s", GGMLType.Q8_0, (2, 3, 64), s.data)
+    assert _bits_equal(dequantize(s3), _reference(s).reshape(2, 3, 64))
+
+
+def test_set_num_threads_gives_same_results():
+    w = WeightMatrix(synthetic(GGMLType.Q6_K, 64, 512))
+    x = np.random.default_rng(5).standard_normal(512).astype(np.float32)
+    try:
+        assert set_num_threads(1) == 1
+        y1 = w.matvec(x)
+    finally:
+        n = set_num_threads()
+    assert n >= 1
+    np.testing.assert_allclose(w.matvec(x), y1, rtol=1e-5, atol=1e-6)
+
+
+# -- real models -------------------------------------------------------------------------------------
+
+
+def _check_model(path, max_rows=1024):
+    g = GGUFFile(path)
+    seen = {}
+    for t in g.tensors.values():
+        seen.setdefault(t.type, t)
+    rng = np.random.default_rng(0)
+    for t in seen.values():
+        if t.data.shape[0] > max_rows:  # first rows of big tensors: the reference is slow
+            t = Tensor(t.name, t.type, (max_rows, *t.shape[1:]), t.data[:max_rows])
+        W = _reference(t)
+        assert _bits_equal(dequantize(t), W), t.name
+        if len(t.shape) == 2:
+            w = WeightMatrix(t)
+            x = rng.standard_normal(w.n_in).astype(np.float32)
+            assert _rel_err(w.matvec(x), W @ x) < 1e-4, t.name
+            X = rng.standard_normal((4, w.n_in)).astype(np.float32)
+            assert _rel_err(w.matmul(X), X @ W.T) < 1e-4, t.name
+    return set(seen)
+
+
+@pytest.mark.slow
+def test_smollm2_tensors(smollm2_path):
+    assert _check_model(smollm2_path) >= {GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.F32}
+
+
+@pytest.mark.slow
+def test_qwen05_tensors(qwen05_path):
+    assert _check_model(qwen05_path) >= {GGMLType.Q5_0, GGMLType.Q8_0, GGMLType.Q6_K, GGMLType.Q4_K}
+
+
+@pytest.mark.slow
+def test_gemma_tensors(gemma_path):
+    assert _check_model(gemma_path) >= {GGMLType.Q5_0, GGMLType.Q4_K, GGMLType.Q6_K, GGMLType.Q8_0}
+
+
+@pytest.mark.slow
+def test_whole_real_matrix(qwen05_path):
+    """One full FFN matrix of each K type, all rows (row chunking across the parallel workers)."""
+    g = GGUFFile(qwen05_path)
+    for name in ("blk.0.ffn_down.weight", "blk.0.ffn_gate.weight"):
+        t = g.tensors[name]
+        assert _bits_equal(dequantize(t), _reference(t)), name
+        w = WeightMatrix(t)
+        x = np.random.default_rng(6).standard_normal(w.n_in).astype(np.float32)
+        assert _rel_err(w.matvec(x), dequantize(t) @ x) < 1e-4
