@@ -1,0 +1,128 @@
+"""The Python API: `Llama(model).complete(...)`, `.chat(...)`, streaming iterators.
+
+>>> from llamacpy import Llama
+>>> llm = Llama("smollm2-135m-instruct")          # a catalog name (pulled on first use) or a .gguf path
+>>> llm.complete("The capital of France is", max_tokens=8, temperature=0)
+>>> for piece in llm.chat([{"role": "user", "content": "Hi"}], stream=True): print(piece, end="")
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable, Iterator
+
+from .catalog import resolve_model
+from .engine import GenerationParams, Sequence, StopReason, generate
+from .gguf import GGUFFile
+from .kernels import set_num_threads
+from .models import load_model
+from .sampling import Sampler, SamplingParams
+from .textgen import Completion, StopStrings
+from .tokenizer import Tokenizer
+from .tokenizer.chat_template import ChatTemplate
+
+
+def default_threads() -> int:
+    """Physical cores, as llama.cpp's default (hyperthreads do not help these loops)."""
+    try:
+        cores = set()
+        with open("/proc/cpuinfo") as f:
+            phys = core = None
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":")[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":")[1].strip()
+                    cores.add((phys, core))
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+class Llama:
+    """A loaded model with one sequence of KV cache: tokenize, complete, chat, score."""
+
+    def __init__(self, model: str | os.PathLike | None = None, n_ctx: int = 4096, n_threads: int | None = None,
+                 n_batch: int = 512, chat_template: str | None = None,
+                 progress: Callable[[str], None] | None = None):
+        log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.path = resolve_model(model, log)
+        set_num_threads(n_threads or default_threads())
+        t0 = time.perf_counter()
+        self.gguf = GGUFFile(self.path)
+        self.tokenizer = Tokenizer.from_gguf(self.gguf)
+        self.model = load_model(self.gguf)
+        if chat_template:
+            self.chat_template = (ChatTemplate.builtin(chat_template) if "{" not in chat_template
+                                  else ChatTemplate(chat_template, self._bos_text(), self._eos_text()))
+        else:
+            self.chat_template = ChatTemplate.from_gguf(self.gguf)
+        self.n_ctx = min(n_ctx, self.model.args.n_ctx_train) if n_ctx > 0 else self.model.args.n_ctx_train
+        self.cache = self.model.new_cache(self.n_ctx)
+        self.sequence = Sequence(self.model, self.cache, n_batch=n_batch)
+        self.load_seconds = time.perf_counter() - t0
+
+    def _bos_text(self) -> str:
+        return self.tokenizer.token_text(self.tokenizer.bos_id) if self.tokenizer.bos_id is not None else ""
+
+    def _eos_text(self) -> str:
+        return self.tokenizer.token_text(self.tokenizer.eos_id) if self.tokenizer.eos_id is not None else ""
+
+    # -- text <-> tokens --------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens)
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    # -- generation ---------------------------------------------------------------------------------
+    def stream_tokens(self, prompt_tokens: list[int], max_tokens: int = -1, stop: list[str] | None = None,
+                      ignore_eos: bool = False, **sampling) -> Iterator[Completion]:
+        """Generate from token ids; yields text pieces (complete UTF-8 only), the last with finish_reason."""
+        if not prompt_tokens:
+            raise ValueError("empty prompt")
+        if len(prompt_tokens) >= self.n_ctx:
+            raise ValueError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {self.n_ctx}")
+        sampler = Sampler(SamplingParams(**sampling), self.model.args.n_vocab)
+        detok = self.tokenizer.detokenizer(skip_special=True)
+        stops = StopStrings(stop)
+        gen = generate(self.sequence, list(prompt_tokens), sampler,
+                       GenerationParams(n_predict=max_tokens, ignore_eos=ignore_eos), self.tokenizer.eog_ids)
+        for step in gen:
+            if step.stop == StopReason.EOS:
+                yield Completion(stops.flush() + detok.flush(), None, "stop")
+                return
+            text, stopped = stops.push(detok.feed(step.token))
+            if stopped:
+                yield Completion(text, step.token, "stop")
+                return
+            if step.stop is not None:
+                tail, _ = stops.push(detok.flush())
+                yield Completion(text + tail + stops.flush(), step.token, "length")
+                return
+            yield Completion(text, step.token)
+
+    def complete(self, prompt: str, max_tokens: int = 128, stream: bool = False, **kw) -> str | Iterator[str]:
+        """Continue `prompt` (BOS added per the model); returns the text, or an iterator of pieces."""
+        tokens = self.tokenize(prompt, add_special=True, parse_special=True)
+        pieces = (c.text for c in self.stream_tokens(tokens, max_tokens, **kw))
+        return pieces if stream else "".join(pieces)
+
+    def chat(self, messages: list[dict], max_tokens: int = -1, stream: bool = False, **kw) -> str | Iterator[str]:
+        """Reply to a conversation rendered with the model's chat template."""
+        prompt = self.apply_chat_template(messages)
+        tokens = self.tokenizer.encode(prompt, add_special=True, parse_special=True)
+        pieces = (c.text for c in self.stream_tokens(tokens, max_tokens, **kw))
+        return pieces if stream else "".join(pieces)
+
+    def eval_logits(self, tokens: list[int]) -> "object":
+        """Logits (len(tokens), n_vocab) of every position of a fresh sequence."""
+        self.sequence.reset()
+        return self.sequence.feed(list(tokens), all_logits=True)

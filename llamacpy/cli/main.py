@@ -1,0 +1,49 @@
+"""`llamacpy SUBCOMMAND ...`: llama.cpp's programs with llama.cpp's flag names."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+# subcommand -> (module, one-line help); each module has add_arguments(parser) and run(args) -> int
+SUBCOMMANDS = {
+    "complete": ("complete", "continue a prompt (llama-completion)"),
+    "chat": ("chat", "interactive chat with the model's template (llama-cli)"),
+    "perplexity": ("perplexity", "perplexity of a text file (llama-perplexity)"),
+    "tokenize": ("tokenize", "print the token ids of a text (llama-tokenize)"),
+    "pull": ("pull", "download a catalog model into the cache"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamacpy", description="llama.cpp, rebuilt in Python.")
+    parser.add_argument("--version", action="version", version=f"llamacpy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(f".{module}", __package__).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f".{SUBCOMMANDS[args.command][0]}", __package__)
+    try:
+        return module.run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"llamacpy {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Flags shared by several subcommands, declared once with llama.cpp's names."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..catalog import DEFAULT_MODEL
+from ..sampling import SamplingParams
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL,
+                   help=f"GGUF file path or catalog name (default: {DEFAULT_MODEL}; pulled on first use)")
+
+
+def add_runtime(p: argparse.ArgumentParser, ctx_default: int = 4096) -> None:
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("-c", "--ctx-size", type=int, default=ctx_default,
+                   help=f"context size in tokens (default: {ctx_default}; 0 = the model's)")
+    p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per batch (default: 512)")
+
+
+def add_sampling(p: argparse.ArgumentParser) -> None:
+    d = SamplingParams()
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temp", type=float, default=d.temperature, help=f"temperature (default: {d.temperature}; 0 = greedy)")
+    g.add_argument("--top-k", type=int, default=d.top_k, help=f"top-k (default: {d.top_k}; 0 = off)")
+    g.add_argument("--top-p", type=float, default=d.top_p, help=f"top-p (default: {d.top_p}; 1.0 = off)")
+    g.add_argument("--min-p", type=float, default=d.min_p, help=f"min-p (default: {d.min_p}; 0 = off)")
+    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty,
+                   help=f"repetition penalty (default: {d.repeat_penalty}; 1.0 = off)")
+    g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n,
+                   help=f"tokens considered for penalties (default: {d.repeat_last_n}; -1 = context)")
+    g.add_argument("--presence-penalty", type=float, default=d.presence_penalty, help="presence penalty (default: 0)")
+    g.add_argument("--frequency-penalty", type=float, default=d.frequency_penalty, help="frequency penalty (default: 0)")
+    g.add_argument("-s", "--seed", type=int, default=-1, help="random seed (default: -1 = random)")
+    g.add_argument("-l", "--logit-bias", action="append", default=[], metavar="TOKEN(+/-)BIAS",
+                   help="e.g. '15043+1' or '15043-inf'; repeatable")
+    g.add_argument("--ignore-eos", action="store_true", help="keep generating after end-of-generation tokens")
+
+
+def parse_logit_bias(items: list[str]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for item in items:
+        for sign in ("+", "-"):
+            tok, sep, val = item.partition(sign)
+            if sep and tok.strip().isdigit():
+                out[int(tok)] = float(sign + val) if val.strip() != "inf" else float(sign + "inf")
+                break
+        else:
+            raise SystemExit(f"error: bad --logit-bias {item!r} (expected TOKEN+BIAS or TOKEN-BIAS)")
+    return out
+
+
+def sampling_kwargs(a: argparse.Namespace) -> dict:
+    return dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
+                presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
+                seed=a.seed, logit_bias=parse_logit_bias(a.logit_bias))
+
+
+def load_llama(a: argparse.Namespace, **kw):
+    from ..api import Llama
+
+    return Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size, **kw)
