@@ -47,11 +47,17 @@ def _raise_exception(message: str) -> None:
     raise ChatTemplateError(str(message))
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
     # HF's version: plain json.dumps, no HTML escaping (Jinja's builtin tojson escapes <, >, &, ')
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _strftime_now(fmt: str) -> str:
@@ -76,8 +82,12 @@ class _Environment(ImmutableSandboxedEnvironment):
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Environment(trim_blocks=True, lstrip_blocks=True, undefined=_Undefined,
-                       extensions=["jinja2.ext.loopcontrols", _GenerationExtension])
+    env = _Environment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=_Undefined,
+        extensions=["jinja2.ext.loopcontrols", _GenerationExtension],
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -151,15 +161,20 @@ class _TrackedArgs(dict):
 _STRING_MARKER = "STRING_MARKER_7c1e"
 _TYPED_MARKER = "TYPED_MARKER_7c1e"
 _SYSTEM_MARKER = "SYSTEM_MARKER_7c1e"
-_PROBE_TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "tool1",
-        "description": "Tool description",
-        "parameters": {"type": "object", "properties": {"arg": {"type": "string", "description": "Arg"}},
-                       "required": ["arg"]},
-    },
-}]
+_PROBE_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "tool1",
+            "description": "Tool description",
+            "parameters": {
+                "type": "object",
+                "properties": {"arg": {"type": "string", "description": "Arg"}},
+                "required": ["arg"],
+            },
+        },
+    }
+]
 
 
 def _probe_tool_conversation(args: dict) -> list[dict]:
@@ -214,6 +229,25 @@ def _merge_system(messages: list[dict]) -> list[dict]:
 # -- the template ----------------------------------------------------------------------------------------
 
 
+def _default_context() -> dict[str, Any]:
+    """Variables llama.cpp always passes (common_chat_extra_context); `extra` may override them."""
+    today = date.today()
+    return {
+        "enable_thinking": True,  # templates test `enable_thinking is false` to turn reasoning off
+        "date_string": today.strftime("%d %b %Y"),
+        "datetime": today.strftime("%b %d %Y"),
+    }
+
+
+def _with_messages(
+    context: dict, messages: list[dict], add_generation_prompt: bool, tools: list | None
+) -> dict:
+    context = {**context, "messages": messages, "add_generation_prompt": add_generation_prompt}
+    if tools:  # like llama.cpp: no tools means `tools` is undefined, not an empty list
+        context["tools"] = tools
+    return context
+
+
 class ChatTemplate:
     """A compiled chat template.
 
@@ -226,8 +260,16 @@ class ChatTemplate:
     adds those tokens itself (llama.cpp does the same).
     """
 
-    def __init__(self, source: str, bos_token: str = "", eos_token: str = "", *, add_bos: bool = False,
-                 add_eos: bool = False, polyfills: bool = True):
+    def __init__(
+        self,
+        source: str,
+        bos_token: str = "",
+        eos_token: str = "",
+        *,
+        add_bos: bool = False,
+        add_eos: bool = False,
+        polyfills: bool = True,
+    ):
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -246,7 +288,7 @@ class ChatTemplate:
 
     @classmethod
     def builtin(cls, name: str, bos_token: str = "", eos_token: str = "") -> ChatTemplate:
-        """A template named like llama.cpp's `--chat-template NAME` (chatml, llama3, gemma, mistral-v7 ...)."""
+        """A template by llama.cpp's `--chat-template NAME` (chatml, llama3, gemma, mistral-v7, ...)."""
         try:
             source = BUILTIN_TEMPLATES[name]
         except KeyError:
@@ -279,27 +321,21 @@ class ChatTemplate:
 
     # -- rendering --
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools: list | None = None,
-               **extra: Any) -> str:
+    def render(
+        self,
+        messages: list[dict],
+        add_generation_prompt: bool = True,
+        tools: list | None = None,
+        **extra: Any,
+    ) -> str:
         """The prompt for `messages` (OpenAI chat format). `extra` reaches the template as variables
         (e.g. enable_thinking=False, reasoning_effort="low", date_string="26 Jul 2024")."""
         if self.polyfills:
             messages = self._normalize(messages)
-        context = {
-            "enable_thinking": True,  # llama.cpp always passes it; templates check `is false`
-            "date_string": date.today().strftime("%d %b %Y"),
-            "datetime": date.today().strftime("%b %d %Y"),
-            **extra,
-            "messages": messages,
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-            "add_generation_prompt": add_generation_prompt,
-        }
-        if tools:
-            context["tools"] = tools
-        out = self._render(context)
+        context = {**_default_context(), **extra, "bos_token": self.bos_token, "eos_token": self.eos_token}
+        out = self._render(_with_messages(context, messages, add_generation_prompt, tools))
         if self.add_bos and self.bos_token and out.startswith(self.bos_token):
-            out = out[len(self.bos_token):]
+            out = out[len(self.bos_token) :]
         if self.add_eos and self.eos_token and out.endswith(self.eos_token):
             out = out[: -len(self.eos_token)]
         return out
@@ -322,7 +358,9 @@ class ChatTemplate:
                 content = ""
             if caps.supports_string_content and not caps.supports_typed_content and isinstance(content, list):
                 content = _concat_parts(content)
-            elif caps.supports_typed_content and not caps.supports_string_content and isinstance(content, str):
+            elif (
+                caps.supports_typed_content and not caps.supports_string_content and isinstance(content, str)
+            ):
                 content = [{"type": "text", "text": content}]
             message["content"] = content
             if message.get("role") == "developer" and "<|channel|>" not in self.source:
@@ -342,13 +380,10 @@ class ChatTemplate:
         return self._caps
 
     def _probe(self, messages: list[dict], tools: list | None = None) -> str | None:
-        context = {"messages": messages, "bos_token": "", "eos_token": "", "add_generation_prompt": True,
-                   "enable_thinking": True}
-        if tools:
-            context["tools"] = tools
+        context = {**_default_context(), "bos_token": "", "eos_token": ""}
         try:
-            return self._template.render(context)
-        except Exception:  # noqa: BLE001 - a probe that fails tells us the template rejects that input
+            return self._template.render(_with_messages(context, messages, True, tools))
+        except Exception:  # noqa: BLE001 - a failing probe: the template rejects that input
             return None
 
     def _probe_caps(self) -> TemplateCaps:
@@ -356,24 +391,36 @@ class ChatTemplate:
         string_ok = as_string is not None and _STRING_MARKER in as_string
         as_parts = self._probe([{"role": "user", "content": [{"type": "text", "text": _TYPED_MARKER}]}])
         # a template that prints the list itself shows its repr/JSON, which is not typed-content support
-        typed_ok = (as_parts is not None and _TYPED_MARKER in as_parts
-                    and "'type'" not in as_parts and '"type"' not in as_parts)
+        typed_ok = (
+            as_parts is not None
+            and _TYPED_MARKER in as_parts
+            and "'type'" not in as_parts
+            and '"type"' not in as_parts
+        )
         if not string_ok and not typed_ok:
             return TemplateCaps()  # nothing renders: assume the common case and let errors surface
 
         def content(text: str) -> Any:
             return text if string_ok else [{"type": "text", "text": text}]
 
-        with_system = self._probe([{"role": "system", "content": content(_SYSTEM_MARKER)},
-                                   {"role": "user", "content": content("User message")}])
+        with_system = self._probe(
+            [
+                {"role": "system", "content": content(_SYSTEM_MARKER)},
+                {"role": "user", "content": content("User message")},
+            ]
+        )
         system_ok = with_system is not None and _SYSTEM_MARKER in with_system
         args = _TrackedArgs(arg="value")
         conversation = _probe_tool_conversation(args)
         for m in conversation:
             m["content"] = content(m["content"])
         object_args = self._probe(conversation, _PROBE_TOOLS) is not None and args.used
-        return TemplateCaps(supports_string_content=string_ok, supports_typed_content=typed_ok,
-                            supports_system_role=system_ok, supports_object_arguments=object_args)
+        return TemplateCaps(
+            supports_string_content=string_ok,
+            supports_typed_content=typed_ok,
+            supports_system_role=system_ok,
+            supports_object_arguments=object_args,
+        )
 
 
 # -- built-in templates ----------------------------------------------------------------------------------
@@ -398,8 +445,10 @@ def _each(body: str, gen: str = "") -> str:
 
 def _by_role(cases: dict[str, str], default: str = "") -> str:
     """An if/elif chain emitting the expression for `m.role`; `default` for other roles."""
-    chain = "".join(f"{{%- {'if' if i == 0 else 'elif'} m.role == '{role}' -%}}{{{{- {expr} -}}}}"
-                    for i, (role, expr) in enumerate(cases.items()))
+    chain = "".join(
+        f"{{%- {'if' if i == 0 else 'elif'} m.role == '{role}' -%}}{{{{- {expr} -}}}}"
+        for i, (role, expr) in enumerate(cases.items())
+    )
     return chain + (f"{{%- else -%}}{{{{- {default} -}}}}" if default else "") + "{%- endif -%}"
 
 
@@ -433,24 +482,37 @@ def _mistral(lead: str, trail: str, trim_assistant: bool) -> str:
 
 
 def _mistral_v7(t: str) -> str:
-    return _each(_by_role({"system": f"'[SYSTEM_PROMPT]{t}' + c + '[/SYSTEM_PROMPT]'",
-                           "user": f"'[INST]{t}' + c + '[/INST]'"}, f"'{t}' + c + '</s>'"))
+    return _each(
+        _by_role(
+            {
+                "system": f"'[SYSTEM_PROMPT]{t}' + c + '[/SYSTEM_PROMPT]'",
+                "user": f"'[INST]{t}' + c + '[/INST]'",
+            },
+            f"'{t}' + c + '</s>'",
+        )
+    )
 
 
 def _granite(tool_call_as_assistant: bool) -> str:
     if tool_call_as_assistant:
-        head = _by_role({"assistant_tool_call": "'<|start_of_role|>assistant<|end_of_role|><|tool_call|>'"},
-                        "'<|start_of_role|>' + m.role + '<|end_of_role|>'")
+        head = _by_role(
+            {"assistant_tool_call": "'<|start_of_role|>assistant<|end_of_role|><|tool_call|>'"},
+            "'<|start_of_role|>' + m.role + '<|end_of_role|>'",
+        )
     else:
-        head = ("{{- '<|start_of_role|>' + m.role + '<|end_of_role|>' -}}"
-                "{%- if m.role == 'assistant_tool_call' -%}{{- '<|tool_call|>' -}}{%- endif -%}")
+        head = (
+            "{{- '<|start_of_role|>' + m.role + '<|end_of_role|>' -}}"
+            "{%- if m.role == 'assistant_tool_call' -%}{{- '<|tool_call|>' -}}{%- endif -%}"
+        )
     return _each(head + r"{{- c + '<|end_of_text|>\n' -}}", "'<|start_of_role|>assistant<|end_of_role|>'")
 
 
 def _bailing(think: bool) -> str:
     role = "{%- set r = 'HUMAN' if m.role == 'user' else m.role|upper -%}"
-    return _each(role + "{{- '<role>' + r + '</role>' + c -}}",
-                 "'<role>ASSISTANT</role>" + ("<think>'" if think else "'"))
+    return _each(
+        role + "{{- '<role>' + r + '</role>' + c -}}",
+        "'<role>ASSISTANT</role>" + ("<think>'" if think else "'"),
+    )
 
 
 _HY = "<｜hy_place▁holder▁no▁{}｜>"
@@ -468,118 +530,265 @@ BUILTIN_TEMPLATES: dict[str, str] = {
     "mistral-v7": _mistral_v7(" "),
     "mistral-v7-tekken": _mistral_v7(""),
     "phi3": _each(r"{{- '<|' + m.role + '|>\n' + c + '<|end|>\n' -}}", r"'<|assistant|>\n'"),
-    "phi4": _each("{{- '<|im_start|>' + m.role + '<|im_sep|>' + c + '<|im_end|>' -}}",
-                  "'<|im_start|>assistant<|im_sep|>'"),
+    "phi4": _each(
+        "{{- '<|im_start|>' + m.role + '<|im_sep|>' + c + '<|im_end|>' -}}",
+        "'<|im_start|>assistant<|im_sep|>'",
+    ),
     "falcon3": _each(r"{{- '<|' + m.role + '|>\n' + c + '\n' -}}", r"'<|assistant|>\n'"),
     "zephyr": _each(r"{{- '<|' + m.role + '|>\n' + c + '<|endoftext|>\n' -}}", r"'<|assistant|>\n'"),
-    "monarch": _each(r"{{- ('' if loop.first else '<s>') + m.role + '\n' + c + '</s>\n' -}}",
-                     r"'<s>assistant\n'"),
+    "monarch": _each(
+        r"{{- ('' if loop.first else '<s>') + m.role + '\n' + c + '</s>\n' -}}", r"'<s>assistant\n'"
+    ),
     "gemma": (
         "{%- set ns = namespace(sys='') -%}"
-        + _each("{%- if m.role == 'system' -%}{%- set ns.sys = ns.sys + (c|trim) -%}{%- else -%}"
-                "{%- set r = 'model' if m.role == 'assistant' else m.role -%}"
-                r"{{- '<start_of_turn>' + r + '\n' -}}"
-                r"{%- if ns.sys and r != 'model' -%}{{- ns.sys + '\n\n' -}}{%- set ns.sys = '' -%}{%- endif -%}"
-                r"{{- (c|trim) + '<end_of_turn>\n' -}}{%- endif -%}", r"'<start_of_turn>model\n'")
+        + _each(
+            "{%- if m.role == 'system' -%}{%- set ns.sys = ns.sys + (c|trim) -%}{%- else -%}"
+            "{%- set r = 'model' if m.role == 'assistant' else m.role -%}"
+            r"{{- '<start_of_turn>' + r + '\n' -}}"
+            r"{%- if ns.sys and r != 'model' -%}{{- ns.sys + '\n\n' -}}{%- set ns.sys = '' -%}{%- endif -%}"
+            r"{{- (c|trim) + '<end_of_turn>\n' -}}{%- endif -%}",
+            r"'<start_of_turn>model\n'",
+        )
     ),
     "orion": (
         "{%- set ns = namespace(sys='') -%}"
-        + _each("{%- if m.role == 'system' -%}{%- set ns.sys = ns.sys + c -%}"
-                "{%- elif m.role == 'user' -%}{{- 'Human: ' -}}"
-                r"{%- if ns.sys -%}{{- ns.sys + '\n\n' -}}{%- set ns.sys = '' -%}{%- endif -%}"
-                r"{{- c + '\n\nAssistant: </s>' -}}{%- else -%}{{- c + '</s>' -}}{%- endif -%}")
+        + _each(
+            "{%- if m.role == 'system' -%}{%- set ns.sys = ns.sys + c -%}"
+            "{%- elif m.role == 'user' -%}{{- 'Human: ' -}}"
+            r"{%- if ns.sys -%}{{- ns.sys + '\n\n' -}}{%- set ns.sys = '' -%}{%- endif -%}"
+            r"{{- c + '\n\nAssistant: </s>' -}}{%- else -%}{{- c + '</s>' -}}{%- endif -%}"
+        )
     ),
-    "openchat": _each(_by_role({"system": "c + '<|end_of_turn|>'"},
-                               "'GPT4 Correct ' + m.role[:1]|upper + m.role[1:] + ': ' + c + '<|end_of_turn|>'"),
-                      "'GPT4 Correct Assistant:'"),
-    "vicuna": _each(_by_role({"system": r"c + '\n\n'", "user": r"'USER: ' + c + '\n'",
-                              "assistant": r"'ASSISTANT: ' + c + '</s>\n'"}), "'ASSISTANT:'"),
-    "vicuna-orca": _each(_by_role({"system": r"'SYSTEM: ' + c + '\n'", "user": r"'USER: ' + c + '\n'",
-                                   "assistant": r"'ASSISTANT: ' + c + '</s>\n'"}), "'ASSISTANT:'"),
-    "deepseek": _each(_by_role({"system": "c", "user": r"'### Instruction:\n' + c + '\n'",
-                                "assistant": r"'### Response:\n' + c + '\n<|EOT|>\n'"}), r"'### Response:\n'"),
-    "deepseek2": _each(_by_role({"system": r"c + '\n\n'", "user": r"'User: ' + c + '\n\n'",
-                                 "assistant": "'Assistant: ' + c + '<｜end▁of▁sentence｜>'"}), "'Assistant:'"),
-    "deepseek3": _each(_by_role({"system": r"c + '\n\n'", "user": "'<｜User｜>' + c",
-                                 "assistant": "'<｜Assistant｜>' + c + '<｜end▁of▁sentence｜>'"}),
-                       "'<｜Assistant｜>'"),
+    "openchat": _each(
+        _by_role(
+            {"system": "c + '<|end_of_turn|>'"},
+            "'GPT4 Correct ' + m.role[:1]|upper + m.role[1:] + ': ' + c + '<|end_of_turn|>'",
+        ),
+        "'GPT4 Correct Assistant:'",
+    ),
+    "vicuna": _each(
+        _by_role(
+            {
+                "system": r"c + '\n\n'",
+                "user": r"'USER: ' + c + '\n'",
+                "assistant": r"'ASSISTANT: ' + c + '</s>\n'",
+            }
+        ),
+        "'ASSISTANT:'",
+    ),
+    "vicuna-orca": _each(
+        _by_role(
+            {
+                "system": r"'SYSTEM: ' + c + '\n'",
+                "user": r"'USER: ' + c + '\n'",
+                "assistant": r"'ASSISTANT: ' + c + '</s>\n'",
+            }
+        ),
+        "'ASSISTANT:'",
+    ),
+    "deepseek": _each(
+        _by_role(
+            {
+                "system": "c",
+                "user": r"'### Instruction:\n' + c + '\n'",
+                "assistant": r"'### Response:\n' + c + '\n<|EOT|>\n'",
+            }
+        ),
+        r"'### Response:\n'",
+    ),
+    "deepseek2": _each(
+        _by_role(
+            {
+                "system": r"c + '\n\n'",
+                "user": r"'User: ' + c + '\n\n'",
+                "assistant": "'Assistant: ' + c + '<｜end▁of▁sentence｜>'",
+            }
+        ),
+        "'Assistant:'",
+    ),
+    "deepseek3": _each(
+        _by_role(
+            {
+                "system": r"c + '\n\n'",
+                "user": "'<｜User｜>' + c",
+                "assistant": "'<｜Assistant｜>' + c + '<｜end▁of▁sentence｜>'",
+            }
+        ),
+        "'<｜Assistant｜>'",
+    ),
     "deepseek-ocr": _each("{{- c -}}"),
-    "command-r": _each(_by_role({r: f"'<|START_OF_TURN_TOKEN|><|{tok}_TOKEN|>' + {_TRIM} + '<|END_OF_TURN_TOKEN|>'"
-                                 for r, tok in (("system", "SYSTEM"), ("user", "USER"), ("assistant", "CHATBOT"))}),
-                       "'<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'"),
-    "llama3": _each(r"{{- '<|start_header_id|>' + m.role + '<|end_header_id|>\n\n' + (c|trim) + '<|eot_id|>' -}}",
-                    r"'<|start_header_id|>assistant<|end_header_id|>\n\n'"),
-    "llama4": _each(r"{{- '<|header_start|>' + m.role + '<|header_end|>\n\n' + (c|trim) + '<|eot|>' -}}",
-                    r"'<|header_start|>assistant<|header_end|>\n\n'"),
+    "command-r": _each(
+        _by_role(
+            {
+                r: f"'<|START_OF_TURN_TOKEN|><|{tok}_TOKEN|>' + {_TRIM} + '<|END_OF_TURN_TOKEN|>'"
+                for r, tok in (("system", "SYSTEM"), ("user", "USER"), ("assistant", "CHATBOT"))
+            }
+        ),
+        "'<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'",
+    ),
+    "llama3": _each(
+        r"{{- '<|start_header_id|>' + m.role + '<|end_header_id|>\n\n' + (c|trim) + '<|eot_id|>' -}}",
+        r"'<|start_header_id|>assistant<|end_header_id|>\n\n'",
+    ),
+    "llama4": _each(
+        r"{{- '<|header_start|>' + m.role + '<|header_end|>\n\n' + (c|trim) + '<|eot|>' -}}",
+        r"'<|header_start|>assistant<|header_end|>\n\n'",
+    ),
     "chatglm3": "{{- '[gMASK]sop' -}}" + _each(r"{{- '<|' + m.role + '|>\n ' + c -}}", "'<|assistant|>'"),
     "chatglm4": "{{- '[gMASK]<sop>' -}}" + _each(r"{{- '<|' + m.role + '|>\n' + c -}}", r"'<|assistant|>\n'"),
     "glmedge": _each(r"{{- '<|' + m.role + '|>\n' + c -}}", "'<|assistant|>'"),
     "minicpm": _each(_by_role({"user": "'<用户>' + (c|trim) + '<AI>'"}, _TRIM)),
-    "exaone3": _each(_by_role({"system": r"'[|system|]' + (c|trim) + '[|endofturn|]\n'",
-                               "user": r"'[|user|]' + (c|trim) + '\n'",
-                               "assistant": r"'[|assistant|]' + (c|trim) + '[|endofturn|]\n'"}), "'[|assistant|]'"),
-    "exaone4": _each(_by_role({"system": r"'[|system|]' + (c|trim) + '[|endofturn|]\n'",
-                               "user": r"'[|user|]' + (c|trim) + '\n'",
-                               "assistant": r"'[|assistant|]' + (c|trim) + '[|endofturn|]\n'",
-                               "tool": r"'[|tool|]' + (c|trim) + '[|endofturn|]\n'"}), "'[|assistant|]'"),
+    "exaone3": _each(
+        _by_role(
+            {
+                "system": r"'[|system|]' + (c|trim) + '[|endofturn|]\n'",
+                "user": r"'[|user|]' + (c|trim) + '\n'",
+                "assistant": r"'[|assistant|]' + (c|trim) + '[|endofturn|]\n'",
+            }
+        ),
+        "'[|assistant|]'",
+    ),
+    "exaone4": _each(
+        _by_role(
+            {
+                "system": r"'[|system|]' + (c|trim) + '[|endofturn|]\n'",
+                "user": r"'[|user|]' + (c|trim) + '\n'",
+                "assistant": r"'[|assistant|]' + (c|trim) + '[|endofturn|]\n'",
+                "tool": r"'[|tool|]' + (c|trim) + '[|endofturn|]\n'",
+            }
+        ),
+        "'[|assistant|]'",
+    ),
     "exaone-moe": _each(
         "{%- if m.role in ('system', 'user', 'assistant', 'tool') -%}"
-        r"{{- '<|' + m.role + '|>\n' + (c|trim) + '<|endofturn|>\n' -}}{%- endif -%}", r"'<|assistant|>\n'"),
-    "rwkv-world": _each(_by_role({"system": r"'System: ' + (c|trim) + '\n\n'",
-                                  "user": r"'User: ' + (c|trim) + '\n\n' + ('Assistant:' if loop.last else '')",
-                                  "assistant": r"'Assistant: ' + (c|trim) + '\n\n'"})),
+        r"{{- '<|' + m.role + '|>\n' + (c|trim) + '<|endofturn|>\n' -}}{%- endif -%}",
+        r"'<|assistant|>\n'",
+    ),
+    "rwkv-world": _each(
+        _by_role(
+            {
+                "system": r"'System: ' + (c|trim) + '\n\n'",
+                "user": r"'User: ' + (c|trim) + '\n\n' + ('Assistant:' if loop.last else '')",
+                "assistant": r"'Assistant: ' + (c|trim) + '\n\n'",
+            }
+        )
+    ),
     "granite": _granite(tool_call_as_assistant=False),
     "granite-4.0": _granite(tool_call_as_assistant=True),
     "granite-4.1": _granite(tool_call_as_assistant=True),
     "gigachat": (
         "{%- set has_sys = messages and messages[0].role == 'system' -%}"
         "{{- '<s>' + (messages[0].content + '<|message_sep|>' if has_sys else '') -}}"
-        + _each("{%- if not (has_sys and loop.first) -%}"
-                + _by_role({"user": "'user<|role_sep|>' + c + '<|message_sep|>available functions<|role_sep|>[]"
-                                    "<|message_sep|>'",
-                            "assistant": "'assistant<|role_sep|>' + c + '<|message_sep|>'"})
-                + "{%- endif -%}", "'assistant<|role_sep|>'")
+        + _each(
+            "{%- if not (has_sys and loop.first) -%}"
+            + _by_role(
+                {
+                    "user": "'user<|role_sep|>' + c + '<|message_sep|>available functions<|role_sep|>[]"
+                    "<|message_sep|>'",
+                    "assistant": "'assistant<|role_sep|>' + c + '<|message_sep|>'",
+                }
+            )
+            + "{%- endif -%}",
+            "'assistant<|role_sep|>'",
+        )
     ),
-    "megrez": _each("{{- '<|role_start|>' + m.role + '<|role_end|>' + c + '<|turn_end|>' -}}",
-                    "'<|role_start|>assistant<|role_end|>'"),
-    "yandex": _each(_by_role({"user": r"' Пользователь: ' + c + '\n\n'", "assistant": r"' Ассистент: ' + c + '\n\n'"}),
-                    "' Ассистент:[SEP]'"),
+    "megrez": _each(
+        "{{- '<|role_start|>' + m.role + '<|role_end|>' + c + '<|turn_end|>' -}}",
+        "'<|role_start|>assistant<|role_end|>'",
+    ),
+    "yandex": _each(
+        _by_role({"user": r"' Пользователь: ' + c + '\n\n'", "assistant": r"' Ассистент: ' + c + '\n\n'"}),
+        "' Ассистент:[SEP]'",
+    ),
     "bailing": _bailing(think=False),
     "bailing-think": _bailing(think=True),
     "bailing2": (
         "{%- if not (messages and messages[0].role == 'system') -%}"
         "{{- '<role>SYSTEM</role>detailed thinking off<|role_end|>' -}}{%- endif -%}"
-        + _each("{%- set r = 'HUMAN' if m.role == 'user' else m.role|upper -%}"
-                "{{- '<role>' + r + '</role>' + c + '<|role_end|>' -}}", "'<role>ASSISTANT</role>'")
+        + _each(
+            "{%- set r = 'HUMAN' if m.role == 'user' else m.role|upper -%}"
+            "{{- '<role>' + r + '</role>' + c + '<|role_end|>' -}}",
+            "'<role>ASSISTANT</role>'",
+        )
     ),
-    "smolvlm": "{{- '<|im_start|>' -}}" + _each(
-        _by_role({"system": r"c + '\n\n'", "user": r"'User: ' + c + '<end_of_utterance>\n'"},
-                 r"'Assistant: ' + c + '<end_of_utterance>\n'"), "'Assistant:'"),
-    "hunyuan-moe": _each(_by_role({"system": "'<|startoftext|>' + c + '<|extra_4|>'",
-                                   "assistant": "c + '<|eos|>'"}, "'<|startoftext|>' + c + '<|extra_0|>'")),
+    "smolvlm": "{{- '<|im_start|>' -}}"
+    + _each(
+        _by_role(
+            {"system": r"c + '\n\n'", "user": r"'User: ' + c + '<end_of_utterance>\n'"},
+            r"'Assistant: ' + c + '<end_of_utterance>\n'",
+        ),
+        "'Assistant:'",
+    ),
+    "hunyuan-moe": _each(
+        _by_role(
+            {"system": "'<|startoftext|>' + c + '<|extra_4|>'", "assistant": "c + '<|eos|>'"},
+            "'<|startoftext|>' + c + '<|extra_0|>'",
+        )
+    ),
     "hunyuan-dense": _each(
         f"{{%- if loop.first and m.role == 'system' -%}}{{{{- c + '{_HY.format(3)}' -}}}}{{%- endif -%}}"
-        + _by_role({"assistant": f"'<｜hy_Assistant｜>' + c + '{_HY.format(2)}'",
-                    "user": "'<｜hy_User｜>' + c + '<｜hy_Assistant｜>'"})),
-    "hunyuan-vl": "{{- '<｜hy_begin▁of▁sentence｜>' -}}" + _each(
+        + _by_role(
+            {
+                "assistant": f"'<｜hy_Assistant｜>' + c + '{_HY.format(2)}'",
+                "user": "'<｜hy_User｜>' + c + '<｜hy_Assistant｜>'",
+            }
+        )
+    ),
+    "hunyuan-vl": "{{- '<｜hy_begin▁of▁sentence｜>' -}}"
+    + _each(
         f"{{%- if loop.first and m.role == 'system' -%}}{{{{- c + '{_HY.format(3)}' -}}}}{{%- else -%}}"
-        + _by_role({"user": "c + '<｜hy_User｜>'", "assistant": "c + '<｜hy_Assistant｜>'"}) + "{%- endif -%}"),
-    "gpt-oss": _each("{{- '<|start|>' + m.role + '<|message|>' + c"
-                     " + ('<|return|>' if m.role == 'assistant' else '<|end|>') -}}", "'<|start|>assistant'"),
-    "kimi-k2": _each(_by_role({"system": "'<|im_system|>system<|im_middle|>'",
-                               "user": "'<|im_user|>user<|im_middle|>'",
-                               "assistant": "'<|im_assistant|>assistant<|im_middle|>'",
-                               "tool": "'<|im_system|>tool<|im_middle|>'"}) + "{{- c + '<|im_end|>' -}}",
-                     "'<|im_assistant|>assistant<|im_middle|>'"),
-    "seed_oss": _each(r"{{- '<seed:bos>' + m.role + '\n' + ((c|trim) if m.role == 'assistant' else c)"
-                      " + '<seed:eos>' -}}", r"'<seed:bos>assistant\n'"),
-    "grok-2": _each(_by_role({"system": r"'System: ' + (c|trim) + '<|separator|>\n\n'",
-                              "user": r"'Human: ' + (c|trim) + '<|separator|>\n\n'",
-                              "assistant": r"'Assistant: ' + c + '<|separator|>\n\n'"}), "'Assistant:'"),
+        + _by_role({"user": "c + '<｜hy_User｜>'", "assistant": "c + '<｜hy_Assistant｜>'"})
+        + "{%- endif -%}"
+    ),
+    "gpt-oss": _each(
+        "{{- '<|start|>' + m.role + '<|message|>' + c"
+        " + ('<|return|>' if m.role == 'assistant' else '<|end|>') -}}",
+        "'<|start|>assistant'",
+    ),
+    "kimi-k2": _each(
+        _by_role(
+            {
+                "system": "'<|im_system|>system<|im_middle|>'",
+                "user": "'<|im_user|>user<|im_middle|>'",
+                "assistant": "'<|im_assistant|>assistant<|im_middle|>'",
+                "tool": "'<|im_system|>tool<|im_middle|>'",
+            }
+        )
+        + "{{- c + '<|im_end|>' -}}",
+        "'<|im_assistant|>assistant<|im_middle|>'",
+    ),
+    "seed_oss": _each(
+        r"{{- '<seed:bos>' + m.role + '\n' + ((c|trim) if m.role == 'assistant' else c)"
+        " + '<seed:eos>' -}}",
+        r"'<seed:bos>assistant\n'",
+    ),
+    "grok-2": _each(
+        _by_role(
+            {
+                "system": r"'System: ' + (c|trim) + '<|separator|>\n\n'",
+                "user": r"'Human: ' + (c|trim) + '<|separator|>\n\n'",
+                "assistant": r"'Assistant: ' + c + '<|separator|>\n\n'",
+            }
+        ),
+        "'Assistant:'",
+    ),
     "pangu-embedded": _each(
         "{%- if loop.first and m.role != 'system' -%}{{- '[unused9]系统：[unused10]' -}}{%- endif -%}"
-        + _by_role({r: f"'[unused9]{name}：' + c + '[unused10]'" for r, name in
-                    (("system", "系统"), ("user", "用户"), ("assistant", "助手"), ("tool", "工具"),
-                     ("function", "方法"))}), "'[unused9]助手：'"),
-    "solar-open": _each("{{- '<|begin|>' + m.role + '<|content|>' + c + '<|end|>' -}}", "'<|begin|>assistant'"),
+        + _by_role(
+            {
+                r: f"'[unused9]{name}：' + c + '[unused10]'"
+                for r, name in (
+                    ("system", "系统"),
+                    ("user", "用户"),
+                    ("assistant", "助手"),
+                    ("tool", "工具"),
+                    ("function", "方法"),
+                )
+            }
+        ),
+        "'[unused9]助手：'",
+    ),
+    "solar-open": _each(
+        "{{- '<|begin|>' + m.role + '<|content|>' + c + '<|end|>' -}}", "'<|begin|>assistant'"
+    ),
 }

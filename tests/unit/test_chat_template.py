@@ -1,4 +1,4 @@
-"""Chat templates: llama.cpp's 70 real templates, exact prompts from llama.cpp's own tests, real GGUF files."""
+"""Chat templates: llama.cpp's 70 real templates, exact prompts from llama.cpp's tests, real GGUF files."""
 
 from __future__ import annotations
 
@@ -121,21 +121,21 @@ class LlamaCppCase:
 # path: expected_output_jinja, or expected_output where that is empty); the granite case adds a tool turn
 JINJA_CASES = [
     LlamaCppCase(
-        name='teknium/OpenHermes-2.5-Mistral-7B',
+        name="teknium/OpenHermes-2.5-Mistral-7B",
         template=(
             "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
             "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
             "'<|im_start|>assistant\\n' }}{% endif %}"
         ),
         expected=(
-            '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n'
-            '<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n'
-            '<|im_start|>assistant\n   I am an assistant   <|im_end|>\n<|im_start|>user\n'
-            'Another question<|im_end|>\n<|im_start|>assistant\n'
+            "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n"
+            "<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n"
+            "<|im_start|>assistant\n   I am an assistant   <|im_end|>\n<|im_start|>user\n"
+            "Another question<|im_end|>\n<|im_start|>assistant\n"
         ),
     ),
     LlamaCppCase(
-        name='mistralai/Mistral-7B-Instruct-v0.2',
+        name="mistralai/Mistral-7B-Instruct-v0.2",
         template=(
             "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != "
             "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
@@ -145,14 +145,14 @@ JINJA_CASES = [
             "assistant roles are supported!') }}{% endif %}{% endfor %}"
         ),
         expected=(
-            '[INST] You are a helpful assistant\n'
-            'Hello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>[INST] '
-            'Another question [/INST]'
+            "[INST] You are a helpful assistant\n"
+            "Hello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>[INST] "
+            "Another question [/INST]"
         ),
-        eos_token='</s>',
+        eos_token="</s>",
     ),
     LlamaCppCase(
-        name='TheBloke/FusionNet_34Bx2_MoE-AWQ',
+        name="TheBloke/FusionNet_34Bx2_MoE-AWQ",
         template=(
             "{%- for idx in range(0, messages|length) -%}\n{%- if messages[idx]['role'] == 'user' -%}\n"
             "{%- if idx > 1 -%}\n{{- bos_token + '[INST] ' + messages[idx]['content'] + ' [/INST]' -}}\n"
@@ -163,25 +163,25 @@ JINJA_CASES = [
             "{{- ' '  + messages[idx]['content'] + ' ' + eos_token -}}\n{% endif %}\n{% endfor %}"
         ),
         expected=(
-            '[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n'
-            'Hello [/INST] Hi there </s><s>[INST] Who are you [/INST]    I am an assistant    '
-            '</s><s>[INST] Another question [/INST]'
+            "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n"
+            "Hello [/INST] Hi there </s><s>[INST] Who are you [/INST]    I am an assistant    "
+            "</s><s>[INST] Another question [/INST]"
         ),
-        bos_token='<s>',
-        eos_token='</s>',
+        bos_token="<s>",
+        eos_token="</s>",
     ),
     LlamaCppCase(
-        name='bofenghuang/vigogne-2-70b-chat',
+        name="bofenghuang/vigogne-2-70b-chat",
         template=(
             "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set loop_messages = "
             "messages[1:] %}{% set system_message = messages[0]['content'] %}{% elif true == true "
             "and not '<<SYS>>' in messages[0]['content'] %}{% set loop_messages = messages %}{% set "
             "system_message = 'Vous êtes Vigogne, un assistant IA créé par Zaion Lab. Vous suivez "
             "extrêmement bien les instructions. Aidez autant que vous le pouvez.' %}{% else %}{% set "
-            'loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in '
+            "loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in "
             "loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ "
             "raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }"
-            '}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '
+            "}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = "
             "'<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set "
             "content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] "
             "' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'system' %}{{ '<<SYS>>\\n' "
@@ -189,29 +189,29 @@ JINJA_CASES = [
             "+ content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
         ),
         expected=(
-            '[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n'
-            'Hello [/INST] Hi there </s>[INST] Who are you [/INST] I am an assistant </s>[INST] '
-            'Another question [/INST]'
+            "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n"
+            "Hello [/INST] Hi there </s>[INST] Who are you [/INST] I am an assistant </s>[INST] "
+            "Another question [/INST]"
         ),
-        eos_token='</s>',
+        eos_token="</s>",
     ),
     LlamaCppCase(
-        name='mlabonne/AlphaMonarch-7B',
+        name="mlabonne/AlphaMonarch-7B",
         template=(
             "{% for message in messages %}{{bos_token + message['role'] + '\\n' + message['content'] "
             "+ eos_token + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ bos_token + "
             "'assistant\\n' }}{% endif %}"
         ),
         expected=(
-            '<s>system\nYou are a helpful assistant</s>\n<s>user\nHello</s>\n<s>assistant\nHi there</s>\n'
-            '<s>user\nWho are you</s>\n<s>assistant\n   I am an assistant   </s>\n<s>user\n'
-            'Another question</s>\n<s>assistant\n'
+            "<s>system\nYou are a helpful assistant</s>\n<s>user\nHello</s>\n<s>assistant\nHi there</s>\n"
+            "<s>user\nWho are you</s>\n<s>assistant\n   I am an assistant   </s>\n<s>user\n"
+            "Another question</s>\n<s>assistant\n"
         ),
-        bos_token='<s>',
-        eos_token='</s>',
+        bos_token="<s>",
+        eos_token="</s>",
     ),
     LlamaCppCase(
-        name='google/gemma-7b-it',
+        name="google/gemma-7b-it",
         template=(
             "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') "
             "}}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != "
@@ -222,61 +222,61 @@ JINJA_CASES = [
             "endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
         ),
         expected=(
-            '<start_of_turn>user\nYou are a helpful assistant\nHello<end_of_turn>\n<start_of_turn>model\n'
-            'Hi there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\n'
-            'I am an assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n'
-            '<start_of_turn>model\n'
+            "<start_of_turn>user\nYou are a helpful assistant\nHello<end_of_turn>\n<start_of_turn>model\n"
+            "Hi there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\n"
+            "I am an assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n"
+            "<start_of_turn>model\n"
         ),
     ),
     LlamaCppCase(
-        name='OrionStarAI/Orion-14B-Chat',
+        name="OrionStarAI/Orion-14B-Chat",
         template=(
-            '{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}{% if '
+            "{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}{% if "
             "message['role'] == 'user' %}{{ 'Human: ' + message['content'] + '\\n\\nAssistant: ' + "
             "eos_token }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }"
-            '}{% endif %}{% endfor %}'
+            "}{% endif %}{% endfor %}"
         ),
         expected=(
-            'Human: You are a helpful assistant\nHello\n\nAssistant: </s>Hi there</s>Human: Who are you\n\n'
-            'Assistant: </s>   I am an assistant   </s>Human: Another question\n\nAssistant: </s>'
+            "Human: You are a helpful assistant\nHello\n\nAssistant: </s>Hi there</s>Human: Who are you\n\n"
+            "Assistant: </s>   I am an assistant   </s>Human: Another question\n\nAssistant: </s>"
         ),
-        eos_token='</s>',
+        eos_token="</s>",
     ),
     LlamaCppCase(
-        name='openchat/openchat-3.5-0106',
+        name="openchat/openchat-3.5-0106",
         template=(
             "{{ bos_token }}{% for message in messages %}{{ 'GPT4 Correct ' + "
             "message['role'].title() + ': ' + message['content'] + '<|end_of_turn|>'}}{% endfor %}{% "
             "if add_generation_prompt %}{{ 'GPT4 Correct Assistant:' }}{% endif %}"
         ),
         expected=(
-            'GPT4 Correct System: You are a helpful assistant<|end_of_turn|>GPT4 Correct User: '
-            'Hello<|end_of_turn|>GPT4 Correct Assistant: Hi there<|end_of_turn|>GPT4 Correct User: '
-            'Who are you<|end_of_turn|>GPT4 Correct Assistant:    I am an assistant   '
-            '<|end_of_turn|>GPT4 Correct User: Another question<|end_of_turn|>GPT4 Correct Assistant:'
+            "GPT4 Correct System: You are a helpful assistant<|end_of_turn|>GPT4 Correct User: "
+            "Hello<|end_of_turn|>GPT4 Correct Assistant: Hi there<|end_of_turn|>GPT4 Correct User: "
+            "Who are you<|end_of_turn|>GPT4 Correct Assistant:    I am an assistant   "
+            "<|end_of_turn|>GPT4 Correct User: Another question<|end_of_turn|>GPT4 Correct Assistant:"
         ),
     ),
     LlamaCppCase(
-        name='Llama-3',
+        name="Llama-3",
         template=(
-            '{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '
+            "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
             "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n"
             "'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = "
-            'bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ '
+            "bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ "
             "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
         ),
         expected=(
-            '<|start_header_id|>system<|end_header_id|>\n\n'
-            'You are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n'
-            'Hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
-            'Hi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n'
-            'Who are you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
-            'I am an assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n'
-            'Another question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
+            "<|start_header_id|>system<|end_header_id|>\n\n"
+            "You are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+            "Hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+            "Hi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+            "Who are you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+            "I am an assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+            "Another question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         ),
     ),
     LlamaCppCase(
-        name='Phi-3-mini',
+        name="Phi-3-mini",
         template=(
             "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}"
             "{{'<|user|>' + '\n' + message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n"
@@ -284,29 +284,29 @@ JINJA_CASES = [
             "'}}{% endif %}{% endfor %}"
         ),
         expected=(
-            '<|user|>\nYou are a helpful assistant\nHello<|end|>\n<|assistant|>\nHi there<|end|>\n'
-            '<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   <|end|>\n<|user|>\n'
-            'Another question<|end|>\n<|assistant|>\n'
+            "<|user|>\nYou are a helpful assistant\nHello<|end|>\n<|assistant|>\nHi there<|end|>\n"
+            "<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   <|end|>\n<|user|>\n"
+            "Another question<|end|>\n<|assistant|>\n"
         ),
     ),
     LlamaCppCase(
-        name='ChatGLM3',
+        name="ChatGLM3",
         template=(
             "{% for message in messages %}{% if loop.first %}[gMASK]sop<|{{ message['role'] }}|>\n"
             " {{ message['content'] }}{% else %}<|{{ message['role'] }}|>\n"
             " {{ message['content'] }}{% endif %}{% endfor %}{% if add_generation_prompt %}"
-            '<|assistant|>{% endif %}'
+            "<|assistant|>{% endif %}"
         ),
         expected=(
-            '[gMASK]sop<|system|>\n You are a helpful assistant<|user|>\n Hello<|assistant|>\n'
-            ' Hi there<|user|>\n Who are you<|assistant|>\n    I am an assistant   <|user|>\n'
-            ' Another question<|assistant|>'
+            "[gMASK]sop<|system|>\n You are a helpful assistant<|user|>\n Hello<|assistant|>\n"
+            " Hi there<|user|>\n Who are you<|assistant|>\n    I am an assistant   <|user|>\n"
+            " Another question<|assistant|>"
         ),
     ),
     LlamaCppCase(
-        name='DeepSeek-V2',
+        name="DeepSeek-V2",
         template=(
-            '{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% '
+            "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% "
             "endif %}{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
             "{{ 'User: ' + message['content'] + '\n\n"
             "' }}{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + "
@@ -314,30 +314,30 @@ JINJA_CASES = [
             "' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
         ),
         expected=(
-            'You are a helpful assistant\n\nUser: Hello\n\n'
-            'Assistant: Hi there<｜end▁of▁sentence｜>User: Who are you\n\n'
-            'Assistant:    I am an assistant   <｜end▁of▁sentence｜>User: Another question\n\nAssistant:'
+            "You are a helpful assistant\n\nUser: Hello\n\n"
+            "Assistant: Hi there<｜end▁of▁sentence｜>User: Who are you\n\n"
+            "Assistant:    I am an assistant   <｜end▁of▁sentence｜>User: Another question\n\nAssistant:"
         ),
-        eos_token='<｜end▁of▁sentence｜>',
+        eos_token="<｜end▁of▁sentence｜>",
     ),
     LlamaCppCase(
-        name='mistralai/Mistral-Large-Instruct-2411',
+        name="mistralai/Mistral-Large-Instruct-2411",
         template=(
             "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ "
             "'[INST] ' + message['content'] + '[/INST]' }}{% elif message['role'] == 'system' %}{{ "
             "'[SYSTEM_PROMPT] ' + message['content'] + '[/SYSTEM_PROMPT]' }}{% elif message['role'] "
             "== 'assistant' %}{{ ' ' + message['content'] + eos_token }}{% else %}{{ "
             "raise_exception('Only user, system and assistant roles are supported!') }}{% endif %}{% "
-            'endfor %}'
+            "endfor %}"
         ),
         expected=(
-            '[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi '
-            'there</s>[INST] Who are you[/INST]    I am an assistant   </s>[INST] Another question[/INST]'
+            "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi "
+            "there</s>[INST] Who are you[/INST]    I am an assistant   </s>[INST] Another question[/INST]"
         ),
-        eos_token='</s>',
+        eos_token="</s>",
     ),
     LlamaCppCase(
-        name='phi-4',
+        name="phi-4",
         template=(
             "{% for message in messages %}{% if (message['role'] == 'system') %}"
             "{{'<|im_start|>system<|im_sep|>' + message['content'] + '<|im_end|>'}}{% elif "
@@ -346,15 +346,15 @@ JINJA_CASES = [
             "{{message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}"
         ),
         expected=(
-            '<|im_start|>system<|im_sep|>You are a helpful '
-            'assistant<|im_end|><|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_se'
-            'p|>Hi there<|im_end|><|im_start|>user<|im_sep|>Who are '
-            'you<|im_end|><|im_start|>assistant<|im_sep|>   I am an assistant   '
-            '<|im_end|><|im_start|>user<|im_sep|>Another question<|im_end|><|im_start|>assistant<|im_sep|>'
+            "<|im_start|>system<|im_sep|>You are a helpful "
+            "assistant<|im_end|><|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_se"
+            "p|>Hi there<|im_end|><|im_start|>user<|im_sep|>Who are "
+            "you<|im_end|><|im_start|>assistant<|im_sep|>   I am an assistant   "
+            "<|im_end|><|im_start|>user<|im_sep|>Another question<|im_end|><|im_start|>assistant<|im_sep|>"
         ),
     ),
     LlamaCppCase(
-        name='inclusionAI/Ling-lite',
+        name="inclusionAI/Ling-lite",
         template=(
             "{% for message in messages %}{% set role = message['role'] | lower %}{% if role == "
             "'user' %}{% set role = 'HUMAN' %}{% endif %}{% set role = role | upper %}{{ '<role>' + "
@@ -362,233 +362,233 @@ JINJA_CASES = [
             "'<role>ASSISTANT</role>' }}{% endif %}"
         ),
         expected=(
-            '<role>SYSTEM</role>You are a helpful '
-            'assistant<role>HUMAN</role>Hello<role>ASSISTANT</role>Hi there<role>HUMAN</role>Who are '
-            'you<role>ASSISTANT</role>   I am an assistant   <role>HUMAN</role>Another '
-            'question<role>ASSISTANT</role>'
+            "<role>SYSTEM</role>You are a helpful "
+            "assistant<role>HUMAN</role>Hello<role>ASSISTANT</role>Hi there<role>HUMAN</role>Who are "
+            "you<role>ASSISTANT</role>   I am an assistant   <role>HUMAN</role>Another "
+            "question<role>ASSISTANT</role>"
         ),
     ),
     LlamaCppCase(
-        name='ByteDance-Seed/Seed-OSS-36B-Instruct',
+        name="ByteDance-Seed/Seed-OSS-36B-Instruct",
         template=(
             '{# <seed:bos> #}{%- for message in messages %}{%- if message.role in ["user", "system"] '
             '%}{{ bos_token + message.role + "\\n" + message.content + eos_token }}{%- elif '
             'message.role == "assistant" %}{{ bos_token + message.role }}{%- if message.content is '
             'defined and message.content is string and message.content|trim|length > 0 %}{{ "\\n" + '
-            'message.content|trim + eos_token }}{%- endif %}{%- else %}{{ bos_token + message.role + '
+            "message.content|trim + eos_token }}{%- endif %}{%- else %}{{ bos_token + message.role + "
             '"\\n" + message.content + eos_token }}{%- endif %}{%- endfor %}{%- if '
             'add_generation_prompt %}{{ bos_token + "assistant\\n" }}{%- endif %}'
         ),
         expected=(
-            '<seed:bos>system\nYou are a helpful assistant<seed:eos><seed:bos>user\n'
-            'Hello<seed:eos><seed:bos>assistant\nHi there<seed:eos><seed:bos>user\n'
-            'Who are you<seed:eos><seed:bos>assistant\nI am an assistant<seed:eos><seed:bos>user\n'
-            'Another question<seed:eos><seed:bos>assistant\n'
+            "<seed:bos>system\nYou are a helpful assistant<seed:eos><seed:bos>user\n"
+            "Hello<seed:eos><seed:bos>assistant\nHi there<seed:eos><seed:bos>user\n"
+            "Who are you<seed:eos><seed:bos>assistant\nI am an assistant<seed:eos><seed:bos>user\n"
+            "Another question<seed:eos><seed:bos>assistant\n"
         ),
-        bos_token='<seed:bos>',
-        eos_token='<seed:eos>',
+        bos_token="<seed:bos>",
+        eos_token="<seed:eos>",
     ),
     LlamaCppCase(
-        name='ibm-granite/granite-3.x',
+        name="ibm-granite/granite-3.x",
         template=(
             "{%- for message in messages %}\n    {%- if message['role'] == 'assistant_tool_call' %}\n"
             "    {{- '<|start_of_role|>assistant<|end_of_role|><|tool_call|>' + message['content'] + "
             "'<|end_of_text|>\\n' }}\n    {%- else %}\n"
             "    {{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' + message['content'] "
             "+ '<|end_of_text|>\\n' }}\n    {%- endif %}\n"
-            '    {%- if loop.last and add_generation_prompt %}\n'
+            "    {%- if loop.last and add_generation_prompt %}\n"
             "    {{- '<|start_of_role|>assistant<|end_of_role|>' }}\n    {%- endif %}\n{%- endfor %}"
         ),
         expected=(
-            '<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n'
-            '<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n'
-            '<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n'
-            '<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n'
-            '<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n'
-            '<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n'
-            '<|start_of_role|>user<|end_of_role|>What is the weather?<|end_of_text|>\n'
+            "<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n"
+            "<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n"
+            "<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n"
+            "<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n"
+            "<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n"
+            "<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n"
+            "<|start_of_role|>user<|end_of_role|>What is the weather?<|end_of_text|>\n"
             '<|start_of_role|>assistant<|end_of_role|><|tool_call|>[{"name": "get_weather", '
             '"arguments": {"location": "NYC"}}]<|end_of_text|>\n'
             '<|start_of_role|>tool_response<|end_of_role|>{"temperature": 72}<|end_of_text|>\n'
-            '<|start_of_role|>assistant<|end_of_role|>'
+            "<|start_of_role|>assistant<|end_of_role|>"
         ),
         extra_turns=(
-            ('user', 'What is the weather?'),
-            ('assistant_tool_call', '[{"name": "get_weather", "arguments": {"location": "NYC"}}]'),
-            ('tool_response', '{"temperature": 72}'),
+            ("user", "What is the weather?"),
+            ("assistant_tool_call", '[{"name": "get_weather", "arguments": {"location": "NYC"}}]'),
+            ("tool_response", '{"temperature": 72}'),
         ),
     ),
 ]
 
 # llama.cpp's built-in formats (src/llama-chat.cpp) on CONVERSATION: expected_output of the same tests
 BUILTIN_EXPECTED = {
-    'chatml': (
-        '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n'
-        '<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n'
-        '<|im_start|>assistant\n   I am an assistant   <|im_end|>\n<|im_start|>user\n'
-        'Another question<|im_end|>\n<|im_start|>assistant\n'
+    "chatml": (
+        "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n"
+        "<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n"
+        "<|im_start|>assistant\n   I am an assistant   <|im_end|>\n<|im_start|>user\n"
+        "Another question<|im_end|>\n<|im_start|>assistant\n"
     ),
-    'llama2': (
-        '[INST] You are a helpful assistant\n'
-        'Hello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>[INST] '
-        'Another question [/INST]'
+    "llama2": (
+        "[INST] You are a helpful assistant\n"
+        "Hello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>[INST] "
+        "Another question [/INST]"
     ),
-    'llama2-sys-bos': (
-        '[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n'
-        'Hello [/INST]Hi there</s><s>[INST] Who are you [/INST]   I am an assistant   '
-        '</s><s>[INST] Another question [/INST]'
+    "llama2-sys-bos": (
+        "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n"
+        "Hello [/INST]Hi there</s><s>[INST] Who are you [/INST]   I am an assistant   "
+        "</s><s>[INST] Another question [/INST]"
     ),
-    'llama2-sys-strip': (
-        '[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n'
-        'Hello [/INST]Hi there</s>[INST] Who are you [/INST]I am an assistant</s>[INST] Another '
-        'question [/INST]'
+    "llama2-sys-strip": (
+        "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n"
+        "Hello [/INST]Hi there</s>[INST] Who are you [/INST]I am an assistant</s>[INST] Another "
+        "question [/INST]"
     ),
-    'monarch': (
-        'system\nYou are a helpful assistant</s>\n<s>user\nHello</s>\n<s>assistant\nHi there</s>\n'
-        '<s>user\nWho are you</s>\n<s>assistant\n   I am an assistant   </s>\n<s>user\n'
-        'Another question</s>\n<s>assistant\n'
+    "monarch": (
+        "system\nYou are a helpful assistant</s>\n<s>user\nHello</s>\n<s>assistant\nHi there</s>\n"
+        "<s>user\nWho are you</s>\n<s>assistant\n   I am an assistant   </s>\n<s>user\n"
+        "Another question</s>\n<s>assistant\n"
     ),
-    'gemma': (
-        '<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\n'
-        'Hi there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\n'
-        'I am an assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n'
-        '<start_of_turn>model\n'
+    "gemma": (
+        "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\n"
+        "Hi there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\n"
+        "I am an assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n"
+        "<start_of_turn>model\n"
     ),
-    'orion': (
-        'Human: You are a helpful assistant\n\nHello\n\nAssistant: </s>Hi there</s>Human: Who are you\n'
-        '\nAssistant: </s>   I am an assistant   </s>Human: Another question\n\nAssistant: </s>'
+    "orion": (
+        "Human: You are a helpful assistant\n\nHello\n\nAssistant: </s>Hi there</s>Human: Who are you\n"
+        "\nAssistant: </s>   I am an assistant   </s>Human: Another question\n\nAssistant: </s>"
     ),
-    'openchat': (
-        'You are a helpful assistant<|end_of_turn|>GPT4 Correct User: Hello<|end_of_turn|>GPT4 '
-        'Correct Assistant: Hi there<|end_of_turn|>GPT4 Correct User: Who are '
-        'you<|end_of_turn|>GPT4 Correct Assistant:    I am an assistant   <|end_of_turn|>GPT4 '
-        'Correct User: Another question<|end_of_turn|>GPT4 Correct Assistant:'
+    "openchat": (
+        "You are a helpful assistant<|end_of_turn|>GPT4 Correct User: Hello<|end_of_turn|>GPT4 "
+        "Correct Assistant: Hi there<|end_of_turn|>GPT4 Correct User: Who are "
+        "you<|end_of_turn|>GPT4 Correct Assistant:    I am an assistant   <|end_of_turn|>GPT4 "
+        "Correct User: Another question<|end_of_turn|>GPT4 Correct Assistant:"
     ),
-    'deepseek': (
-        'You are a helpful assistant### Instruction:\nHello\n### Response:\nHi there\n<|EOT|>\n'
-        '### Instruction:\nWho are you\n### Response:\n   I am an assistant   \n<|EOT|>\n'
-        '### Instruction:\nAnother question\n### Response:\n'
+    "deepseek": (
+        "You are a helpful assistant### Instruction:\nHello\n### Response:\nHi there\n<|EOT|>\n"
+        "### Instruction:\nWho are you\n### Response:\n   I am an assistant   \n<|EOT|>\n"
+        "### Instruction:\nAnother question\n### Response:\n"
     ),
-    'vicuna': (
-        'You are a helpful assistant\n\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\n'
-        'ASSISTANT:    I am an assistant   </s>\nUSER: Another question\nASSISTANT:'
+    "vicuna": (
+        "You are a helpful assistant\n\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\n"
+        "ASSISTANT:    I am an assistant   </s>\nUSER: Another question\nASSISTANT:"
     ),
-    'vicuna-orca': (
-        'SYSTEM: You are a helpful assistant\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\n'
-        'ASSISTANT:    I am an assistant   </s>\nUSER: Another question\nASSISTANT:'
+    "vicuna-orca": (
+        "SYSTEM: You are a helpful assistant\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\n"
+        "ASSISTANT:    I am an assistant   </s>\nUSER: Another question\nASSISTANT:"
     ),
-    'command-r': (
-        '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>You are a helpful '
-        'assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hello<|END_OF_TURN_TO'
-        'KEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>Hi '
-        'there<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Who are '
-        'you<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>I am an '
-        'assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Another '
-        'question<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'
+    "command-r": (
+        "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>You are a helpful "
+        "assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hello<|END_OF_TURN_TO"
+        "KEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>Hi "
+        "there<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Who are "
+        "you<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>I am an "
+        "assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Another "
+        "question<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
     ),
-    'llama3': (
-        '<|start_header_id|>system<|end_header_id|>\n\n'
-        'You are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n'
-        'Hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
-        'Hi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n'
-        'Who are you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
-        'I am an assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n'
-        'Another question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
+    "llama3": (
+        "<|start_header_id|>system<|end_header_id|>\n\n"
+        "You are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+        "Hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        "Hi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+        "Who are you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        "I am an assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+        "Another question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     ),
-    'phi3': (
-        '<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\n'
-        'Hi there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   <|end|>\n'
-        '<|user|>\nAnother question<|end|>\n<|assistant|>\n'
+    "phi3": (
+        "<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\n"
+        "Hi there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   <|end|>\n"
+        "<|user|>\nAnother question<|end|>\n<|assistant|>\n"
     ),
-    'chatglm3': (
-        '[gMASK]sop<|system|>\n You are a helpful assistant<|user|>\n Hello<|assistant|>\n'
-        ' Hi there<|user|>\n Who are you<|assistant|>\n    I am an assistant   <|user|>\n'
-        ' Another question<|assistant|>'
+    "chatglm3": (
+        "[gMASK]sop<|system|>\n You are a helpful assistant<|user|>\n Hello<|assistant|>\n"
+        " Hi there<|user|>\n Who are you<|assistant|>\n    I am an assistant   <|user|>\n"
+        " Another question<|assistant|>"
     ),
-    'chatglm4': (
-        '[gMASK]<sop><|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\n'
-        'Hi there<|user|>\nWho are you<|assistant|>\n   I am an assistant   <|user|>\n'
-        'Another question<|assistant|>\n'
+    "chatglm4": (
+        "[gMASK]<sop><|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\n"
+        "Hi there<|user|>\nWho are you<|assistant|>\n   I am an assistant   <|user|>\n"
+        "Another question<|assistant|>\n"
     ),
-    'glmedge': (
-        '<|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\nHi there<|user|>\n'
-        'Who are you<|assistant|>\n   I am an assistant   <|user|>\nAnother question<|assistant|>'
+    "glmedge": (
+        "<|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\nHi there<|user|>\n"
+        "Who are you<|assistant|>\n   I am an assistant   <|user|>\nAnother question<|assistant|>"
     ),
-    'minicpm': (
-        'You are a helpful assistant<用户>Hello<AI>Hi there<用户>Who are you<AI>I am an '
-        'assistant<用户>Another question<AI>'
+    "minicpm": (
+        "You are a helpful assistant<用户>Hello<AI>Hi there<用户>Who are you<AI>I am an "
+        "assistant<用户>Another question<AI>"
     ),
-    'deepseek2': (
-        'You are a helpful assistant\n\nUser: Hello\n\n'
-        'Assistant: Hi there<｜end▁of▁sentence｜>User: Who are you\n\n'
-        'Assistant:    I am an assistant   <｜end▁of▁sentence｜>User: Another question\n\nAssistant:'
+    "deepseek2": (
+        "You are a helpful assistant\n\nUser: Hello\n\n"
+        "Assistant: Hi there<｜end▁of▁sentence｜>User: Who are you\n\n"
+        "Assistant:    I am an assistant   <｜end▁of▁sentence｜>User: Another question\n\nAssistant:"
     ),
-    'granite': (
-        '<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n'
-        '<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n'
-        '<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n'
-        '<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n'
-        '<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n'
-        '<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n'
-        '<|start_of_role|>assistant<|end_of_role|>'
+    "granite": (
+        "<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n"
+        "<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n"
+        "<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n"
+        "<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n"
+        "<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n"
+        "<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n"
+        "<|start_of_role|>assistant<|end_of_role|>"
     ),
-    'mistral-v1': (
-        ' [INST] You are a helpful assistant\n\n'
-        'Hello [/INST] Hi there</s> [INST] Who are you [/INST]    I am an assistant   </s> '
-        '[INST] Another question [/INST]'
+    "mistral-v1": (
+        " [INST] You are a helpful assistant\n\n"
+        "Hello [/INST] Hi there</s> [INST] Who are you [/INST]    I am an assistant   </s> "
+        "[INST] Another question [/INST]"
     ),
-    'mistral-v3': (
-        '[INST] You are a helpful assistant\n\n'
-        'Hello[/INST] Hi there</s>[INST] Who are you[/INST] I am an assistant</s>[INST] Another '
-        'question[/INST]'
+    "mistral-v3": (
+        "[INST] You are a helpful assistant\n\n"
+        "Hello[/INST] Hi there</s>[INST] Who are you[/INST] I am an assistant</s>[INST] Another "
+        "question[/INST]"
     ),
-    'mistral-v3-tekken': (
-        '[INST]You are a helpful assistant\n\n'
-        'Hello[/INST]Hi there</s>[INST]Who are you[/INST]   I am an assistant   '
-        '</s>[INST]Another question[/INST]'
+    "mistral-v3-tekken": (
+        "[INST]You are a helpful assistant\n\n"
+        "Hello[/INST]Hi there</s>[INST]Who are you[/INST]   I am an assistant   "
+        "</s>[INST]Another question[/INST]"
     ),
-    'mistral-v7': (
-        '[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi '
-        'there</s>[INST] Who are you[/INST]    I am an assistant   </s>[INST] Another question[/INST]'
+    "mistral-v7": (
+        "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi "
+        "there</s>[INST] Who are you[/INST]    I am an assistant   </s>[INST] Another question[/INST]"
     ),
-    'gigachat': (
-        '<s>You are a helpful assistant<|message_sep|>user<|role_sep|>Hello<|message_sep|>availab'
-        'le functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>Hi '
-        'there<|message_sep|>user<|role_sep|>Who are you<|message_sep|>available '
-        'functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>   I am an assistant   '
-        '<|message_sep|>user<|role_sep|>Another question<|message_sep|>available '
-        'functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>'
+    "gigachat": (
+        "<s>You are a helpful assistant<|message_sep|>user<|role_sep|>Hello<|message_sep|>availab"
+        "le functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>Hi "
+        "there<|message_sep|>user<|role_sep|>Who are you<|message_sep|>available "
+        "functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>   I am an assistant   "
+        "<|message_sep|>user<|role_sep|>Another question<|message_sep|>available "
+        "functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>"
     ),
-    'megrez': (
-        '<|role_start|>system<|role_end|>You are a helpful '
-        'assistant<|turn_end|><|role_start|>user<|role_end|>Hello<|turn_end|><|role_start|>assist'
-        'ant<|role_end|>Hi there<|turn_end|><|role_start|>user<|role_end|>Who are '
-        'you<|turn_end|><|role_start|>assistant<|role_end|>   I am an assistant   '
-        '<|turn_end|><|role_start|>user<|role_end|>Another '
-        'question<|turn_end|><|role_start|>assistant<|role_end|>'
+    "megrez": (
+        "<|role_start|>system<|role_end|>You are a helpful "
+        "assistant<|turn_end|><|role_start|>user<|role_end|>Hello<|turn_end|><|role_start|>assist"
+        "ant<|role_end|>Hi there<|turn_end|><|role_start|>user<|role_end|>Who are "
+        "you<|turn_end|><|role_start|>assistant<|role_end|>   I am an assistant   "
+        "<|turn_end|><|role_start|>user<|role_end|>Another "
+        "question<|turn_end|><|role_start|>assistant<|role_end|>"
     ),
-    'phi4': (
-        '<|im_start|>system<|im_sep|>You are a helpful '
-        'assistant<|im_end|><|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_se'
-        'p|>Hi there<|im_end|><|im_start|>user<|im_sep|>Who are '
-        'you<|im_end|><|im_start|>assistant<|im_sep|>   I am an assistant   '
-        '<|im_end|><|im_start|>user<|im_sep|>Another question<|im_end|><|im_start|>assistant<|im_sep|>'
+    "phi4": (
+        "<|im_start|>system<|im_sep|>You are a helpful "
+        "assistant<|im_end|><|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_se"
+        "p|>Hi there<|im_end|><|im_start|>user<|im_sep|>Who are "
+        "you<|im_end|><|im_start|>assistant<|im_sep|>   I am an assistant   "
+        "<|im_end|><|im_start|>user<|im_sep|>Another question<|im_end|><|im_start|>assistant<|im_sep|>"
     ),
-    'yandex': (
-        ' Пользователь: Hello\n\n Ассистент: Hi there\n\n Пользователь: Who are you\n\n'
-        ' Ассистент:    I am an assistant   \n\n Пользователь: Another question\n\n Ассистент:[SEP]'
+    "yandex": (
+        " Пользователь: Hello\n\n Ассистент: Hi there\n\n Пользователь: Who are you\n\n"
+        " Ассистент:    I am an assistant   \n\n Пользователь: Another question\n\n Ассистент:[SEP]"
     ),
-    'bailing': (
-        '<role>SYSTEM</role>You are a helpful '
-        'assistant<role>HUMAN</role>Hello<role>ASSISTANT</role>Hi there<role>HUMAN</role>Who are '
-        'you<role>ASSISTANT</role>   I am an assistant   <role>HUMAN</role>Another '
-        'question<role>ASSISTANT</role>'
+    "bailing": (
+        "<role>SYSTEM</role>You are a helpful "
+        "assistant<role>HUMAN</role>Hello<role>ASSISTANT</role>Hi there<role>HUMAN</role>Who are "
+        "you<role>ASSISTANT</role>   I am an assistant   <role>HUMAN</role>Another "
+        "question<role>ASSISTANT</role>"
     ),
-    'seed_oss': (
-        '<seed:bos>system\nYou are a helpful assistant<seed:eos><seed:bos>user\n'
-        'Hello<seed:eos><seed:bos>assistant\nHi there<seed:eos><seed:bos>user\n'
-        'Who are you<seed:eos><seed:bos>assistant\nI am an assistant<seed:eos><seed:bos>user\n'
-        'Another question<seed:eos><seed:bos>assistant\n'
+    "seed_oss": (
+        "<seed:bos>system\nYou are a helpful assistant<seed:eos><seed:bos>user\n"
+        "Hello<seed:eos><seed:bos>assistant\nHi there<seed:eos><seed:bos>user\n"
+        "Who are you<seed:eos><seed:bos>assistant\nI am an assistant<seed:eos><seed:bos>user\n"
+        "Another question<seed:eos><seed:bos>assistant\n"
     ),
 }
 
@@ -615,10 +615,15 @@ def _render_file(path: Path) -> str:
 # -- llama.cpp's 70 real templates ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[n], strict=True)) if n in KNOWN_FAILURES
-    else n for n in TEMPLATE_FILES
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[n], strict=True))
+        if n in KNOWN_FAILURES
+        else n
+        for n in TEMPLATE_FILES
+    ],
+)
 def test_real_template_renders_plain_chat(llama_cpp_data, name):
     out = _render_file(_templates_dir(llama_cpp_data) / f"{name}.jinja")
     for message in PLAIN_CHAT[1:]:
@@ -645,14 +650,27 @@ def test_real_templates_with_a_tool_call_round_trip(llama_cpp_data):
     """llama.cpp's --with-tools conversation: every template that knows tools shows the call and result."""
     messages = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call00001", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call00001",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call00001", "content": "sunny, 21C"},
     ]
     failures = {}
-    for name in ("Qwen-Qwen2.5-7B-Instruct", "Qwen-Qwen3-0.6B", "meta-llama-Llama-3.1-8B-Instruct",
-                 "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "mistralai-Mistral-Nemo-Instruct-2407"):
+    for name in (
+        "Qwen-Qwen2.5-7B-Instruct",
+        "Qwen-Qwen3-0.6B",
+        "meta-llama-Llama-3.1-8B-Instruct",
+        "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+        "mistralai-Mistral-Nemo-Instruct-2407",
+    ):
         t = ChatTemplate((_templates_dir(llama_cpp_data) / f"{name}.jinja").read_text(), "<s>", "</s>")
         out = t.render(messages, tools=[WEATHER_TOOL])
         if not all(s in out for s in ("get_weather", "Paris", "sunny, 21C")) or '\\"city\\"' in out:
@@ -733,15 +751,25 @@ def test_qwen25_tools_and_tool_calls(qwen05_path):
     messages = [
         {"role": "user", "content": "Weather in Paris?"},
         # OpenAI clients send arguments as a JSON string and content as null
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": '{"temp": 21}'},
     ]
     assert t.render(messages, tools=[WEATHER_TOOL]) == (
         f"<|im_start|>system\n{QWEN_SYSTEM}\n\n# Tools\n\n"
         "You may call one or more functions to assist with the user query.\n\n"
         "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
-        + json.dumps(WEATHER_TOOL) + "\n</tools>\n\n"
+        + json.dumps(WEATHER_TOOL)
+        + "\n</tools>\n\n"
         "For each function call, return a json object with function name and arguments within "
         "<tool_call></tool_call> XML tags:\n<tool_call>\n"
         '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
@@ -768,8 +796,13 @@ class _FakeGGUF:
 
 def test_from_gguf_tokens_and_bos_stripping():
     tokens = ["<unk>", "<s>", "</s>"]
-    meta = {"tokenizer.ggml.tokens": tokens, "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2,
-            "tokenizer.ggml.model": "llama", "tokenizer.chat_template": "{{ bos_token }}[{{ messages[0].content }}]"}
+    meta = {
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.chat_template": "{{ bos_token }}[{{ messages[0].content }}]",
+    }
     t = ChatTemplate.from_gguf(_FakeGGUF(meta))
     assert (t.bos_token, t.eos_token) == ("<s>", "</s>")
     # SPM vocabularies add BOS when tokenizing, so llama.cpp strips it from the prompt text
@@ -787,16 +820,21 @@ def test_from_gguf_tokens_and_bos_stripping():
 
 
 def test_raise_exception_becomes_chat_template_error():
-    t = ChatTemplate("{% if messages[0].role != 'user' %}{{ raise_exception('First message must be from the user') }}"
-                     "{% endif %}ok", polyfills=False)
+    t = ChatTemplate(
+        "{% if messages[0].role != 'user' %}{{ raise_exception('First message must be from the user') }}"
+        "{% endif %}ok",
+        polyfills=False,
+    )
     assert t.render([{"role": "user", "content": "x"}]) == "ok"
     with pytest.raises(ChatTemplateError, match="^First message must be from the user$"):
         t.render([{"role": "assistant", "content": "x"}])
 
 
 def test_template_raising_on_system_gets_it_merged_like_llama_cpp():
-    src = ("{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}"
-           "{% endif %}<{{ m.role }}>{{ m.content }}{% endfor %}")
+    src = (
+        "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    )
     assert ChatTemplate(src).render(CONVERSATION[:2]) == "<user>You are a helpful assistant\nHello"
     with pytest.raises(ChatTemplateError, match="System role not supported"):
         ChatTemplate(src, polyfills=False).render(CONVERSATION[:2])
@@ -826,14 +864,20 @@ def test_sandbox_blocks_unsafe_access():
 
 
 def test_tojson_like_hf():
-    t = ChatTemplate("{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(separators=(',', ':')) }}|"
-                     "{{ x | tojson(sort_keys=true) }}|{{ x | tojson(ensure_ascii=true) }}")
+    t = ChatTemplate(
+        "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(separators=(',', ':')) }}|"
+        "{{ x | tojson(sort_keys=true) }}|{{ x | tojson(ensure_ascii=true) }}"
+    )
     x = {"b": "<a href='x'>&</a>", "a": "été"}
-    assert t.render([], x=x) == "|".join([
-        json.dumps(x, ensure_ascii=False), json.dumps(x, ensure_ascii=False, indent=2),
-        json.dumps(x, ensure_ascii=False, separators=(",", ":")),
-        json.dumps(x, ensure_ascii=False, sort_keys=True), json.dumps(x),
-    ])
+    assert t.render([], x=x) == "|".join(
+        [
+            json.dumps(x, ensure_ascii=False),
+            json.dumps(x, ensure_ascii=False, indent=2),
+            json.dumps(x, ensure_ascii=False, separators=(",", ":")),
+            json.dumps(x, ensure_ascii=False, sort_keys=True),
+            json.dumps(x),
+        ]
+    )
 
 
 def test_strftime_now_and_dates():
@@ -844,23 +888,35 @@ def test_strftime_now_and_dates():
 
 
 def test_generation_block_and_loop_controls():
-    t = ChatTemplate("{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
-                     "{% generation %}[{{ m.content }}]{% endgeneration %}{% if loop.index > 2 %}{% break %}"
-                     "{% endif %}{% endfor %}", polyfills=False)
+    t = ChatTemplate(
+        "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
+        "{% generation %}[{{ m.content }}]{% endgeneration %}{% if loop.index > 2 %}{% break %}"
+        "{% endif %}{% endfor %}",
+        polyfills=False,
+    )
     assert t.render(CONVERSATION) == "[Hello][Hi there]"
 
 
 def test_context_variables():
-    t = ChatTemplate("{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ tools is defined }}|"
-                     "{{ enable_thinking }}|{{ custom }}", "<s>", "</s>")
+    t = ChatTemplate(
+        "{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ tools is defined }}|"
+        "{{ enable_thinking }}|{{ custom }}",
+        "<s>",
+        "</s>",
+    )
     assert t.render([]) == "<s>|</s>|True|False|True|"
-    assert t.render([], add_generation_prompt=False, tools=[WEATHER_TOOL], enable_thinking=False,
-                    custom=7) == "<s>|</s>|False|True|False|7"
+    assert (
+        t.render([], add_generation_prompt=False, tools=[WEATHER_TOOL], enable_thinking=False, custom=7)
+        == "<s>|</s>|False|True|False|7"
+    )
 
 
 def test_content_parts_joined_for_string_templates():
-    parts = [{"type": "text", "text": "first"}, {"type": "image_url", "image_url": {"url": "x"}},
-             {"type": "text", "text": "second"}]
+    parts = [
+        {"type": "text", "text": "first"},
+        {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "second"},
+    ]
     out = ChatTemplate.builtin("chatml").render([{"role": "user", "content": parts}])
     assert out == "<|im_start|>user\nfirst\nsecond<|im_end|>\n<|im_start|>assistant\n"
 
@@ -873,8 +929,9 @@ def test_strings_become_parts_for_typed_only_templates():
 
 
 def test_developer_role_maps_to_system():
-    out = ChatTemplate.builtin("chatml").render([{"role": "developer", "content": "Be brief"}],
-                                                add_generation_prompt=False)
+    out = ChatTemplate.builtin("chatml").render(
+        [{"role": "developer", "content": "Be brief"}], add_generation_prompt=False
+    )
     assert out == "<|im_start|>system\nBe brief<|im_end|>\n"
 
 
