@@ -1,8 +1,10 @@
 """Chat templates: Jinja2 sources from GGUF metadata rendered the way llama.cpp and HF transformers do.
 
-The environment matches HF's (`ImmutableSandboxedEnvironment`, trim/lstrip blocks, loopcontrols, `tojson`
-without HTML escaping, `raise_exception`, `strftime_now`, a no-op `{% generation %}` block), with the
-leniency of llama.cpp's own engine (`str + none` concatenates, `undefined.attr` is undefined). On top of it,
+The environment matches HF's (a Jinja sandbox, trim/lstrip blocks, loopcontrols, `tojson` without HTML
+escaping, `raise_exception`, `strftime_now`, a no-op `{% generation %}` block), with the leniency of
+llama.cpp's own engine: `str + none` concatenates, `undefined.attr` is undefined, `tojson` takes the
+generators `map` returns, and templates may mutate lists they build (Kimi-K2 appends to one). The caller's
+messages are protected by rendering a deep copy, not by HF's immutable sandbox. On top of it,
 llama.cpp's input workarounds (common/chat.cpp) are applied from capabilities probed once per template:
 a system prompt is merged into the first user turn when the template drops or rejects system messages,
 content is passed as a string or as typed parts depending on which the template handles, and tool-call
@@ -11,6 +13,7 @@ arguments given as JSON strings are parsed when the template expects objects.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,7 +22,7 @@ from typing import Any, ClassVar
 import jinja2
 from jinja2 import nodes
 from jinja2.ext import Extension
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = ["ChatTemplate", "ChatTemplateError", "TemplateCaps"]
 
@@ -56,8 +59,22 @@ def _tojson(
 ) -> str:
     # HF's version: plain json.dumps, no HTML escaping (Jinja's builtin tojson escapes <, >, &, ')
     return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        value,
+        ensure_ascii=ensure_ascii,
+        indent=indent,
+        separators=separators,
+        sort_keys=sort_keys,
+        default=_json_default,
     )
+
+
+def _json_default(value: Any) -> Any:
+    """What json.dumps cannot encode: `map`/`select` generators as lists, undefined as null."""
+    if isinstance(value, jinja2.Undefined):
+        return None
+    if isinstance(value, (set, frozenset)) or hasattr(value, "__next__"):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _strftime_now(fmt: str) -> str:
@@ -68,8 +85,8 @@ class _Undefined(jinja2.ChainableUndefined):
     """Like llama.cpp's engine: `undefined.attr` is undefined instead of an error."""
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """HF's sandbox, plus llama.cpp's leniency: `str + none` and `str + undefined` concatenate as ''."""
+class _Environment(SandboxedEnvironment):
+    """Jinja's sandbox (no unsafe attributes), plus llama.cpp's `str + none` / `str + undefined` == str."""
 
     intercepted_binops = frozenset(["+"])
 
@@ -81,7 +98,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
+def _environment() -> SandboxedEnvironment:
     env = _Environment(
         trim_blocks=True,
         lstrip_blocks=True,
@@ -330,6 +347,8 @@ class ChatTemplate:
     ) -> str:
         """The prompt for `messages` (OpenAI chat format). `extra` reaches the template as variables
         (e.g. enable_thinking=False, reasoning_effort="low", date_string="26 Jul 2024")."""
+        # the template may mutate lists and dicts: give it copies, never the caller's objects
+        messages, tools, extra = copy.deepcopy((messages, tools, extra))
         if self.polyfills:
             messages = self._normalize(messages)
         context = {**_default_context(), **extra, "bos_token": self.bos_token, "eos_token": self.eos_token}

@@ -646,36 +646,47 @@ def test_at_least_68_of_the_70_real_templates_render(llama_cpp_data):
     assert len(rendered) >= 68, sorted(set(TEMPLATE_FILES) - set(rendered))
 
 
-def test_real_templates_with_a_tool_call_round_trip(llama_cpp_data):
-    """llama.cpp's --with-tools conversation: every template that knows tools shows the call and result."""
-    messages = [
-        {"role": "user", "content": "Weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call00001",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call00001", "content": "sunny, 21C"},
-    ]
-    failures = {}
-    for name in (
-        "Qwen-Qwen2.5-7B-Instruct",
-        "Qwen-Qwen3-0.6B",
-        "meta-llama-Llama-3.1-8B-Instruct",
-        "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
-        "mistralai-Mistral-Nemo-Instruct-2407",
-    ):
-        t = ChatTemplate((_templates_dir(llama_cpp_data) / f"{name}.jinja").read_text(), "<s>", "</s>")
-        out = t.render(messages, tools=[WEATHER_TOOL])
-        if not all(s in out for s in ("get_weather", "Paris", "sunny, 21C")) or '\\"city\\"' in out:
-            failures[name] = out
-    assert not failures
+TOOL_CHAT = [
+    {"role": "user", "content": "Weather in Paris?"},
+    # as OpenAI clients send it: arguments as a JSON string, content null
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call00001",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call00001", "name": "get_weather", "content": "sunny, 21C"},
+]
+
+# templates that render the tool conversation but leave the call out, and why
+TOOL_CALLS_NOT_SHOWN = {
+    "HuggingFaceTB-SmolLM3-3B": "renders only the assistant content",
+    "LFM2-8B-A1B": "expects tool calls written in the content",
+    "LFM2.5-Instruct": "expects tool calls written in the content",
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B": "needs content None; llama.cpp passes '' (so do we)",
+    "ibm-granite-granite-3.3-2B-Instruct": "renders only the assistant content",
+    "llama-cpp-rwkv-world": "no tool role",
+    "microsoft-Phi-3.5-mini-instruct": "no tools",
+}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_real_template_renders_tool_chat(llama_cpp_data, name):
+    t = ChatTemplate((_templates_dir(llama_cpp_data) / f"{name}.jinja").read_text(), "<s>", "</s>")
+    if name == "google-gemma-2-2b-it":  # rejects any role but user/assistant, as with HF
+        with pytest.raises(ChatTemplateError, match="roles must alternate"):
+            t.render(TOOL_CHAT, tools=[WEATHER_TOOL])
+        return
+    out = t.render(TOOL_CHAT, tools=[WEATHER_TOOL])
+    assert "Weather in Paris?" in out
+    assert '\\"city\\"' not in out  # arguments are never JSON-encoded twice
+    if name not in TOOL_CALLS_NOT_SHOWN:
+        assert "get_weather" in out and "Paris" in out and "sunny, 21C" in out
 
 
 # -- exact prompts from llama.cpp's tests ---------------------------------------------------------------
@@ -858,9 +869,27 @@ def test_runtime_error_is_chat_template_error_with_line():
 def test_sandbox_blocks_unsafe_access():
     t = ChatTemplate("{{ messages.__class__.__mro__ }}", polyfills=False)
     assert t.render([]) == ""  # unsafe attributes are undefined in the sandbox
-    t = ChatTemplate("{% set _ = messages.append(1) %}", polyfills=False)
+    t = ChatTemplate("{{ ''.__class__.__mro__[1].__subclasses__() }}", polyfills=False)
     with pytest.raises(ChatTemplateError, match="SecurityError"):
         t.render([])
+
+
+def test_template_mutates_its_own_lists_never_the_callers():
+    # Kimi-K2's template queues tool call ids with list.append/pop (llama.cpp allows it, HF does not)
+    t = ChatTemplate(
+        "{% set ns = namespace(ids=[]) %}{% set _ = ns.ids.append('a') %}{% set _ = ns.ids.append('b') %}"
+        "{{ ns.ids.pop(0) }}{{ ns.ids }}"
+        "{% set _ = messages.append('x') %}{% set _ = messages[0].update(role='z') %}"
+    )
+    messages = [{"role": "user", "content": "hi"}]
+    assert t.render(messages) == "a['b']"
+    assert messages == [{"role": "user", "content": "hi"}]
+
+
+def test_tojson_takes_generators():
+    # llama.cpp's own deepseek-r1 template: tools | map(attribute='function') | tojson
+    t = ChatTemplate("{{ tools | map(attribute='function') | map(attribute='name') | tojson }}")
+    assert t.render([], tools=[WEATHER_TOOL, WEATHER_TOOL]) == '["get_weather", "get_weather"]'
 
 
 def test_tojson_like_hf():
