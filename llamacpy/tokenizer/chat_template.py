@@ -218,17 +218,23 @@ def _text(content: Any) -> str:
     return _concat_parts(content) if isinstance(content, list) else str(content)
 
 
-def _parse_arguments(message: dict) -> dict:
+def _convert_arguments(message: dict, as_objects: bool) -> dict:
+    """Tool-call arguments as the template wants them: parsed objects, or JSON text (llama.cpp's dump())."""
     calls = []
     for call in message["tool_calls"]:
         fn = call.get("function") if isinstance(call, dict) else None
-        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+        args = fn.get("arguments") if isinstance(fn, dict) else None
+        if as_objects and isinstance(args, str):
             try:
-                args = json.loads(fn["arguments"]) if fn["arguments"].strip() else {}
+                args = json.loads(args) if args.strip() else {}
             except json.JSONDecodeError as e:
                 raise ChatTemplateError(f"tool call arguments are not valid JSON: {e}") from None
-            call = {**call, "function": {**fn, "arguments": args}}
-        calls.append(call)
+        elif not as_objects and isinstance(args, dict):
+            args = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+        else:
+            calls.append(call)
+            continue
+        calls.append({**call, "function": {**fn, "arguments": args}})
     return {**message, "tool_calls": calls}
 
 
@@ -238,9 +244,13 @@ def _merge_system(messages: list[dict]) -> list[dict]:
         return messages
     if len(messages) == 1:
         return []
-    first, second = messages[0], messages[1]
-    merged = {**second, "content": _text(first.get("content", "")) + "\n" + _text(second.get("content", ""))}
-    return [merged, *messages[2:]]
+    system, second = _text(messages[0].get("content", "")), messages[1]
+    content = second.get("content", "")
+    if isinstance(content, list):  # typed parts are joined with newlines too
+        content = [{"type": "text", "text": system}, *content]
+    else:
+        content = system + "\n" + content
+    return [{**second, "content": content}, *messages[2:]]
 
 
 # -- the template ----------------------------------------------------------------------------------------
@@ -384,8 +394,8 @@ class ChatTemplate:
             message["content"] = content
             if message.get("role") == "developer" and "<|channel|>" not in self.source:
                 message["role"] = "system"  # only GPT-OSS knows the developer role
-            if caps.supports_object_arguments and message.get("tool_calls"):
-                message = _parse_arguments(message)
+            if message.get("tool_calls"):
+                message = _convert_arguments(message, caps.supports_object_arguments)
             out.append(message)
         if not caps.supports_system_role:
             out = _merge_system(out)
@@ -417,7 +427,7 @@ class ChatTemplate:
             and '"type"' not in as_parts
         )
         if not string_ok and not typed_ok:
-            return TemplateCaps()  # nothing renders: assume the common case and let errors surface
+            string_ok = True  # the content never shows: assume the common case and let errors surface
 
         def content(text: str) -> Any:
             return text if string_ok else [{"type": "text", "text": text}]

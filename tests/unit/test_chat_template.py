@@ -957,6 +957,39 @@ def test_strings_become_parts_for_typed_only_templates():
     assert t.render([{"role": "user", "content": "plain"}]) == "plain;"
 
 
+def test_arguments_as_the_template_wants_them():
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"city": "Zürich"}}}
+    messages = [{"role": "assistant", "content": None, "tool_calls": [call]}]
+    # a template that concatenates arguments gets JSON text (llama.cpp's compact dump), not a dict
+    as_text = ChatTemplate(
+        "{% for m in messages %}{% for c in m.tool_calls %}"
+        "{{ c.function.arguments + '!' }}{% endfor %}{% endfor %}"
+    )
+    assert not as_text.caps.supports_object_arguments
+    assert as_text.render(messages) == '{"city":"Zürich"}!'
+    # a template that looks inside gets the object, also when the client sent a JSON string
+    as_object = ChatTemplate(
+        "{% for m in messages %}{% for c in m.tool_calls %}"
+        "{{ c.function.arguments.city }}{% endfor %}{% endfor %}"
+    )
+    assert as_object.caps.supports_object_arguments
+    call["function"]["arguments"] = '{"city": "Bern"}'
+    assert as_object.render(messages) == "Bern"
+    call["function"]["arguments"] = "{not json"
+    with pytest.raises(ChatTemplateError, match="not valid JSON"):
+        as_object.render(messages)
+
+
+def test_system_merged_into_typed_parts():
+    src = (
+        "{% for m in messages if m.role != 'system' %}"
+        "{{ m.role }}:{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}"
+    )
+    t = ChatTemplate(src)
+    assert not t.caps.supports_string_content and not t.caps.supports_system_role
+    assert t.render(CONVERSATION[:2]) == "user:[You are a helpful assistant][Hello]"
+
+
 def test_developer_role_maps_to_system():
     out = ChatTemplate.builtin("chatml").render(
         [{"role": "developer", "content": "Be brief"}], add_generation_prompt=False
