@@ -282,7 +282,8 @@ class ChatTemplate:
     >>> t.render([{"role": "user", "content": "Hi"}])
     '<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n'
 
-    `polyfills=False` renders the messages exactly as given, like HF's `apply_chat_template`.
+    `polyfills=False` skips llama.cpp's message workarounds: messages reach the template as given, as with
+    HF's `apply_chat_template`.
     `add_bos`/`add_eos` strip a leading BOS / trailing EOS string from the output because the tokenizer
     adds those tokens itself (llama.cpp does the same).
     """
