@@ -16,7 +16,7 @@ FAST_PAR = {"cache": True, "nogil": True, "fastmath": True, "parallel": True}
 CHUNK = 16
 
 # IEEE half -> float32 for every bit pattern, as numpy converts it (NaN payloads included).
-# Kernels read a block's f16 scale as F16[lo | hi << 8]: one L1/L2 hit per block.
+# Kernels read a block's f16 scale as F16_TO_F32[lo | hi << 8]: one L1/L2 hit per block.
 F16_TO_F32 = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 F16_TO_F32.flags.writeable = False
 
@@ -28,20 +28,30 @@ def f16_at(row, pos, f16):
 
 
 @njit(**FAST)
+def bit_sums(x, scale):
+    """S[g, v] = scale * (sum of x[8g + k] over the set bits k of byte v), for g < len(x) // 8.
+
+    The 5th bits of Q5_0/Q5_1 weights select which x to add; looking up four bytes of qh per block in
+    this table replaces 32 per-lane bit extractions, which numba widens to int64 and will not vectorize.
+    """
+    ng = x.shape[0] // 8
+    S = np.empty((ng, 256), np.float32)
+    for g in range(ng):
+        S[g, 0] = 0.0
+        for k in range(8):
+            step = 1 << k
+            xv = scale * x[g * 8 + k]
+            for u in range(step):
+                S[g, step + u] = S[g, u] + xv
+    return S
+
+
+@njit(**FAST)
 def dot(a, b):
-    """sum(a * b) with 32 independent f32 lanes (vectorizes; summed once at the end)."""
-    n = a.shape[0]
-    acc = np.zeros(32, np.float32)
-    nb = n // 32
-    for i in range(nb):
-        o = i * 32
-        for j in range(32):
-            acc[j] += a[o + j] * b[o + j]
+    """sum(a * b); with fastmath LLVM vectorizes the reduction with several vector accumulators."""
     s = np.float32(0.0)
-    for j in range(nb * 32, n):
+    for j in range(a.shape[0]):
         s += a[j] * b[j]
-    for j in range(32):
-        s += acc[j]
     return s
 
 

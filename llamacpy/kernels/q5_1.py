@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, bit_sums, dot, f16_at
 from .registry import register
 
 BLOCK_BYTES = 24
@@ -43,13 +43,33 @@ def dequant_rows(data, ids, out, f16):
 
 @njit(**FAST_PAR)
 def matvec(data, x, out, f16):
-    """out = W x for Q5_1 blocks (row by row: dequantize into a buffer, then dot)."""
-    n = data.shape[0]
+    """out = W x fused on Q5_1 blocks {f16 d; f16 m; u32 qh; u8 qs[16]}: w = d*(lo + 16*hbit) + m.
+
+    Low nibbles go through 32 f32 lanes per row; the 5th bits through `bit_sums` lookups, 4 per block.
+    """
+    n, nb = data.shape[0], x.shape[0] // 32
+    hsum = bit_sums(x, np.float32(16.0))
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(x.shape[0], np.float32)
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            out[r] = dot(buf, x)
+            row = data[r]
+            acc = np.zeros(32, np.float32)
+            hacc = np.float32(0.0)
+            for b in range(nb):
+                o = b * BLOCK_BYTES
+                d = f16_at(row, o, f16)
+                m = f16_at(row, o + 2, f16)
+                h = 4 * b
+                hacc += d * (
+                    hsum[h, row[o + 4]]
+                    + hsum[h + 1, row[o + 5]]
+                    + hsum[h + 2, row[o + 6]]
+                    + hsum[h + 3, row[o + 7]]
+                )
+                for j in range(16):
+                    q = row[o + 8 + j]
+                    acc[j] += (d * np.float32(np.uint8(q & 15)) + m) * x[b * 32 + j]
+                    acc[16 + j] += (d * np.float32(np.uint8(q >> 4)) + m) * x[b * 32 + 16 + j]
+            out[r] = acc.sum() + hacc
 
 
 @njit(**FAST_PAR)
