@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .libstdcxx import iteration_order
 from .pretokenize import PRE_NAMES, PreSettings
 
 log = logging.getLogger(__name__)
@@ -193,14 +194,21 @@ class Vocab:
         self.ids = ids
 
     def _detect_by_text(self) -> None:
-        # llama.cpp scans its unordered_map, whose order is roughly newest-first: prefer the highest id
+        # llama.cpp takes the first candidate its std::unordered_map yields, so ties follow libstdc++'s order
+        rank: np.ndarray | None = None
         for name, texts in _AUTO_DETECT.items():
             if self.ids[name] is not None:
                 continue
             found = [self.token_to_id[t] for t in texts if t in self.token_to_id]
+            if len(found) > 1:
+                if rank is None:
+                    order = iteration_order(self.tokens, len(self.token_to_id) == self.n_tokens)
+                    rank = np.empty(self.n_tokens, dtype=np.int64)
+                    rank[order] = np.arange(len(order))
+                found.sort(key=lambda t: rank[t])
             if found:
-                self.ids[name] = max(found)
-                self._set_attr(self.ids[name], Attr.CONTROL)
+                self.ids[name] = found[0]
+                self._set_attr(found[0], Attr.CONTROL)
         control = np.nonzero(self.attrs & int(Attr.CONTROL))[0]
         for i in control:
             if "unused" in self.tokens[i]:

@@ -15,6 +15,7 @@ import pytest
 from llamacpy.gguf import GGUFFile
 from llamacpy.tokenizer import Tokenizer
 from llamacpy.tokenizer import pretokenize as pt
+from llamacpy.tokenizer.libstdcxx import hash_bytes, hash_strings
 from llamacpy.tokenizer.tokenizer import _clean_spaces, _incomplete_tail
 
 # -- llama.cpp's tokenizer test vectors -----------------------------------------------------------------
@@ -151,11 +152,14 @@ def test_special_tokens_parsed_only_when_asked(model_tok):
 def test_special_ids_and_end_of_generation(model_tok):
     qwen, smol, gemma = model_tok("qwen05"), model_tok("smollm2"), model_tok("gemma")
     assert (qwen.bos_id, qwen.eos_id, qwen.eot_id, qwen.add_bos) == (151643, 151645, 151645, False)
-    assert {151643, 151645, 151662, 151663, 151664} <= qwen.eog_ids  # endoftext, im_end, fim_pad/repo/file_sep
-    assert (smol.bos_id, smol.eos_id, smol.eot_id, smol.add_bos) == (1, 2, 2, False)
-    assert {0, 2} <= smol.eog_ids
+    # </s>, <|endoftext|>, <|im_end|>, <|fim_pad|>, <|repo_name|>, <|file_sep|>
+    assert qwen.eog_ids == {128247, 151643, 151645, 151662, 151663, 151664}
+    # SmolLM2 has two EOT-looking tokens; llama.cpp's hash-map walk meets <|endoftext|> (0) first
+    assert (smol.bos_id, smol.eos_id, smol.eot_id, smol.add_bos) == (1, 2, 0, False)
+    assert smol.eog_ids == {0, 2, 4}  # <|endoftext|>, <|im_end|>, <reponame> (FIM repo)
     assert (gemma.bos_id, gemma.eos_id, gemma.eot_id, gemma.add_bos) == (2, 1, 106, True)
-    assert gemma.is_eog(106) and gemma.is_eog(1) and not gemma.is_eog(2)
+    assert gemma.eog_ids == {1, 106, 212}  # <eos>, <end_of_turn>, </s>
+    assert gemma.is_eog(106) and not gemma.is_eog(2)
     assert gemma.token_text(106) == "<end_of_turn>"
     assert gemma.n_vocab == 262144 and qwen.n_vocab == 151936
 
@@ -270,3 +274,12 @@ def test_clean_spaces_matches_llama_detokenize(raw, clean):
 ])
 def test_incomplete_utf8_tail(data, tail):
     assert _incomplete_tail(data) == tail
+
+
+def test_std_hash_matches_libstdcxx():
+    # std::hash<std::string> values printed by a g++ 12 build
+    known = {"abc": 3663726644998027833, "": 6142509188972423790, "12345678": 10113836418918046885,
+             "123456789abc": 4852100995784122604}
+    assert {k: hash_bytes(k.encode()) for k in known} == known
+    texts = [*known, "x" * 100, "é" * 40, "日本語🚀"]
+    assert hash_strings(texts).tolist() == [hash_bytes(t.encode()) for t in texts]
