@@ -41,13 +41,34 @@ def dequant_rows(data, ids, out, f16):
 
 @njit(**FAST_PAR)
 def matvec(data, x, out, f16):
-    """out = W x for Q5_K blocks (row by row: dequantize into a buffer, then dot)."""
-    n = data.shape[0]
+    """out = W x fused on Q5_K super-blocks {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}.
+
+    Sub-blocks 2p, 2p+1 are the low/high nibbles of qs[32p + l] plus bits 2p, 2p+1 of qh[l]; 64 f32
+    lanes per row (accumulator indices depend only on the unrolled lane loop, so they stay in registers).
+    """
+    n, nb = data.shape[0], x.shape[0] // 256
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(x.shape[0], np.float32)
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            out[r] = dot(buf, x)
+            row = data[r]
+            acc = np.zeros(64, np.float32)
+            for b in range(nb):
+                o = b * BLOCK_BYTES
+                d = f16_at(row, o, f16)
+                dmin = f16_at(row, o + 2, f16)
+                for p in range(4):
+                    sc0, mn0 = scale_min(row, o + 4, 2 * p)
+                    sc1, mn1 = scale_min(row, o + 4, 2 * p + 1)
+                    d0, m0 = d * np.float32(sc0), dmin * np.float32(mn0)
+                    d1, m1 = d * np.float32(sc1), dmin * np.float32(mn1)
+                    xo = b * 256 + 64 * p
+                    for j in range(32):
+                        q = row[o + 48 + 32 * p + j]
+                        hq = row[o + 16 + j] >> (2 * p)
+                        lo = np.uint8((q & 15) | ((hq & 1) << 4))
+                        hi = np.uint8((q >> 4) | ((hq & 2) << 3))
+                        acc[j] += (d0 * np.float32(lo) - m0) * x[xo + j]
+                        acc[32 + j] += (d1 * np.float32(hi) - m1) * x[xo + 32 + j]
+            out[r] = acc.sum()
 
 
 @njit(**FAST_PAR)
