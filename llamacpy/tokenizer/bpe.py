@@ -1,4 +1,10 @@
-"""Byte-level BPE (tokenizer.ggml.model = "gpt2", and "gemma4"): llm_tokenizer_bpe_session."""
+"""Byte-level BPE (tokenizer.ggml.model = "gpt2", and "gemma4"): llm_tokenizer_bpe_session.
+
+The merge loop is our own rather than `tokenizers.models.BPE`: measured on Qwen2.5's 151k vocabulary, the
+library gave identical ids but took 0.66 s to build (vs 0.1 s for a rank dict) and was no faster on a 35 KB
+text (32 ms for the merges alone vs 40 ms for our whole encode, 3-8 ms once the word cache is warm). Its
+pre-tokenizer cannot be used either: llama.cpp's splits differ from Unicode-correct regexes (pretokenize.py).
+"""
 
 from __future__ import annotations
 

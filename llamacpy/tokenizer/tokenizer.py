@@ -33,6 +33,7 @@ class Tokenizer:
             raise NotImplementedError(f"tokenizer type {vocab.model!r} is not supported")
         self._pieces: list[bytes | None] = [None] * vocab.n_tokens
         self._attrs = vocab.attrs.tolist()
+        self._special_index = _SpecialIndex(vocab.special_cache, vocab.tokens)
 
     @classmethod
     def from_gguf(cls, g: GGUFFile) -> Tokenizer:
@@ -114,7 +115,7 @@ class Tokenizer:
         """tokenizer_st_partition: cut special tokens out of the text, longest token text first."""
         v = self.vocab
         fragments: list[str | int] = [text]
-        for tid in v.special_cache:
+        for tid in self._special_index.candidates(text):
             attr = self._attrs[tid]
             if not parse_special and attr & _HIDDEN:
                 continue
@@ -186,6 +187,32 @@ class Tokenizer:
 
     def detokenizer(self, skip_special: bool = False) -> StreamingDetokenizer:
         return StreamingDetokenizer(self, skip_special)
+
+
+class _SpecialIndex:
+    """Narrows the special tokens to try on a text (Gemma has 6k+ of them) by their first three characters,
+    keeping llama.cpp's longest-first order."""
+
+    _MIN = 64  # below this many special tokens, trying them all is cheaper
+
+    def __init__(self, special_ids: list[int], tokens: list[str]):
+        self.all = special_ids
+        self.short: list[int] = []
+        self.by_prefix: dict[str, list[int]] = {}
+        self.position = {tid: i for i, tid in enumerate(special_ids)}
+        for tid in special_ids:
+            text = tokens[tid]
+            if len(text) < 3:
+                self.short.append(tid)
+            else:
+                self.by_prefix.setdefault(text[:3], []).append(tid)
+
+    def candidates(self, text: str) -> list[int]:
+        if len(self.all) < self._MIN:
+            return self.all
+        grams = {text[i:i + 3] for i in range(len(text) - 2)}
+        found = [tid for g in grams.intersection(self.by_prefix) for tid in self.by_prefix[g]]
+        return sorted(found + self.short, key=self.position.__getitem__)
 
 
 class StreamingDetokenizer:
