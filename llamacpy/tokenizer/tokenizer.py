@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from . import unicode as uc
 from .bpe import BpeTokenizer
 from .spm import ESCAPED_SPACE, SpmTokenizer
+from .ugm import UgmTokenizer
 from .vocab import KV, SPECIAL_ATTRS, Attr, Vocab
 from .wpm import WpmTokenizer
 
@@ -21,7 +22,7 @@ _HIDDEN = int(Attr.UNKNOWN | Attr.CONTROL)  # rendered only when special=True
 class Tokenizer:
     """Text <-> token ids for one GGUF vocabulary, matching llama_tokenize / llama_detokenize."""
 
-    def __init__(self, vocab: Vocab, merges: list[str] | None = None):
+    def __init__(self, vocab: Vocab, merges: list[str] | None = None, charsmap: bytes | None = None):
         self.vocab = vocab
         if vocab.type == "spm":
             self._impl: Any = SpmTokenizer(vocab)
@@ -29,6 +30,8 @@ class Tokenizer:
             self._impl = BpeTokenizer(vocab, merges or [])
         elif vocab.type == "wpm":
             self._impl = WpmTokenizer(vocab)
+        elif vocab.type == "ugm":
+            self._impl = UgmTokenizer(vocab, charsmap)
         else:
             raise NotImplementedError(f"tokenizer type {vocab.model!r} is not supported")
         self._pieces: list[bytes | None] = [None] * vocab.n_tokens
@@ -38,7 +41,8 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, g: GGUFFile) -> Tokenizer:
         md = g.metadata
-        return cls(Vocab(md), md.get(KV + "merges"))
+        charsmap = md.get(KV + "precompiled_charsmap")
+        return cls(Vocab(md), md.get(KV + "merges"), None if charsmap is None else bytes(charsmap))
 
     # -- properties --------------------------------------------------------------------------------------
 

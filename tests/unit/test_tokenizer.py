@@ -78,10 +78,20 @@ def test_llama_cpp_vectors(llama_cpp_data, name):
     assert not wrong, f"{len(vectors) - len(wrong)}/{len(vectors)} agree; first wrong: {wrong[0]!r}"
 
 
+# Unigram (t5 / XLM-R) has no vectors upstream; these ids come from llama.cpp's llama_vocab on the same file
+UGM_CASES = [
+    ("Hello world, ÉMILE!  ok", [0, 35378, 8999, 4, 3050, 594, 52099, 38, 3664, 2]),
+    ("  multiple   spaces\tand\nnewlines ", [0, 48716, 32628, 7, 136, 3525, 59801, 2]),
+    ("ﬁ ① Ｆｕｌｌ 日本語 <mask> end", [0, 809, 106, 9312, 6, 98449, 250001, 3564, 2]),
+]
+
+
 @pytest.mark.slow
-def test_unsupported_vocab_says_so(llama_cpp_data):
-    with pytest.raises(NotImplementedError):
-        Tokenizer.from_gguf(GGUFFile(llama_cpp_data / "models" / "ggml-vocab-nomic-bert-moe.gguf"))
+def test_unigram_matches_llama_cpp(llama_cpp_data):
+    tok = _vocab_tokenizer(llama_cpp_data / "models" / "ggml-vocab-nomic-bert-moe.gguf")
+    for text, ids in UGM_CASES:
+        assert tok.encode(text, add_special=True, parse_special=True) == ids
+    assert tok.decode(UGM_CASES[0][1]) == "<s> Hello world, ÉMILE! ok</s>"
 
 
 # -- llama-server /tokenize on the catalog models (add_special as given, parse_special=true) ---------------
