@@ -1,4 +1,10 @@
-"""Tokenizer built from GGUF metadata, giving the same token ids and text as llama.cpp (llama-vocab.cpp)."""
+"""Tokenizer built from GGUF metadata, giving the same token ids and text as llama.cpp (llama-vocab.cpp).
+
+    tok = Tokenizer.from_gguf(GGUFFile(path))
+    ids = tok.encode(prompt, add_special=True, parse_special=True)   # what llama-server's /tokenize returns
+    stream = tok.detokenizer()                                       # for generated tokens
+    text = "".join(stream.feed(t) for t in generated) + stream.flush()
+"""
 
 from __future__ import annotations
 
@@ -86,6 +92,11 @@ class Tokenizer:
         """llama_tokenize: BOS/EOS per the model when add_special; special-token text parsed when parse_special
         (user-defined tokens are always split out first, as in llama.cpp)."""
         v = self.vocab
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError:  # lone surrogates cannot reach llama.cpp as UTF-8; replace them
+                text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         fragments = self._partition(text, parse_special) if text else []
         out: list[int] = []
         if add_special and (v.add_bos or v.type == "wpm"):
@@ -96,16 +107,9 @@ class Tokenizer:
         for frag in fragments:
             if isinstance(frag, int):
                 out.append(frag)
-                prev_special = True
-                continue
-            if v.type == "spm":
-                if v.add_space_prefix and prev_special:
-                    frag = " " + frag
-                frag = frag.replace(" ", ESCAPED_SPACE)
-            elif v.type == "bpe" and v.escape_whitespaces:
-                frag = frag.replace(" ", ESCAPED_SPACE)
-            out.extend(self._impl.encode(frag))
-            prev_special = False
+            else:
+                out.extend(self._impl.encode(self._escape(frag, prev_special)))
+            prev_special = isinstance(frag, int)
         if add_special:
             if v.type == "wpm":
                 out.append(v.ids["sep"])
@@ -114,6 +118,17 @@ class Tokenizer:
                     raise ValueError("the model adds EOS but has no EOS token")
                 out.append(v.ids["eos"])
         return out
+
+    def _escape(self, frag: str, after_special: bool) -> str:
+        v = self.vocab
+        if v.type == "spm":
+            # SentencePiece's dummy prefix goes before the text and after every special token
+            if v.add_space_prefix and after_special:
+                frag = " " + frag
+            return frag.replace(" ", ESCAPED_SPACE)
+        if v.type == "bpe" and v.escape_whitespaces:
+            return frag.replace(" ", ESCAPED_SPACE)
+        return frag
 
     def _partition(self, text: str, parse_special: bool) -> list[str | int]:
         """tokenizer_st_partition: cut special tokens out of the text, longest token text first."""
@@ -153,6 +168,8 @@ class Tokenizer:
 
     def token_to_piece(self, token_id: int, special: bool = True) -> bytes:
         """llama_token_to_piece: the bytes a token stands for; control/unknown tokens are empty unless special."""
+        if not 0 <= token_id < self.vocab.n_tokens:
+            raise IndexError(f"token id {token_id} out of range [0, {self.vocab.n_tokens})")
         if not special and self._attrs[token_id] & _HIDDEN:
             return b""
         piece = self._pieces[token_id]

@@ -184,6 +184,15 @@ def test_control_tokens_render_unless_skipped(model_tok):
     assert tok.decode(ids, skip_special=True) == "user\n"
 
 
+@pytest.mark.slow
+def test_bad_input_does_not_crash(model_tok):
+    tok = model_tok("qwen05")
+    assert tok.decode(tok.encode("a\ud800b")) == "a\ufffd\ufffd\ufffdb"  # a lone surrogate is not UTF-8
+    with pytest.raises(IndexError):
+        tok.decode([-1])
+    assert tok.encode("", add_special=True) == [] and model_tok("gemma").encode("") == [2]
+
+
 ROUND_TRIP_TEXTS = [
     "Hello world",
     "  leading spaces, trailing spaces  ",
