@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, small_gemm
 from .registry import register
 
 
@@ -89,26 +89,28 @@ def bf16_matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def f16_matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, F16 rows."""
+    """out = X W^T for a few rows of X, F16 rows converted a chunk at a time."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            _f16_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            _f16_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 @njit(**FAST_PAR)
 def bf16_matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, BF16 rows."""
+    """out = X W^T for a few rows of X, BF16 rows converted a chunk at a time."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            _bf16_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            _bf16_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 def _f32_matmul(data, X, out, f16):

@@ -8,15 +8,15 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 84
 
 
-@njit(**EXACT)
+@njit(**EXACT_INLINE)
 def dequant_row(src, dst, f16):
-    """One row of Q2_K super-blocks -> f32, as gguf-py computes it."""
+    """One row of Q2_K super-blocks -> f32, as gguf-py computes it: (d*sc) * q - (dmin*mn)."""
     for b in range(src.shape[0] // BLOCK_BYTES):
         o = b * BLOCK_BYTES
         d = f16_at(src, o + 80, f16)
@@ -25,12 +25,13 @@ def dequant_row(src, dst, f16):
             for s in range(4):
                 for half in range(2):
                     sc = src[o + h * 8 + s * 2 + half]
-                    dl = d * np.float32(sc & 15)
-                    ml = dmin * np.float32(sc >> 4)
-                    for i in range(16):
-                        ll = half * 16 + i
-                        q = (np.int64(src[o + 16 + h * 32 + ll]) >> (2 * s)) & 3
-                        dst[b * 256 + h * 128 + s * 32 + ll] = dl * np.float32(q) - ml
+                    dl = d * np.float32(np.uint8(sc & 15))
+                    ml = dmin * np.float32(np.uint8(sc >> 4))
+                    qs = src[o + 16 + 32 * h + 16 * half : o + 32 + 32 * h + 16 * half]
+                    e = b * 256 + 128 * h + 32 * s + 16 * half
+                    ds = dst[e : e + 16]
+                    for i in range(qs.shape[0]):
+                        ds[i] = dl * np.float32(np.uint8((qs[i] >> (2 * s)) & 3)) - ml
 
 
 @njit(**EXACT_PAR)
@@ -74,14 +75,16 @@ def matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, Q2_K blocks."""
+    """out = X W^T for a few rows of X (small-batch decode): each chunk of Q2_K rows is dequantized once
+    into an L2-resident buffer and multiplied with every row of X."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            dequant_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 register(GGMLType.Q2_K, dequant_rows, matvec, matmul)

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from ._common import CHUNK, EXACT, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 110
@@ -22,22 +22,23 @@ def scale(src, o, i):
     return (lo | (hs << 4)) - 32
 
 
-@njit(**EXACT)
+@njit(**EXACT_INLINE)
 def dequant_row(src, dst, f16):
-    """One row of Q3_K super-blocks -> f32, as gguf-py computes it."""
-    dl = np.empty(16, np.float32)
+    """One row of Q3_K super-blocks -> f32, as gguf-py computes it: (d * sc) * q."""
     for b in range(src.shape[0] // BLOCK_BYTES):
         o = b * BLOCK_BYTES
         d = f16_at(src, o + 108, f16)
-        for i in range(16):
-            dl[i] = d * np.float32(scale(src, o, i))
         for h in range(2):
             for s in range(4):
-                for ll in range(32):
-                    e = h * 128 + s * 32 + ll
-                    ql = (np.int64(src[o + 32 + h * 32 + ll]) >> (2 * s)) & 3
-                    hb = (np.int64(src[o + ll]) >> (h * 4 + s)) & 1
-                    dst[b * 256 + e] = dl[e >> 4] * np.float32(ql - ((hb ^ 1) << 2))
+                for half in range(2):
+                    dl = d * np.float32(scale(src, o, 8 * h + 2 * s + half))
+                    qs = src[o + 32 + 32 * h + 16 * half : o + 48 + 32 * h + 16 * half]
+                    hm = src[o + 16 * half : o + 16 + 16 * half]
+                    e = b * 256 + 128 * h + 32 * s + 16 * half
+                    ds = dst[e : e + 16]
+                    for i in range(qs.shape[0]):
+                        q = np.uint8(((qs[i] >> (2 * s)) & 3) | (((hm[i] >> (4 * h + s)) & 1) << 2))
+                        ds[i] = dl * (np.float32(q) - np.float32(4.0))
 
 
 @njit(**EXACT_PAR)
@@ -82,14 +83,16 @@ def matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, Q3_K blocks."""
+    """out = X W^T for a few rows of X (small-batch decode): each chunk of Q3_K rows is dequantized once
+    into an L2-resident buffer and multiplied with every row of X."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            dequant_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 register(GGMLType.Q3_K, dequant_rows, matvec, matmul)

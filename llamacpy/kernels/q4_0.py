@@ -7,22 +7,25 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 18
 
 
-@njit(**EXACT)
+@njit(**EXACT_INLINE)
 def dequant_row(src, dst, f16):
-    """One row of Q4_0 blocks {f16 d; u8 qs[16]} -> f32, as gguf-py computes it."""
+    """One row of Q4_0 blocks {f16 d; u8 qs[16]} -> f32, as gguf-py computes it: d * (q - 8)."""
     for b in range(src.shape[0] // BLOCK_BYTES):
         o = b * BLOCK_BYTES
         d = f16_at(src, o, f16)
-        for j in range(16):
-            q = src[o + 2 + j]
-            dst[b * 32 + j] = d * np.float32(np.int64(q & 15) - 8)
-            dst[b * 32 + 16 + j] = d * np.float32(np.int64(q >> 4) - 8)
+        qs = src[o + 2 : o + 18]
+        lo = dst[b * 32 : b * 32 + 16]
+        hi = dst[b * 32 + 16 : b * 32 + 32]
+        for j in range(qs.shape[0]):
+            q = qs[j]
+            lo[j] = d * (np.float32(np.uint8(q & 15)) - np.float32(8.0))
+            hi[j] = d * (np.float32(np.uint8(q >> 4)) - np.float32(8.0))
 
 
 @njit(**EXACT_PAR)
@@ -53,14 +56,16 @@ def matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, Q4_0 blocks."""
+    """out = X W^T for a few rows of X (small-batch decode): each chunk of Q4_0 rows is dequantized once
+    into an L2-resident buffer and multiplied with every row of X."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            dequant_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 register(GGMLType.Q4_0, dequant_rows, matvec, matmul)

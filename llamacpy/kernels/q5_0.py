@@ -7,30 +7,34 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, bit_sums, dot, f16_at
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, bit_sums, f16_at, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 22
 
 
-@njit(**EXACT)
+@njit(**EXACT_INLINE)
 def dequant_row(src, dst, f16):
-    """One row of Q5_0 blocks {f16 d; u32 qh; u8 qs[16]} -> f32, as gguf-py computes it."""
+    """One row of Q5_0 blocks {f16 d; u32 qh; u8 qs[16]} -> f32, as gguf-py computes it: d * (q - 16)."""
     for b in range(src.shape[0] // BLOCK_BYTES):
         o = b * BLOCK_BYTES
         d = f16_at(src, o, f16)
         qh = (
-            np.int64(src[o + 2])
-            | (np.int64(src[o + 3]) << 8)
-            | (np.int64(src[o + 4]) << 16)
-            | (np.int64(src[o + 5]) << 24)
+            np.uint64(src[o + 2])
+            | (np.uint64(src[o + 3]) << np.uint64(8))
+            | (np.uint64(src[o + 4]) << np.uint64(16))
+            | (np.uint64(src[o + 5]) << np.uint64(24))
         )
-        for j in range(16):
-            q = np.int64(src[o + 6 + j])
-            lo = (q & 15) | (((qh >> j) & 1) << 4)
-            hi = (q >> 4) | (((qh >> (j + 16)) & 1) << 4)
-            dst[b * 32 + j] = d * np.float32(lo - 16)
-            dst[b * 32 + 16 + j] = d * np.float32(hi - 16)
+        qs = src[o + 6 : o + 22]
+        lo = dst[b * 32 : b * 32 + 16]
+        hi = dst[b * 32 + 16 : b * 32 + 32]
+        for j in range(qs.shape[0]):
+            q = qs[j]
+            ju = np.uint64(j)
+            ql = np.uint8((q & 15) | (((qh >> ju) & np.uint64(1)) << np.uint64(4)))
+            qu = np.uint8((q >> 4) | (((qh >> (ju + np.uint64(16))) & np.uint64(1)) << np.uint64(4)))
+            lo[j] = d * (np.float32(ql) - np.float32(16.0))
+            hi[j] = d * (np.float32(qu) - np.float32(16.0))
 
 
 @njit(**EXACT_PAR)
@@ -73,14 +77,16 @@ def matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, Q5_0 blocks."""
+    """out = X W^T for a few rows of X (small-batch decode): each chunk of Q5_0 rows is dequantized once
+    into an L2-resident buffer and multiplied with every row of X."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            dequant_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 register(GGMLType.Q5_0, dequant_rows, matvec, matmul)

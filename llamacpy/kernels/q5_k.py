@@ -7,29 +7,32 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, small_gemm
 from .q4_k import scale_min
 from .registry import register
 
 BLOCK_BYTES = 176
 
 
-@njit(**EXACT)
+@njit(**EXACT_INLINE)
 def dequant_row(src, dst, f16):
-    """One row of Q5_K super-blocks -> f32, as gguf-py computes it."""
+    """One row of Q5_K super-blocks -> f32, as gguf-py computes it: (d*sc) * q - (dmin*mn)."""
     for b in range(src.shape[0] // BLOCK_BYTES):
         o = b * BLOCK_BYTES
         d = f16_at(src, o, f16)
         dmin = f16_at(src, o + 2, f16)
+        qh = src[o + 16 : o + 48]
         for i in range(8):
             sc, mn = scale_min(src, o + 4, i)
             dl = d * np.float32(sc)
             ml = dmin * np.float32(mn)
             q0 = o + 48 + 32 * (i >> 1)
+            qs = src[q0 : q0 + 32]
             sh = 4 * (i & 1)
-            for ll in range(32):
-                q = ((np.int64(src[q0 + ll]) >> sh) & 15) | (((np.int64(src[o + 16 + ll]) >> i) & 1) << 4)
-                dst[b * 256 + i * 32 + ll] = dl * np.float32(q) - ml
+            ds = dst[b * 256 + 32 * i : b * 256 + 32 * i + 32]
+            for ll in range(qs.shape[0]):
+                q = np.uint8(((qs[ll] >> sh) & 15) | (((qh[ll] >> i) & 1) << 4))
+                ds[ll] = dl * np.float32(q) - ml
 
 
 @njit(**EXACT_PAR)
@@ -73,14 +76,16 @@ def matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, Q5_K blocks."""
+    """out = X W^T for a few rows of X (small-batch decode): each chunk of Q5_K rows is dequantized once
+    into an L2-resident buffer and multiplied with every row of X."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            dequant_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 register(GGMLType.Q5_K, dequant_rows, matvec, matmul)

@@ -8,28 +8,31 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, f16_at
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 210
 
 
-@njit(**EXACT)
+@njit(**EXACT_INLINE)
 def dequant_row(src, dst, f16):
-    """One row of Q6_K super-blocks -> f32, as gguf-py computes it."""
-    dl = np.empty(16, np.float32)
+    """One row of Q6_K super-blocks -> f32, as gguf-py computes it: (d * sc) * (q - 32)."""
     for b in range(src.shape[0] // BLOCK_BYTES):
         o = b * BLOCK_BYTES
         d = f16_at(src, o + 208, f16)
-        for i in range(16):
-            dl[i] = d * np.float32(np.int8(src[o + 192 + i]))
         for h in range(2):
-            for s in range(4):
-                for ll in range(32):
-                    e = h * 128 + s * 32 + ll
-                    ql = (np.int64(src[o + h * 64 + (s & 1) * 32 + ll]) >> (4 * (s >> 1))) & 15
-                    qh = (np.int64(src[o + 128 + h * 32 + ll]) >> (2 * s)) & 3
-                    dst[b * 256 + e] = dl[e >> 4] * np.float32((ql | (qh << 4)) - 32)
+            for k in range(4):
+                ql0 = o + 64 * h + 32 * (k & 1)
+                ls = 4 * (k >> 1)
+                for half in range(2):
+                    s = d * np.float32(np.int8(src[o + 192 + 8 * h + 2 * k + half]))
+                    ql = src[ql0 + 16 * half : ql0 + 16 * half + 16]
+                    qh = src[o + 128 + 32 * h + 16 * half : o + 144 + 32 * h + 16 * half]
+                    e = b * 256 + 128 * h + 32 * k + 16 * half
+                    ds = dst[e : e + 16]
+                    for i in range(ql.shape[0]):
+                        q = np.uint8(((ql[i] >> ls) & 15) | (((qh[i] >> (2 * k)) & 3) << 4))
+                        ds[i] = s * (np.float32(q) - np.float32(32.0))
 
 
 @njit(**EXACT_PAR)
@@ -78,14 +81,16 @@ def matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def matmul(data, X, out, f16):
-    """out = X W^T for a few rows of X, Q6_K blocks."""
+    """out = X W^T for a few rows of X (small-batch decode): each chunk of Q6_K rows is dequantized once
+    into an L2-resident buffer and multiplied with every row of X."""
     n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(X.shape[1], np.float32)
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            dequant_row(data[r], buf, f16)
-            for t in range(X.shape[0]):
-                out[t, r] = dot(buf, X[t])
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        buf = np.empty((r1 - r0, X.shape[1]), np.float32)
+        for r in range(r0, r1):
+            dequant_row(data[r], buf[r - r0], f16)
+        small_gemm(buf, X, out, r0)
 
 
 register(GGMLType.Q6_K, dequant_rows, matvec, matmul)

@@ -9,7 +9,10 @@ from ._common import F16_TO_F32
 from .registry import kernels_for
 from .threads import ensure_threads
 
-# Up to this many rows of X, matmul runs the fused small-batch kernel; above, f32 tiles + BLAS GEMM.
+# matmul strategy by the number of rows T of X: up to MATVEC_BATCH, one fused GEMV per row (reading the
+# blocks twice beats dequantizing them once); up to SMALL_BATCH, the small-batch kernel (row chunks
+# dequantized into L2 and multiplied with 4x4 register tiles); above, f32 row tiles + BLAS GEMM.
+MATVEC_BATCH = 2
 SMALL_BATCH = 16
 # f32 elements per dequantized tile for the BLAS path (1 MiB: stays in L2 while GEMM reads it).
 TILE_ELEMS = 1 << 18
@@ -86,6 +89,10 @@ class WeightMatrix:
         if self._f32 is not None:
             return X @ self._f32.T
         out = np.empty((T, self.n_out), np.float32)
+        if T <= MATVEC_BATCH:
+            for t in range(T):
+                self._matvec(self.data, X[t], out[t], F16_TO_F32)
+            return out
         if T <= SMALL_BATCH:
             self._matmul(self.data, X, out, F16_TO_F32)
             return out
