@@ -302,3 +302,182 @@ def test_std_hash_matches_libstdcxx():
     assert {k: hash_bytes(k.encode()) for k in known} == known
     texts = [*known, "x" * 100, "é" * 40, "日本語🚀"]
     assert hash_strings(texts).tolist() == [hash_bytes(t.encode()) for t in texts]
+
+
+# -- opt-in: fuzz against llama.cpp's own llama_vocab, compiled from the sdist ---------------------------------
+#
+#     LLAMACPY_TOKENIZER_ORACLE=1 python -m pytest tests/unit/test_tokenizer.py -k oracle
+#
+# Builds llama-vocab.cpp + unicode.cpp + gguf with a stub model loader (about a minute of g++), then compares
+# random texts (special tokens, odd whitespace, any codepoint) and random id sequences in both directions.
+
+_ORACLE_LOADER = r"""
+#pragma once
+#include "llama-arch.h"
+#include "llama-impl.h"
+#include "gguf.h"
+#include <stdexcept>
+#include <string>
+struct llama_model_loader {
+    gguf_context * metadata; LLM_KV llm_kv;
+    llama_model_loader(gguf_context * m, llm_arch a) : metadata(m), llm_kv(a) {}
+    template<typename T> bool get_key(enum llm_kv kid, T & r, bool required = true) {
+        const std::string key = llm_kv(kid); int id = gguf_find_key(metadata, key.c_str());
+        if (id < 0) { if (required) throw std::runtime_error("missing " + key); return false; }
+        set(id, r); return true;
+    }
+    void chk(int id, gguf_type t) { if (gguf_get_kv_type(metadata, id) != t) throw std::runtime_error("type"); }
+    void set(int id, std::string & r) { chk(id, GGUF_TYPE_STRING); r = gguf_get_val_str(metadata, id); }
+    void set(int id, uint32_t & r) { chk(id, GGUF_TYPE_UINT32); r = gguf_get_val_u32(metadata, id); }
+    void set(int id, bool & r) { chk(id, GGUF_TYPE_BOOL); r = gguf_get_val_bool(metadata, id); }
+};
+"""
+
+_ORACLE_MAIN = r"""
+#include "llama-vocab.h"
+#include "llama-model-loader.h"
+#include <cstdarg>
+#include <cstdio>
+#include <vector>
+void llama_log_internal(ggml_log_level, const char *, ...) {}
+void llama_log_callback_default(ggml_log_level, const char *, void *) {}
+std::string format(const char * fmt, ...) {
+    va_list ap, ap2; va_start(ap, fmt); va_copy(ap2, ap); int n = vsnprintf(NULL, 0, fmt, ap);
+    std::vector<char> b(n + 1); vsnprintf(b.data(), n + 1, fmt, ap2); va_end(ap2); va_end(ap); return std::string(b.data(), n);
+}
+void replace_all(std::string & s, const std::string & a, const std::string & b) {
+    std::string out; size_t pos = 0, last = 0;
+    while ((pos = s.find(a, last)) != std::string::npos) { out.append(s, last, pos - last); out += b; last = pos + a.size(); }
+    out.append(s, last, std::string::npos); s = out;
+}
+extern "C" {
+void ggml_backend_tensor_get(const ggml_tensor *, void *, size_t, size_t) { __builtin_trap(); }
+void ggml_backend_tensor_set(ggml_tensor *, const void *, size_t, size_t) { __builtin_trap(); }
+void ggml_backend_tensor_memset(ggml_tensor *, uint8_t, size_t, size_t) { __builtin_trap(); }
+enum ggml_backend_buffer_usage ggml_backend_buffer_get_usage(ggml_backend_buffer_t) { __builtin_trap(); }
+}
+static uint32_t rd() { uint32_t v; if (fread(&v, 4, 1, stdin) != 1) exit(0); return v; }
+static void wr(uint32_t v) { fwrite(&v, 4, 1, stdout); }
+int main(int, char ** argv) {
+    gguf_init_params p = { true, nullptr };
+    gguf_context * ctx = gguf_init_from_file(argv[1], p);
+    llm_arch arch = llm_arch_from_string(gguf_get_val_str(ctx, gguf_find_key(ctx, "general.architecture")));
+    llama_model_loader ml(ctx, arch);
+    llama_vocab vocab;
+    vocab.load(ml, LLM_KV(arch));
+    std::vector<uint32_t> eog;
+    for (uint32_t i = 0; i < vocab.n_tokens(); i++) if (vocab.is_eog(i)) eog.push_back(i);
+    wr(vocab.token_eot()); wr(eog.size()); for (auto e : eog) wr(e);
+    for (;;) {
+        uint32_t op = rd(), flags = rd(), n = rd();
+        if (op == 1) {
+            std::string t(n, '\0'); if (n) fread(&t[0], 1, n, stdin);
+            auto ids = vocab.tokenize(t, flags & 1, flags & 2); wr(ids.size()); for (auto i : ids) wr(i);
+        } else {
+            std::vector<llama_token> ids(n); for (auto & i : ids) i = rd();
+            std::string t = vocab.detokenize(ids, flags & 1); wr(t.size()); fwrite(t.data(), 1, t.size(), stdout);
+        }
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def llama_vocab_oracle(llama_cpp_data, tmp_path_factory) -> Path:
+    import os
+    import shutil
+    import subprocess
+    import tarfile
+
+    from llamacpy.catalog import cache_dir
+
+    if os.environ.get("LLAMACPY_TOKENIZER_ORACLE") != "1" or not shutil.which("g++"):
+        pytest.skip("set LLAMACPY_TOKENIZER_ORACLE=1 (needs g++) to fuzz against llama.cpp's llama_vocab")
+    root = tmp_path_factory.mktemp("oracle")
+    prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
+    with tarfile.open(cache_dir() / "testdata" / "sdist" / "llama_cpp_python-0.3.36.tar.gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and (
+            m.name.startswith((prefix + "src/", prefix + "include/", prefix + "ggml/include/"))
+            or (m.name.startswith(prefix + "ggml/src/") and m.name.count("/") == prefix.count("/") + 2)
+            or (m.name.startswith(prefix + "ggml/src/ggml-cpu/") and m.name.endswith(".h")))]
+        for m in members:
+            m.name = m.name[len(prefix):]
+        tar.extractall(root, members=members, filter="data")
+    work = root / "work"
+    work.mkdir()
+    shutil.copy(root / "src" / "llama-vocab.cpp", work)  # so "llama-model-loader.h" resolves to the stub
+    (work / "llama-model-loader.h").write_text(_ORACLE_LOADER)
+    (work / "main.cpp").write_text(_ORACLE_MAIN)
+    (work / "ggml-version.h").write_text('#define GGML_VERSION "0"\n#define GGML_COMMIT "0"\n')
+    inc = [f"-I{work}", f"-I{root / 'src'}", f"-I{root / 'include'}", f"-I{root / 'ggml/include'}",
+           f"-I{root / 'ggml/src'}"]
+    sources = [work / "llama-vocab.cpp", work / "main.cpp", root / "src/llama-arch.cpp", root / "src/unicode.cpp",
+               root / "src/unicode-data.cpp", root / "ggml/src/gguf.cpp", root / "ggml/src/ggml.cpp",
+               root / "ggml/src/ggml-threading.cpp", root / "ggml/src/ggml.c", root / "ggml/src/ggml-quants.c"]
+    objects = []
+    for src in sources:
+        obj = work / (src.name + ".o")
+        cc = ["gcc", "-D_GNU_SOURCE"] if src.suffix == ".c" else ["g++", "-std=c++17"]
+        subprocess.run([*cc, "-O1", "-w", *inc, "-c", str(src), "-o", str(obj)], check=True)
+        objects.append(str(obj))
+    subprocess.run(["g++", *objects, "-o", str(work / "vocab"), "-lm", "-lpthread"], check=True)
+    return work / "vocab"
+
+
+def _oracle_texts(rng, specials: list[str]) -> list[str]:
+    pool = list("abcXYZ019 \t\n\r\v\x0c'.,!?-_()<>|/\\") + ["'s", "'LL", "  ", "\n\n", " ,", " ' ", "日本語", "🚀",
+                                                         "é", "e\u0301", "\u00a0", "\u3000", "٣٤", "ﬁ", "▁", "<0x0A>"]
+    texts = []
+    for _ in range(400):
+        parts = []
+        for _ in range(rng.randint(0, 24)):
+            r = rng.random()
+            if r < 0.25:
+                cp = rng.choice([0x80, 0x800, 0x10000, 0x110000])
+                cp = rng.randrange(cp)
+                parts.append(chr(cp) if not 0xD800 <= cp < 0xE000 else "x")
+            elif r < 0.9 or not specials:
+                parts.append(rng.choice(pool))
+            else:
+                parts.append(rng.choice(["", " ", "\n"]) + rng.choice(specials) + rng.choice(["", " ", "\n"]))
+        texts.append("".join(parts))
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*sorted(VOCABS_WITH_VECTORS), "nomic-bert-moe", "aquila", "baichuan", "gpt-neox",
+                                  *MODELS])
+def test_oracle_fuzz_against_llama_vocab(request, llama_vocab_oracle, llama_cpp_data, name):
+    import random
+    import struct
+    import subprocess
+
+    if name in MODELS:
+        path = request.getfixturevalue(f"{name}_path")
+    else:
+        path = llama_cpp_data / "models" / f"ggml-vocab-{name}.gguf"
+    tok = _vocab_tokenizer(path)
+    rng = random.Random(name)
+    specials = [tok.token_text(i) for i in tok.vocab.special_cache[:100]]
+    cases = [(t, rng.random() < 0.5, rng.random() < 0.5) for t in _oracle_texts(rng, specials)]
+    seqs = [[rng.randrange(tok.n_vocab) for _ in range(rng.randint(1, 10))] for _ in range(300)]
+    req = b"".join(struct.pack("<3I", 1, add | parse << 1, len(b := t.encode())) + b for t, add, parse in cases)
+    req += b"".join(struct.pack(f"<3I{len(q)}I", 2, sp, len(q), *q) for q in seqs for sp in (0, 1))
+    out = subprocess.run([str(llama_vocab_oracle), str(path)], input=req, capture_output=True, check=True).stdout
+    pos = 0
+
+    def take(n: int) -> tuple[int, ...]:
+        nonlocal pos
+        pos += 4 * n
+        return struct.unpack_from(f"<{n}I", out, pos - 4 * n)
+
+    eot = take(1)[0]
+    assert (None if eot == 0xFFFFFFFF else eot) == tok.eot_id
+    assert set(take(take(1)[0])) == tok.eog_ids
+    for text, add, parse in cases:
+        assert tok.encode(text, add_special=add, parse_special=parse) == list(take(take(1)[0])), (text, add, parse)
+    for q in seqs:
+        for sp in (0, 1):
+            n = take(1)[0]
+            pos += n
+            assert tok.decode(q, skip_special=not sp) == out[pos - n:pos].decode("utf-8", "replace"), (q, sp)
