@@ -84,6 +84,8 @@ class Tokenizer:
         return token_id in self.vocab.eog_ids
 
     def token_text(self, token_id: int) -> str:
+        if not 0 <= token_id < self.vocab.n_tokens:
+            raise IndexError(f"token id {token_id} out of range [0, {self.vocab.n_tokens})")
         return self.vocab.tokens[token_id]
 
     # -- encode ------------------------------------------------------------------------------------------
