@@ -1,18 +1,23 @@
 """Thread counts for numba's pool and for BLAS, set together and deliberately.
 
 Decode is bandwidth-bound and these machines have few cores, so the default is one thread per physical
-core (hyper-threads only add contention). numba's thread count is per calling thread, so the kernels
-re-apply it when called from a thread other than the one that set it.
+core (hyper-threads only add contention). numba's thread count is per calling thread, so kernels call
+`use_threads` (cheap when nothing changes) to apply the chosen count in whatever thread runs them; small
+GEMVs run on one thread, where waking the pool would cost more than it saves.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
+
+# A GEMV over fewer bytes of weights than this runs single-threaded (~10 us of work: about twice what a
+# fork-join of numba's OpenMP pool costs when its workers are spinning).
+PARALLEL_MIN_BYTES = 64 * 1024
 
 
 def physical_cores() -> int:
@@ -35,9 +40,9 @@ def physical_cores() -> int:
 
 @dataclass
 class _ThreadSettings:
-    n: int = 0  # 0 = not chosen yet
-    applied_in: int = -1  # threading.get_ident() of the thread numba's count was last set in
+    n: int = 0  # chosen thread count; 0 = not chosen yet
     blas_limiter: object = None
+    local: threading.local = field(default_factory=threading.local)  # .current: numba's count in a thread
 
 
 SETTINGS = _ThreadSettings()
@@ -48,18 +53,24 @@ def set_num_threads(n: int | None = None) -> int:
     n = physical_cores() if n is None or n <= 0 else int(n)
     n = min(n, numba.config.NUMBA_NUM_THREADS)
     SETTINGS.n = n
-    numba.set_num_threads(n)
-    SETTINGS.applied_in = threading.get_ident()
-    from threadpoolctl import threadpool_limits  # imported lazily: it inspects loaded libraries
+    from threadpoolctl import threadpool_limits  # imported lazily: it inspects the loaded libraries
 
     SETTINGS.blas_limiter = threadpool_limits(limits=n, user_api="blas")
+    use_threads(n)
     return n
 
 
-def ensure_threads() -> None:
-    """Apply the chosen thread count in the calling thread (choosing the default on first use)."""
+def use_threads(k: int) -> None:
+    """Run the next numba kernels of the calling thread on `k` threads."""
+    loc = SETTINGS.local
+    if getattr(loc, "current", 0) != k:
+        numba.set_num_threads(k)
+        loc.current = k
+
+
+def ensure_threads() -> int:
+    """The chosen thread count (choosing the default on first use), applied in the calling thread."""
     if SETTINGS.n == 0:
         set_num_threads()
-    elif SETTINGS.applied_in != threading.get_ident():
-        numba.set_num_threads(SETTINGS.n)
-        SETTINGS.applied_in = threading.get_ident()
+    use_threads(SETTINGS.n)
+    return SETTINGS.n

@@ -7,7 +7,7 @@ import numpy as np
 from ..gguf import GGMLType, Tensor
 from ._common import F16_TO_F32
 from .registry import kernels_for
-from .threads import ensure_threads
+from .threads import PARALLEL_MIN_BYTES, SETTINGS, ensure_threads, use_threads
 
 # matmul strategy by the number of rows T of X: up to MATVEC_BATCH, one fused GEMV per row (reading the
 # blocks twice beats dequantizing them once); up to SMALL_BATCH, the small-batch kernel (row chunks
@@ -54,6 +54,7 @@ class WeightMatrix:
         k = kernels_for(self.type)
         self._matvec, self._matmul, self._dequant_rows = k.matvec, k.matmul, k.dequant_rows
         self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
+        self._serial = self.data.nbytes < PARALLEL_MIN_BYTES
         ensure_threads()
 
     @property
@@ -74,7 +75,7 @@ class WeightMatrix:
         x = self._x(x, 1)
         if out is None:
             out = np.empty(self.n_out, np.float32)
-        ensure_threads()
+        use_threads(1 if self._serial else SETTINGS.n)
         if self._f32 is not None:
             np.dot(self._f32, x, out=out)
         else:
@@ -85,14 +86,15 @@ class WeightMatrix:
         """X @ W.T for X f32[T, n_in] -> f32[T, n_out]: fused kernel for small T, BLAS on f32 tiles for large."""
         X = self._x(X, 2)
         T = X.shape[0]
-        ensure_threads()
         if self._f32 is not None:
+            ensure_threads()
             return X @ self._f32.T
         out = np.empty((T, self.n_out), np.float32)
         if T <= MATVEC_BATCH:
             for t in range(T):
-                self._matvec(self.data, X[t], out[t], F16_TO_F32)
+                self.matvec(X[t], out[t])
             return out
+        ensure_threads()
         if T <= SMALL_BATCH:
             self._matmul(self.data, X, out, F16_TO_F32)
             return out
@@ -114,6 +116,8 @@ class WeightMatrix:
             )
         out = np.empty((ids.shape[0], self.n_in), np.float32)
         ensure_threads()
+        if ids.shape[0] * self.data.shape[1] < PARALLEL_MIN_BYTES:  # a few tokens: not worth the pool
+            use_threads(1)
         self._dequant_rows(self.data, ids, out, F16_TO_F32)
         return out
 

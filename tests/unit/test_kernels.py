@@ -159,6 +159,27 @@ def test_set_num_threads_gives_same_results():
     np.testing.assert_allclose(w.matvec(x), y1, rtol=1e-5, atol=1e-6)
 
 
+def test_kernels_run_from_other_threads():
+    """numba's thread count is per thread: a worker thread (the engine's) must get the same answers."""
+    import threading
+
+    w_small = WeightMatrix(synthetic(GGMLType.Q4_1, 8, 256))  # below the parallel threshold
+    w_big = WeightMatrix(synthetic(GGMLType.Q4_1, 512, 1024))
+    x_small = np.random.default_rng(7).standard_normal(256).astype(np.float32)
+    x_big = np.random.default_rng(8).standard_normal(1024).astype(np.float32)
+    want = [w_small.matvec(x_small), w_big.matvec(x_big), w_big.matmul(np.stack([x_big] * 5))]
+    got = []
+    th = threading.Thread(
+        target=lambda: got.extend(
+            [w_small.matvec(x_small), w_big.matvec(x_big), w_big.matmul(np.stack([x_big] * 5))]
+        )
+    )
+    th.start()
+    th.join()
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
 # -- real models -------------------------------------------------------------------------------------
 
 
