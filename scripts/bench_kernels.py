@@ -1,6 +1,7 @@
 """Throughput of the GGML kernels: fused GEMV (GB/s of weights), small-batch matmul, large matmul GFLOP/s.
 
     python scripts/bench_kernels.py [--types Q8_0,Q4_K] [--threads 2] [--shape 4096x4096] [--big 512]
+    python scripts/bench_kernels.py --model ~/.cache/llamacpy/models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 Synthetic random blocks (random quant bits, sane f16 scales) of one shape per type. The machine is
 shared: compare numbers from one run side by side, not across runs.
@@ -56,6 +57,37 @@ def best_time(fn, min_time: float = 0.3, reps: int = 5) -> float:
     return best
 
 
+def bench_model(path: str, batches: list[int]) -> None:
+    """One GEMV per weight matrix of a real model (what one decoded token costs in matrix products)."""
+    from llamacpy.gguf import GGUFFile
+
+    g = GGUFFile(path)
+    names = [n for n, t in g.tensors.items() if len(t.shape) == 2 and n != "token_embd.weight"]
+    if "output.weight" not in g.tensors:
+        names.append("token_embd.weight")  # tied embeddings: the output projection
+    mats = [WeightMatrix(g.tensors[n]) for n in names]
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(w.n_in).astype(np.float32) for w in mats]
+    outs = [np.empty(w.n_out, np.float32) for w in mats]
+
+    def token() -> None:
+        for w, x, o in zip(mats, xs, outs, strict=True):
+            w.matvec(x, o)
+
+    t = best_time(token, min_time=1.0)
+    nbytes = sum(w.nbytes for w in mats)
+    by_type: dict[str, float] = {}
+    for w in mats:
+        by_type[w.type.name] = by_type.get(w.type.name, 0.0) + w.nbytes / 2**20
+    mix = ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(by_type.items()))
+    print(f"{path}: {len(mats)} matrices ({mix})")
+    print(f"  GEMV pass {t * 1e3:.2f} ms = {1 / t:.1f} tokens/s upper bound, {nbytes / t / 1e9:.2f} GB/s")
+    for T in batches:
+        Xs = [rng.standard_normal((T, w.n_in)).astype(np.float32) for w in mats]
+        tb = best_time(lambda Xs=Xs: [w.matmul(X) for w, X in zip(mats, Xs, strict=True)], min_time=1.0)
+        print(f"  matmul T={T}: {tb * 1e3:.2f} ms = {tb / t:.2f}x one GEMV pass, {T / tb:.1f} tokens/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--types", default=",".join(TYPES))
@@ -63,8 +95,13 @@ def main() -> None:
     ap.add_argument("--shape", default="4096x4096", help="n_out x n_in")
     ap.add_argument("--batches", default="4,8,16", help="small-batch T values for the fused matmul")
     ap.add_argument("--big", type=int, default=512, help="T of the large (BLAS) matmul; 0 = skip")
+    ap.add_argument("--model", help="time one GEMV per matrix of this GGUF instead")
     args = ap.parse_args()
     n_thr = set_num_threads(args.threads or None)
+    if args.model:
+        print(f"threads={n_thr}")
+        bench_model(args.model, [int(v) for v in args.batches.split(",") if v])
+        return
     n_out, n_in = (int(v) for v in args.shape.split("x"))
     batches = [int(v) for v in args.batches.split(",") if v]
     rng = np.random.default_rng(1)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Reference dequantization must round exactly like numpy (no FMA contraction), so it is compiled
 # without fastmath; the fused dot-product kernels reorder sums freely.
@@ -18,10 +21,43 @@ FAST_PAR = {"cache": True, "nogil": True, "fastmath": True, "parallel": True}
 # Rows per parallel work item of a GEMV: small enough to balance two cores, large enough to amortize.
 CHUNK = 16
 
+# GEMVs prefetch this many bytes ahead of the row they work on. The hardware prefetcher stops at 4 KiB
+# page boundaries of the memory map; without this a cold pass over a model runs ~40% slower than a hot one.
+PREFETCH_AHEAD = 2048
+
 # IEEE half -> float32 for every bit pattern, as numpy converts it (NaN payloads included).
 # Kernels read a block's f16 scale as F16_TO_F32[lo | hi << 8]: one L1/L2 hit per block.
 F16_TO_F32 = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 F16_TO_F32.flags.writeable = False
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Hint the cache line holding arr[idx] into all cache levels (llvm.prefetch: never faults)."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+@njit(**FAST, inline="always")
+def prefetch_row(data, r):
+    """Prefetch the bytes PREFETCH_AHEAD past the start of row r of the 2-D block array `data`."""
+    rb = data.shape[1]
+    flat = data.reshape(-1)
+    start = r * rb + PREFETCH_AHEAD
+    end = min(start + rb, flat.shape[0])
+    for p in range(start, end, 64):
+        prefetch(flat, p)
 
 
 @njit(**EXACT)

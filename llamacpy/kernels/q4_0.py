@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, small_gemm
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 18
@@ -41,6 +41,7 @@ def matvec(data, x, out, f16):
     n, nb = data.shape[0], x.shape[0] // 32
     for c in prange((n + CHUNK - 1) // CHUNK):
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
             row = data[r]
             acc = np.zeros(32, np.float32)
             for b in range(nb):
