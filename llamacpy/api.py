@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .catalog import resolve_model
 from .engine import GenerationParams, Sequence, StopReason, generate
@@ -122,7 +122,7 @@ class Llama:
         pieces = (c.text for c in self.stream_tokens(tokens, max_tokens, **kw))
         return pieces if stream else "".join(pieces)
 
-    def eval_logits(self, tokens: list[int]) -> "object":
+    def eval_logits(self, tokens: list[int]) -> object:
         """Logits (len(tokens), n_vocab) of every position of a fresh sequence."""
         self.sequence.reset()
         return self.sequence.feed(list(tokens), all_logits=True)

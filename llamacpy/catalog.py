@@ -13,10 +13,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import platformdirs
 
@@ -109,7 +109,7 @@ def _download_wheel(requirement: str, wheel_dir: Path) -> Path:
         return found[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
            "--disable-pip-version-check", "-q", "-d", str(wheel_dir), requirement]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"pull: pip download {requirement} failed:\n{res.stderr.strip()[-2000:]}")
     found = [p for p in wheel_dir.glob("*.whl") if p.name.lower().startswith(prefix.lower())]

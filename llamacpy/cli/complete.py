@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .options import add_model, add_runtime, add_sampling, load_llama, sampling_kwargs
 
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    prompt = a.prompt if a.prompt is not None else open(a.file, encoding="utf-8").read()
+    prompt = a.prompt if a.prompt is not None else Path(a.file).read_text(encoding="utf-8")
     llm = load_llama(a)
     tokens = llm.tokenize(prompt, add_special=True, parse_special=True)
     t0 = time.perf_counter()

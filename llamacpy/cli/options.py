@@ -53,10 +53,10 @@ def parse_logit_bias(items: list[str]) -> dict[int, float]:
 
 
 def sampling_kwargs(a: argparse.Namespace) -> dict:
-    return dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
-                repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
-                presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
-                seed=a.seed, logit_bias=parse_logit_bias(a.logit_bias))
+    return {"temperature": a.temp, "top_k": a.top_k, "top_p": a.top_p, "min_p": a.min_p,
+                "repeat_penalty": a.repeat_penalty, "repeat_last_n": a.repeat_last_n,
+                "presence_penalty": a.presence_penalty, "frequency_penalty": a.frequency_penalty,
+                "seed": a.seed, "logit_bias": parse_logit_bias(a.logit_bias)}
 
 
 def load_llama(a: argparse.Namespace, **kw):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .options import add_model, add_runtime
 
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from ..engine.perplexity import perplexity
 
-    text = open(a.file, encoding="utf-8").read()
+    text = Path(a.file).read_text(encoding="utf-8")
     llm = _load(a)
     tok = llm.tokenizer
     t0 = time.perf_counter()

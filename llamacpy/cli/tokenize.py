@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .options import add_model
 
@@ -24,7 +25,7 @@ def run(a: argparse.Namespace) -> int:
     from ..gguf import GGUFFile
     from ..tokenizer import Tokenizer
 
-    text = a.prompt if a.prompt is not None else (sys.stdin.read() if a.stdin else open(a.file, encoding="utf-8").read())
+    text = a.prompt if a.prompt is not None else (sys.stdin.read() if a.stdin else Path(a.file).read_text(encoding="utf-8"))
     tok = Tokenizer.from_gguf(GGUFFile(resolve_model(a.model)))
     ids = tok.encode(text, add_special=not a.no_bos, parse_special=not a.no_parse_special)
     if a.show_pieces:

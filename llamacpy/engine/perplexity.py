@@ -8,8 +8,8 @@ positions first = n_ctx/2 .. n_ctx-2 predict the next token.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

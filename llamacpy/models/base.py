@@ -13,6 +13,7 @@ import numpy as np
 from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
 from ..ops import rms_norm
+from ..ops.f16 import to_f16_precision
 
 
 class ModelError(ValueError):
@@ -43,21 +44,21 @@ class ModelArgs:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_gguf(cls, g: GGUFFile, **overrides) -> "ModelArgs":
+    def from_gguf(cls, g: GGUFFile, **overrides) -> ModelArgs:
         a = g.arch_get
         n_embd = int(a("embedding_length"))
         n_head = int(a("attention.head_count"))
         head_dim = int(a("attention.key_length", n_embd // n_head))
         n_vocab = int(a("vocab_size", len(g.get("tokenizer.ggml.tokens", [])) or g.tensors["token_embd.weight"].shape[0]))
-        args = dict(
-            arch=g.architecture, n_vocab=n_vocab, n_embd=n_embd, n_layer=int(a("block_count")),
-            n_head=n_head, n_head_kv=int(a("attention.head_count_kv", n_head)), head_dim=head_dim,
-            n_ff=int(a("feed_forward_length")), rms_eps=float(a("attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_base=float(a("rope.freq_base", 10000.0)), n_rot=int(a("rope.dimension_count", head_dim)),
-            n_ctx_train=int(a("context_length", 4096)),
-            rope_scale=1.0 / float(a("rope.scaling.factor", 1.0) or 1.0),
-            file_type=int(g.get("general.file_type", 0)),
-        )
+        args = {
+            "arch": g.architecture, "n_vocab": n_vocab, "n_embd": n_embd, "n_layer": int(a("block_count")),
+            "n_head": n_head, "n_head_kv": int(a("attention.head_count_kv", n_head)), "head_dim": head_dim,
+            "n_ff": int(a("feed_forward_length")), "rms_eps": float(a("attention.layer_norm_rms_epsilon", 1e-5)),
+            "rope_base": float(a("rope.freq_base", 10000.0)), "n_rot": int(a("rope.dimension_count", head_dim)),
+            "n_ctx_train": int(a("context_length", 4096)),
+            "rope_scale": 1.0 / float(a("rope.scaling.factor", 1.0) or 1.0),
+            "file_type": int(g.get("general.file_type", 0)),
+        }
         args.update(overrides)
         return cls(**args)
 
@@ -75,7 +76,10 @@ class Segment:
 
 
 class KVCache:
-    """Keys and values per layer: (n_seq, n_head_kv, n_ctx, head_dim) float32, preallocated once."""
+    """Keys and values per layer: (n_seq, n_head_kv, n_ctx, head_dim), preallocated once.
+
+    Stored as float32 holding f16-rounded values (llama.cpp's F16 cache numerics).
+    """
 
     def __init__(self, args: ModelArgs, n_ctx: int, n_seq: int = 1):
         self.n_ctx, self.n_seq = n_ctx, n_seq
@@ -93,8 +97,9 @@ class KVCache:
         if end > self.n_ctx:
             raise ValueError(f"context full: position {end} > n_ctx {self.n_ctx}")
         kc, vc = self.k[layer][seg.seq], self.v[layer][seg.seq]
-        kc[:, seg.pos0:end] = k.transpose(1, 0, 2)
-        vc[:, seg.pos0:end] = v.transpose(1, 0, 2)
+        # values rounded to f16 like llama.cpp's default F16 cache (see ops/attention.py)
+        kc[:, seg.pos0:end] = to_f16_precision(k.transpose(1, 0, 2))
+        vc[:, seg.pos0:end] = to_f16_precision(v.transpose(1, 0, 2))
         return kc[:, :end], vc[:, :end]
 
 

@@ -1,8 +1,20 @@
-"""Causal grouped-query attention of a run of new tokens against a sequence's cached keys/values."""
+"""Causal grouped-query attention of a run of new tokens against a sequence's cached keys/values.
+
+Two formulations, chosen as llama.cpp's CPU flash attention chooses (the reference we must reproduce):
+- fewer than 64 query rows (decode, short prompts): ggml's one-chunk kernel. Q is rounded to f16, scores
+  come from f16 K, and the output accumulates over keys in f16 with an online softmax.
+- 64 rows or more (prompt batches): ggml's tiled kernel, i.e. ordinary f32 softmax attention over the
+  (f16-rounded) cache. Done here with numpy's batched matmuls.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
+
+from .f16 import round_f16_inplace
+
+ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: float,
@@ -10,10 +22,18 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: f
     """q: (n, n_head, hd) at positions q_pos0..q_pos0+n-1; k, v: (n_kv, L, hd) holding positions 0..L-1.
 
     Query head h reads kv head h // (n_head / n_kv) (ggml's broadcast). `window` > 0 is a sliding
-    window: key j is visible to query position p when p - j < window. Returns (n, n_head * hd).
+    window: key j is visible to query position p when p - j < window. Returns (n, n_head * hd_v).
     """
+    if q.shape[0] <= ONE_CHUNK_MAX_ROWS:
+        out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
+        _attention_f16_online(np.ascontiguousarray(q), k, v, q_pos0, np.float32(scale), window, out)
+        return out.reshape(q.shape[0], -1)
+    return _attention_f32(q, k, v, q_pos0, scale, window)
+
+
+def _attention_f32(q, k, v, q_pos0, scale, window):
     n, n_head, hd = q.shape
-    n_kv, L, hd_v = v.shape[0], v.shape[1], v.shape[2]
+    n_kv, L, hd_v = v.shape
     g = n_head // n_kv
     qg = q.reshape(n, n_kv, g, hd).transpose(1, 0, 2, 3).reshape(n_kv, n * g, hd)
     scores = np.matmul(qg, k.transpose(0, 2, 1))  # (n_kv, n*g, L)
@@ -24,10 +44,60 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: f
     if window > 0:
         masked |= (qpos - kpos) >= window
     if masked.any():
-        m = np.repeat(masked, g, axis=0)  # rows ordered (token, group) like qg
-        scores[:, m] = -np.inf
+        scores[:, np.repeat(masked, g, axis=0)] = -np.inf  # rows ordered (token, group) like qg
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
     out = np.matmul(scores, v)  # (n_kv, n*g, hd_v)
     return out.reshape(n_kv, n, g, hd_v).transpose(1, 0, 2, 3).reshape(n, n_head * hd_v)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot(a, b):
+    s = np.float32(0.0)
+    for i in range(a.shape[0]):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _scale_add(acc, ms, vrow, vs):
+    """acc = f16(f16(acc * ms) + vrow * vs): ggml_vec_scale_f16 then ggml_vec_mad_f16."""
+    if ms != np.float32(1.0):
+        for d in range(acc.shape[0]):
+            acc[d] = acc[d] * ms
+        round_f16_inplace(acc)
+    for d in range(acc.shape[0]):
+        acc[d] = acc[d] + vrow[d] * vs
+    round_f16_inplace(acc)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
+    """ggml_compute_forward_flash_attn_ext_f16_one_chunk for F16 K/V (values here are f16-rounded f32)."""
+    n, n_head, _hd = q.shape
+    n_kv, L, hd_v = v.shape
+    g = n_head // n_kv
+    for job in prange(n * n_head):
+        i, h = job // n_head, job % n_head
+        kvh = h // g
+        p = q_pos0 + i
+        qh = q[i, h].copy()
+        round_f16_inplace(qh)
+        acc = np.zeros(hd_v, np.float32)
+        M = -np.inf
+        S = np.float32(0.0)
+        lo = 0 if window <= 0 else max(0, p - window + 1)
+        for j in range(lo, min(p + 1, L)):
+            s = _dot(qh, k[kvh, j]) * scale
+            ms = np.float32(1.0)
+            vs = np.float32(1.0)
+            if s > M:
+                ms = np.float32(np.exp(M - s)) if M != -np.inf else np.float32(0.0)
+                M = s
+            else:
+                vs = np.float32(np.exp(s - M))
+            _scale_add(acc, ms, v[kvh, j], vs)
+            S = S * ms + vs
+        for d in range(hd_v):
+            out[i, h, d] = acc[d] / S

@@ -19,9 +19,17 @@ def silu(x: np.ndarray) -> np.ndarray:
 _GELU_C = np.float32(np.sqrt(2.0 / np.pi))
 
 
-def gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """The tanh approximation of GELU, as ggml_gelu computes it."""
+def _gelu_exact_tanh(x: np.ndarray) -> np.ndarray:
     return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(_GELU_C * x * (np.float32(1.0) + np.float32(0.044715) * x * x)))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU (tanh approximation) the way ggml's CPU backend computes it: through a table over f16
+    inputs with f16 results (GGML_GELU_FP16), x for x >= 10 and 0 for x <= -10. Matching the rounding
+    keeps greedy outputs equal to llama.cpp's."""
+    y = _gelu_exact_tanh(x.astype(np.float16).astype(np.float32)).astype(np.float16).astype(np.float32)
+    y = np.where(x >= 10.0, x, y)
+    return np.where(x <= -10.0, np.float32(0.0), y)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -18,7 +18,7 @@ def test_greedy_is_argmax():
 
 def test_same_seed_same_draws_and_different_seed_differs():
     x = logits(np.linspace(0, 1, 50))
-    p = dict(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0)
+    p = {"temperature": 1.5, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
     a = [Sampler(SamplingParams(seed=42, **p), 50).sample(x) for _ in range(1)]
     s1, s2, s3 = (Sampler(SamplingParams(seed=k, **p), 50) for k in (42, 42, 7))
     d1 = [s1.sample(x) for _ in range(40)]
