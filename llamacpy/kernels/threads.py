@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
 
-# A GEMV over fewer bytes of weights than this runs single-threaded (~10 us of work: about twice what a
-# fork-join of numba's OpenMP pool costs when its workers are spinning).
-PARALLEL_MIN_BYTES = 64 * 1024
+# A GEMV over fewer bytes of weights than this runs single-threaded (~4 us of work: a fork-join of
+# numba's OpenMP pool costs 2-3 us when its workers are spinning, measured on 2 cores).
+PARALLEL_MIN_BYTES = 16 * 1024
 
 
 def physical_cores() -> int:
@@ -42,6 +44,7 @@ def physical_cores() -> int:
 class _ThreadSettings:
     n: int = 0  # chosen thread count; 0 = not chosen yet
     blas_limiter: object = None
+    blas: object = None  # threadpoolctl controller of the BLAS libraries (created on first use)
     local: threading.local = field(default_factory=threading.local)  # .current: numba's count in a thread
 
 
@@ -58,6 +61,29 @@ def set_num_threads(n: int | None = None) -> int:
     SETTINGS.blas_limiter = threadpool_limits(limits=n, user_api="blas")
     use_threads(n)
     return n
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS on one thread (the caller's) for the duration: for callers that run their own threads.
+
+    numba's OpenMP workers and OpenBLAS's both spin for a while after each parallel call, so alternating
+    the two pools on two cores makes each wait for the other's spinning (measured: 10x slower).
+    """
+    if SETTINGS.blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        SETTINGS.blas = ThreadpoolController().select(user_api="blas")
+    with SETTINGS.blas.limit(limits=1):
+        yield
+
+
+def concurrent_kernels_ok() -> bool:
+    """Whether numba kernels may run in several Python threads at once (not with the workqueue layer)."""
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet
+        return False
 
 
 def use_threads(k: int) -> None:
