@@ -1,9 +1,12 @@
 """Thread counts for numba's pool and for BLAS, set together and deliberately.
 
-Decode is bandwidth-bound and these machines have few cores, so the default is one thread per physical
-core (hyper-threads only add contention). numba's thread count is per calling thread, so kernels call
-`use_threads` (cheap when nothing changes) to apply the chosen count in whatever thread runs them; small
-GEMVs run on one thread, where waking the pool would cost more than it saves.
+- numba gets one thread per physical core by default (decode is bandwidth-bound; hyper-threads only add
+  contention). Its thread count is per calling thread, so kernels call `use_threads` (cheap when nothing
+  changes) to apply it in whatever thread runs them; small GEMVs run on one thread.
+- BLAS gets ONE thread by default. Both numba's OpenMP workers and OpenBLAS's spin for a while after each
+  parallel call, so a numpy matmul between two GEMVs, however small, leaves two spinning pools fighting
+  over the cores: measured on 2 cores, a 4 us attention matmul followed by a 220 us GEMV took 3.7 ms.
+  `WeightMatrix.matmul` parallelizes its own BLAS work (one single-threaded BLAS per worker thread).
 """
 
 from __future__ import annotations
@@ -51,14 +54,18 @@ class _ThreadSettings:
 SETTINGS = _ThreadSettings()
 
 
-def set_num_threads(n: int | None = None) -> int:
-    """Size numba's pool and BLAS's to `n` threads (default: physical cores); returns the count used."""
+def set_num_threads(n: int | None = None, blas_threads: int = 1) -> int:
+    """Size numba's pool to `n` threads (default: physical cores) and BLAS's to `blas_threads`.
+
+    Returns the numba thread count used. Leave BLAS at 1 unless the program does large numpy matmuls
+    of its own and no kernel work in between (see the module docstring).
+    """
     n = physical_cores() if n is None or n <= 0 else int(n)
     n = min(n, numba.config.NUMBA_NUM_THREADS)
     SETTINGS.n = n
     from threadpoolctl import threadpool_limits  # imported lazily: it inspects the loaded libraries
 
-    SETTINGS.blas_limiter = threadpool_limits(limits=n, user_api="blas")
+    SETTINGS.blas_limiter = threadpool_limits(limits=max(1, blas_threads), user_api="blas")
     use_threads(n)
     return n
 
