@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, small_gemm
+from ._common import CHUNK, EXACT, EXACT_PAR, FAST_PAR, dot, half_to_float, prefetch_row, small_gemm
 from .registry import register
 
 
@@ -67,13 +67,20 @@ def f32_matvec(data, x, out, f16):
 
 @njit(**FAST_PAR)
 def f16_matvec(data, x, out, f16):
-    """out = W x for F16 rows."""
-    n = data.shape[0]
+    """out = W x for F16 rows, converted with vcvtph2ps on the fly: 32 f32 lanes per row."""
+    n, nb = data.shape[0], x.shape[0] // 32
     for c in prange((n + CHUNK - 1) // CHUNK):
-        buf = np.empty(x.shape[0], np.float32)
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            _f16_row(data[r], buf, f16)
-            out[r] = dot(buf, x)
+            prefetch_row(data, r)
+            row = data[r].view(np.uint16)
+            acc = np.zeros(32, np.float32)
+            for b in range(nb):
+                for j in range(32):
+                    acc[j] += half_to_float(row[b * 32 + j]) * x[b * 32 + j]
+            s = acc.sum()
+            for j in range(nb * 32, x.shape[0]):
+                s += half_to_float(row[j]) * x[j]
+            out[r] = s
 
 
 @njit(**FAST_PAR)
