@@ -117,6 +117,25 @@ def test_fused_products_match_dequantized(qtype):
         assert _rel_err(got, X @ W.T) < 1e-5, T
 
 
+@pytest.mark.parametrize("qtype", [GGMLType.F32, GGMLType.F16, GGMLType.BF16], ids=lambda t: t.name)
+def test_float_rows_of_any_length(qtype):
+    """Block size 1: rows need not be a multiple of 32 (remainder lanes in the GEMV and small GEMM)."""
+    vals = np.random.default_rng(9).standard_normal((21, 100)).astype(np.float32)
+    raw = {
+        GGMLType.F32: vals,
+        GGMLType.F16: vals.astype(np.float16),
+        GGMLType.BF16: (vals.view(np.uint32) >> 16).astype(np.uint16),
+    }[qtype]
+    t = Tensor("f", qtype, vals.shape, raw.view(np.uint8).reshape(21, -1))
+    W = _reference(t)
+    w = WeightMatrix(t)
+    x = np.random.default_rng(10).standard_normal(100).astype(np.float32)
+    assert _rel_err(w.matvec(x), W @ x) < 1e-5
+    X = np.random.default_rng(11).standard_normal((5, 100)).astype(np.float32)
+    assert _rel_err(w.matmul(X), X @ W.T) < 1e-5
+    assert _bits_equal(dequantize(t), W)
+
+
 def test_get_rows_and_bounds():
     t = synthetic(GGMLType.Q4_K, 40, 512)
     w = WeightMatrix(t)
