@@ -68,17 +68,22 @@ def matvec(data, x, out, f16):
                     for s in range(4):
                         d0 = d * np.float32(scale(row, o, 8 * h + 2 * s))
                         d1 = d * np.float32(scale(row, o, 8 * h + 2 * s + 1))
-                        m0, m1 = np.float32(-4.0) * d0, np.float32(-4.0) * d1
+                        # bits by mask, not shift (see q5_k): (qs & kl) / 4^s = low bits, (hm & kh) * 4/kh = 4*hbit
+                        kl = np.uint8(3 << (2 * s))
+                        kh = np.uint8(1 << (4 * h + s))
+                        fl = np.float32(1.0) / np.float32(1 << (2 * s))
+                        fh = np.float32(4.0) / np.float32(kh)
                         qo = o + 32 + 32 * h
-                        hb = 4 * h + s
                         xo = b * 256 + 128 * h + 32 * s
                         for i in range(16):
-                            q0 = np.uint8(((row[qo + i] >> (2 * s)) & 3) | (((row[o + i] >> hb) & 1) << 2))
-                            q1 = np.uint8(
-                                ((row[qo + 16 + i] >> (2 * s)) & 3) | (((row[o + 16 + i] >> hb) & 1) << 2)
+                            q0 = fl * np.float32(np.uint8(row[qo + i] & kl)) + fh * np.float32(
+                                np.uint8(row[o + i] & kh)
                             )
-                            acc[i] += (d0 * np.float32(q0) + m0) * x[xo + i]
-                            acc[16 + i] += (d1 * np.float32(q1) + m1) * x[xo + 16 + i]
+                            q1 = fl * np.float32(np.uint8(row[qo + 16 + i] & kl)) + fh * np.float32(
+                                np.uint8(row[o + 16 + i] & kh)
+                            )
+                            acc[i] += d0 * (q0 - np.float32(4.0)) * x[xo + i]
+                            acc[16 + i] += d1 * (q1 - np.float32(4.0)) * x[xo + 16 + i]
             out[r] = acc.sum()
 
 

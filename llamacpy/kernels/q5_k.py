@@ -64,14 +64,20 @@ def matvec(data, x, out, f16):
                     sc1, mn1 = scale_min(row, o + 4, 2 * p + 1)
                     d0, m0 = d * np.float32(sc0), dmin * np.float32(mn0)
                     d1, m1 = d * np.float32(sc1), dmin * np.float32(mn1)
+                    # 5th bits by mask, not shift: a variable shift keeps numba's int64 lanes, a byte AND
+                    # narrows to 32-bit lanes; (qh & mask) * 16/mask is exactly 16 * bit
+                    k0 = np.uint8(1 << (2 * p))
+                    k1 = np.uint8(2 << (2 * p))
+                    e0 = d0 * (np.float32(16.0) / np.float32(k0))
+                    e1 = d1 * (np.float32(16.0) / np.float32(k1))
                     xo = b * 256 + 64 * p
                     for j in range(32):
                         q = row[o + 48 + 32 * p + j]
-                        hq = row[o + 16 + j] >> (2 * p)
-                        lo = np.uint8((q & 15) | ((hq & 1) << 4))
-                        hi = np.uint8((q >> 4) | ((hq & 2) << 3))
-                        acc[j] += (d0 * np.float32(lo) - m0) * x[xo + j]
-                        acc[32 + j] += (d1 * np.float32(hi) - m1) * x[xo + 32 + j]
+                        hq = row[o + 16 + j]
+                        lo = d0 * np.float32(np.uint8(q & 15)) + e0 * np.float32(np.uint8(hq & k0)) - m0
+                        hi = d1 * np.float32(np.uint8(q >> 4)) + e1 * np.float32(np.uint8(hq & k1)) - m1
+                        acc[j] += lo * x[xo + j]
+                        acc[32 + j] += hi * x[xo + 32 + j]
             out[r] = acc.sum()
 
 
