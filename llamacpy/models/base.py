@@ -14,6 +14,7 @@ from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
 from ..ops import rms_norm
 from ..ops.f16 import to_f16_precision
+from ..ops.linear import Linear
 
 
 class ModelError(ValueError):
@@ -103,12 +104,6 @@ class KVCache:
         return kc[:, :end], vc[:, :end]
 
 
-def linear(w: WeightMatrix, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """x: (T, n_in) -> (T, n_out); single-token batches take the fused matvec."""
-    y = w.matvec(x[0])[None, :] if x.shape[0] == 1 else w.matmul(x)
-    return y + bias if bias is not None else y
-
-
 class Weights:
     """Typed access to a GGUF file's tensors: matrices stay quantized, vectors become float32."""
 
@@ -126,6 +121,10 @@ class Weights:
 
     def matrix(self, name: str) -> WeightMatrix:
         return WeightMatrix(self.tensor(name))
+
+    def linear(self, name: str, bias: str | None = None) -> Linear:
+        """A projection `name` (with the optional bias vector `bias`, when the file has it)."""
+        return Linear(self.matrix(name), self.optional_vector(bias) if bias else None)
 
     def vector(self, name: str) -> np.ndarray:
         t = self.tensor(name)
@@ -146,7 +145,7 @@ class DecoderModel:
         self.w = w
         self.tok_embd = w.matrix("token_embd.weight")
         self.output_norm = w.vector("output_norm.weight")
-        self.output = w.matrix("output.weight") if w.has("output.weight") else self.tok_embd
+        self.output = Linear(w.matrix("output.weight")) if w.has("output.weight") else Linear(self.tok_embd)
         self.embed_scale = 1.0
         self.layers = [self.load_layer(w, i) for i in range(args.n_layer)]
 
@@ -154,7 +153,9 @@ class DecoderModel:
         raise NotImplementedError
 
     def block(self, i: int, x: np.ndarray, positions: np.ndarray, segments: list[Segment],
-              cache: KVCache) -> np.ndarray:  # pragma: no cover - abstract
+              cache: KVCache, trace: dict | None = None) -> np.ndarray:  # pragma: no cover - abstract
+        """One layer. With `trace`, intermediates are stored under llama.cpp's graph names
+        (attn_norm-i, Qcur-i, Kcur-i, Vcur-i, kqv_out-i, l_out-i ...) to compare with its eval callback."""
         raise NotImplementedError
 
     def new_cache(self, n_ctx: int, n_seq: int = 1) -> KVCache:
@@ -167,11 +168,11 @@ class DecoderModel:
         return x
 
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
-                output_rows: np.ndarray | None = None) -> np.ndarray:
+                output_rows: np.ndarray | None = None, trace: dict | None = None) -> np.ndarray:
         """Run the tokens of `segments` (concatenated in order) through the model, filling the cache.
 
         Returns logits (R, n_vocab) for `output_rows` (indices into tokens; default: the last token of
-        each segment).
+        each segment). `trace`, when given, collects intermediates (see `block`).
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         positions = np.concatenate([np.arange(s.pos0, s.pos0 + s.n) for s in segments])
@@ -179,6 +180,6 @@ class DecoderModel:
             output_rows = np.cumsum([s.n for s in segments]) - 1
         x = self.embed(tokens)  # (T, n_embd)
         for i in range(self.args.n_layer):
-            x = self.block(i, x, positions, segments, cache)
+            x = self.block(i, x, positions, segments, cache, trace)
         x = rms_norm(x[output_rows], self.output_norm, self.args.rms_eps)  # (R, n_embd)
-        return linear(self.output, x)  # (R, n_vocab)
+        return self.output(x)  # (R, n_vocab)

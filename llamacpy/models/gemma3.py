@@ -9,7 +9,8 @@ import numpy as np
 
 from ..gguf import GGUFFile
 from ..ops import RopeTable, attention, gelu_tanh, rms_norm
-from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights, linear
+from ..ops.linear import Linear
+from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
 
 SWA_PATTERN = 6  # llama.cpp's default for gemma3: layer il is sliding-window when il % 6 < 5
 
@@ -17,17 +18,17 @@ SWA_PATTERN = 6  # llama.cpp's default for gemma3: layer il is sliding-window wh
 @dataclass
 class Gemma3Layer:
     attn_norm: np.ndarray
-    wq: object
-    wk: object
-    wv: object
-    wo: object
+    wq: Linear
+    wk: Linear
+    wv: Linear
+    wo: Linear
     q_norm: np.ndarray
     k_norm: np.ndarray
     attn_post_norm: np.ndarray
     ffn_norm: np.ndarray
-    w_gate: object
-    w_up: object
-    w_down: object
+    w_gate: Linear
+    w_up: Linear
+    w_down: Linear
     ffn_post_norm: np.ndarray
 
 
@@ -55,25 +56,27 @@ class Model(DecoderModel):
         p = f"blk.{i}."
         return Gemma3Layer(
             attn_norm=w.vector(p + "attn_norm.weight"),
-            wq=w.matrix(p + "attn_q.weight"), wk=w.matrix(p + "attn_k.weight"),
-            wv=w.matrix(p + "attn_v.weight"), wo=w.matrix(p + "attn_output.weight"),
+            wq=w.linear(p + "attn_q.weight"), wk=w.linear(p + "attn_k.weight"),
+            wv=w.linear(p + "attn_v.weight"), wo=w.linear(p + "attn_output.weight"),
             q_norm=w.vector(p + "attn_q_norm.weight"), k_norm=w.vector(p + "attn_k_norm.weight"),
             attn_post_norm=w.vector(p + "post_attention_norm.weight"),
-            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.matrix(p + "ffn_gate.weight"),
-            w_up=w.matrix(p + "ffn_up.weight"), w_down=w.matrix(p + "ffn_down.weight"),
+            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.linear(p + "ffn_gate.weight"),
+            w_up=w.linear(p + "ffn_up.weight"), w_down=w.linear(p + "ffn_down.weight"),
             ffn_post_norm=w.vector(p + "post_ffw_norm.weight"),
         )
 
     def block(self, i: int, x: np.ndarray, positions: np.ndarray, segments: list[Segment],
-              cache: KVCache) -> np.ndarray:
+              cache: KVCache, trace: dict | None = None) -> np.ndarray:
         a, L = self.args, self.layers[i]
         T = x.shape[0]
         swa = a.is_swa(i)
         rope = self.rope_local if swa else self.rope_global
         h = rms_norm(x, L.attn_norm, a.rms_eps)  # (T, n_embd)
-        q = rms_norm(linear(L.wq, h).reshape(T, a.n_head, a.head_dim), L.q_norm, a.rms_eps)
-        k = rms_norm(linear(L.wk, h).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
-        v = linear(L.wv, h).reshape(T, a.n_head_kv, a.head_dim)
+        if trace is not None:
+            trace[f"attn_norm-{i}"] = h
+        q = rms_norm(L.wq(h).reshape(T, a.n_head, a.head_dim), L.q_norm, a.rms_eps)
+        k = rms_norm(L.wk(h).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
+        v = L.wv(h).reshape(T, a.n_head_kv, a.head_dim)
         q, k = rope.apply(q, positions), rope.apply(k, positions)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
@@ -82,7 +85,11 @@ class Model(DecoderModel):
             kc, vc = cache.store(i, seg, k[rows], v[rows])
             attn[rows] = attention(q[rows], kc, vc, seg.pos0, a.attn_scale, a.swa_window if swa else 0)
             start += seg.n
-        x = x + rms_norm(linear(L.wo, attn), L.attn_post_norm, a.rms_eps)  # (T, n_embd)
+        x = x + rms_norm(L.wo(attn), L.attn_post_norm, a.rms_eps)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
-        ff = gelu_tanh(linear(L.w_gate, h)) * linear(L.w_up, h)  # (T, n_ff)
-        return x + rms_norm(linear(L.w_down, ff), L.ffn_post_norm, a.rms_eps)
+        ff = gelu_tanh(L.w_gate(h)) * L.w_up(h)  # (T, n_ff)
+        out = x + rms_norm(L.w_down(ff), L.ffn_post_norm, a.rms_eps)
+        if trace is not None:
+            trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,
+                          f"sa_out-{i}": x, f"ffn_geglu-{i}": ff, f"l_out-{i}": out})
+        return out

@@ -8,23 +8,21 @@ import numpy as np
 
 from ..gguf import GGUFFile
 from ..ops import RopeTable, attention, rms_norm, silu
-from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights, linear
+from ..ops.linear import Linear
+from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
 
 
 @dataclass
 class LlamaLayer:
     attn_norm: np.ndarray
-    wq: object
-    wk: object
-    wv: object
-    wo: object
-    bq: np.ndarray | None
-    bk: np.ndarray | None
-    bv: np.ndarray | None
+    wq: Linear
+    wk: Linear
+    wv: Linear
+    wo: Linear
     ffn_norm: np.ndarray
-    w_gate: object
-    w_up: object
-    w_down: object
+    w_gate: Linear
+    w_up: Linear
+    w_down: Linear
 
 
 class Model(DecoderModel):
@@ -40,22 +38,24 @@ class Model(DecoderModel):
         p = f"blk.{i}."
         return LlamaLayer(
             attn_norm=w.vector(p + "attn_norm.weight"),
-            wq=w.matrix(p + "attn_q.weight"), wk=w.matrix(p + "attn_k.weight"),
-            wv=w.matrix(p + "attn_v.weight"), wo=w.matrix(p + "attn_output.weight"),
-            bq=w.optional_vector(p + "attn_q.bias"), bk=w.optional_vector(p + "attn_k.bias"),
-            bv=w.optional_vector(p + "attn_v.bias"),
-            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.matrix(p + "ffn_gate.weight"),
-            w_up=w.matrix(p + "ffn_up.weight"), w_down=w.matrix(p + "ffn_down.weight"),
+            wq=w.linear(p + "attn_q.weight", p + "attn_q.bias"),
+            wk=w.linear(p + "attn_k.weight", p + "attn_k.bias"),
+            wv=w.linear(p + "attn_v.weight", p + "attn_v.bias"),
+            wo=w.linear(p + "attn_output.weight"),
+            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.linear(p + "ffn_gate.weight"),
+            w_up=w.linear(p + "ffn_up.weight"), w_down=w.linear(p + "ffn_down.weight"),
         )
 
     def block(self, i: int, x: np.ndarray, positions: np.ndarray, segments: list[Segment],
-              cache: KVCache) -> np.ndarray:
+              cache: KVCache, trace: dict | None = None) -> np.ndarray:
         a, L = self.args, self.layers[i]
         T = x.shape[0]
         h = rms_norm(x, L.attn_norm, a.rms_eps)  # (T, n_embd)
-        q = linear(L.wq, h, L.bq).reshape(T, a.n_head, a.head_dim)
-        k = linear(L.wk, h, L.bk).reshape(T, a.n_head_kv, a.head_dim)
-        v = linear(L.wv, h, L.bv).reshape(T, a.n_head_kv, a.head_dim)
+        if trace is not None:
+            trace[f"attn_norm-{i}"] = h
+        q = L.wq(h).reshape(T, a.n_head, a.head_dim)
+        k = L.wk(h).reshape(T, a.n_head_kv, a.head_dim)
+        v = L.wv(h).reshape(T, a.n_head_kv, a.head_dim)
         q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
@@ -64,7 +64,11 @@ class Model(DecoderModel):
             kc, vc = cache.store(i, seg, k[rows], v[rows])
             attn[rows] = attention(q[rows], kc, vc, seg.pos0, self.scale)
             start += seg.n
-        x = x + linear(L.wo, attn)  # (T, n_embd)
+        x = x + L.wo(attn)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
-        ff = silu(linear(L.w_gate, h)) * linear(L.w_up, h)  # (T, n_ff)
-        return x + linear(L.w_down, ff)
+        ff = silu(L.w_gate(h)) * L.w_up(h)  # (T, n_ff)
+        out = x + L.w_down(ff)
+        if trace is not None:
+            trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,
+                          f"ffn_inp-{i}": x, f"ffn_swiglu-{i}": ff, f"l_out-{i}": out})
+        return out

@@ -6,9 +6,13 @@ import numpy as np
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray | None, eps: float) -> np.ndarray:
-    """ggml_rms_norm then multiply by weight: x / sqrt(mean(x^2) + eps) * w, over the last axis."""
-    ms = np.einsum("...i,...i->...", x, x, dtype=np.float32)[..., None] / np.float32(x.shape[-1])
-    y = x * (1.0 / np.sqrt(ms + np.float32(eps))).astype(np.float32)
+    """ggml_rms_norm then multiply by weight, over the last axis, with ggml's rounding steps:
+    sum of f32 squares in f64, scale = 1/sqrtf(f32(mean + eps)), y = (x * scale) * w in f32.
+    (Downstream activation quantization turns any last-bit difference here into visible noise.)"""
+    sq = x * x
+    mean = np.sum(sq, axis=-1, dtype=np.float64) / x.shape[-1]
+    scale = np.float32(1.0) / np.sqrt((mean + np.float64(np.float32(eps))).astype(np.float32))
+    y = x * scale[..., None]
     return y * weight if weight is not None else y
 
 

@@ -14,10 +14,16 @@ class RopeTable:
 
     def __init__(self, n_rot: int, base: float, n_ctx: int, neox: bool, freq_scale: float = 1.0):
         self.n_rot, self.neox = n_rot, neox
-        inv_freq = base ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
-        angles = np.arange(n_ctx, dtype=np.float64)[:, None] * freq_scale * inv_freq[None, :]
-        self.cos = np.cos(angles).astype(np.float32)  # (n_ctx, n_rot/2)
-        self.sin = np.sin(angles).astype(np.float32)
+        # ggml's float32 recurrence: theta_0 = pos, theta_{i+1} = theta_i * base^(-2/n_rot); the angles
+        # are then rounded the same way as llama.cpp's, so f16 rounding downstream flips the same bits.
+        theta_scale = np.float32(np.power(np.float32(base), np.float32(-2.0) / np.float32(n_rot)))
+        theta = np.empty((n_ctx, n_rot // 2), np.float32)
+        theta[:, 0] = np.arange(n_ctx, dtype=np.float32)
+        for i in range(1, n_rot // 2):
+            theta[:, i] = theta[:, i - 1] * theta_scale
+        theta *= np.float32(freq_scale)
+        self.cos = np.cos(theta.astype(np.float64)).astype(np.float32)  # (n_ctx, n_rot/2)
+        self.sin = np.sin(theta.astype(np.float64)).astype(np.float32)
 
     def apply(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """x: (T, n_heads, head_dim) float32, positions: (T,) -> rotated copy."""
