@@ -82,25 +82,6 @@ def f16_at(row, pos, f16):
 
 
 @njit(**FAST)
-def bit_sums(x, scale):
-    """S[g, v] = scale * (sum of x[8g + k] over the set bits k of byte v), for g < len(x) // 8.
-
-    The 5th bits of Q5_0/Q5_1 weights select which x to add; looking up four bytes of qh per block in
-    this table replaces 32 per-lane bit extractions, which numba widens to int64 and will not vectorize.
-    """
-    ng = x.shape[0] // 8
-    S = np.empty((ng, 256), np.float32)
-    for g in range(ng):
-        S[g, 0] = 0.0
-        for k in range(8):
-            step = 1 << k
-            xv = scale * x[g * 8 + k]
-            for u in range(step):
-                S[g, step + u] = S[g, u] + xv
-    return S
-
-
-@njit(**FAST)
 def small_gemm(W, X, out, r0):
     """out[t, r0 + k] = W[k] . X[t]: a dequantized row chunk W (R, n) times a few inputs X (T, n).
 

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, bit_sums, f16_at, prefetch_row, small_gemm
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
 
 BLOCK_BYTES = 24
@@ -49,32 +49,29 @@ def dequant_rows(data, ids, out, f16):
 def matvec(data, x, out, f16):
     """out = W x fused on Q5_1 blocks {f16 d; f16 m; u32 qh; u8 qs[16]}: w = d*(lo + 16*hbit) + m.
 
-    Low nibbles go through 32 f32 lanes per row; the 5th bits through `bit_sums` lookups, 4 per block.
+    32 f32 lanes per row. The 5th bit of lane j is isolated as (qh16 & (1 << j)) * 16 / 2^j with
+    per-lane constant masks: a shift by the lane index would keep numba's int64 lanes (4x slower).
     """
     n, nb = data.shape[0], x.shape[0] // 32
-    hsum = bit_sums(x, np.float32(16.0))
     for c in prange((n + CHUNK - 1) // CHUNK):
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
             prefetch_row(data, r)
             row = data[r]
             acc = np.zeros(32, np.float32)
-            hacc = np.float32(0.0)
             for b in range(nb):
                 o = b * BLOCK_BYTES
                 d = f16_at(row, o, f16)
                 m = f16_at(row, o + 2, f16)
-                h = 4 * b
-                hacc += d * (
-                    hsum[h, row[o + 4]]
-                    + hsum[h + 1, row[o + 5]]
-                    + hsum[h + 2, row[o + 6]]
-                    + hsum[h + 3, row[o + 7]]
-                )
+                h01 = np.uint16(row[o + 4]) | (np.uint16(row[o + 5]) << np.uint16(8))
+                h23 = np.uint16(row[o + 6]) | (np.uint16(row[o + 7]) << np.uint16(8))
                 for j in range(16):
                     q = row[o + 8 + j]
-                    acc[j] += (d * np.float32(np.uint8(q & 15)) + m) * x[b * 32 + j]
-                    acc[16 + j] += (d * np.float32(np.uint8(q >> 4)) + m) * x[b * 32 + 16 + j]
-            out[r] = acc.sum() + hacc
+                    k = np.float32(16.0 / (1 << j))
+                    lo = np.float32(np.uint8(q & 15)) + np.float32(np.uint16(h01 & (1 << j))) * k
+                    hi = np.float32(np.uint8(q >> 4)) + np.float32(np.uint16(h23 & (1 << j))) * k
+                    acc[j] += (d * lo + m) * x[b * 32 + j]
+                    acc[16 + j] += (d * hi + m) * x[b * 32 + 16 + j]
+            out[r] = acc.sum()
 
 
 @njit(**FAST_PAR)
