@@ -1,4 +1,14 @@
-"""Shared pieces of the numba kernels: compile options, the f16 table, row chunking, dot products."""
+"""Shared pieces of the numba kernels: compile options, the f16 table, intrinsics, dot products.
+
+numba's on-disk cache (cache=True) keys each kernel on its own source file only: after editing this
+module, delete llamacpy/kernels/__pycache__/*.nbi / *.nbc (or touch the type modules), or kernels that
+inline these helpers keep running the old code.
+
+Formulations that LLVM vectorizes from numba (measured, see the commits): accumulators indexed only by an
+unrolled lane loop (kept in registers), integer values truncated to uint8 before float conversion (numba
+widens integer ops to int64), uniform shifts or per-lane constant masks (never a shift by the lane index),
+float32 constants (a bare int literal promotes to float64).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +22,8 @@ from numba.extending import intrinsic
 # without fastmath; the fused dot-product kernels reorder sums freely.
 EXACT = {"cache": True, "nogil": True}
 EXACT_PAR = {"cache": True, "nogil": True, "parallel": True}
-# Row helpers are inlined into the prange bodies (numba IR inlining): there numba marks the arrays
-# noalias, which LLVM needs to vectorize the unrolled block loops; a separately compiled helper stays scalar.
+# Row dequantizers are inlined into the prange bodies and loop over slices (runtime trip counts), which
+# LLVM vectorizes behind runtime alias checks; separately compiled or fully unrolled, they stayed scalar.
 EXACT_INLINE = {"cache": True, "nogil": True, "inline": "always"}
 FAST = {"cache": True, "nogil": True, "fastmath": True}
 FAST_PAR = {"cache": True, "nogil": True, "fastmath": True, "parallel": True}
