@@ -77,6 +77,8 @@ class WeightMatrix:
 
     def _x(self, x: np.ndarray, ndim: int) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if not x.flags.writeable:  # read-only inputs would compile a second specialization of each kernel
+            x = x.copy()
         if x.ndim != ndim or x.shape[-1] != self.n_in:
             raise ValueError(f"{self.name}: input of shape {x.shape}, expected last dimension {self.n_in}")
         return x
