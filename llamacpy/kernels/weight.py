@@ -88,6 +88,10 @@ class WeightMatrix:
         x = self._x(x, 1)
         if out is None:
             out = np.empty(self.n_out, np.float32)
+        elif out.shape != (self.n_out,) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(
+                f"{self.name}: out must be a contiguous float32[{self.n_out}], got {out.dtype}{out.shape}"
+            )
         use_threads(1 if self._serial else SETTINGS.n)
         if self._f32 is not None:
             np.dot(self._f32, x, out=out)

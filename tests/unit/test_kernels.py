@@ -154,6 +154,8 @@ def test_shape_errors():
     with pytest.raises(ValueError):
         w.matvec(np.zeros(32, np.float32))
     with pytest.raises(ValueError):
+        w.matvec(np.zeros(64, np.float32), out=np.zeros(8, np.float64))
+    with pytest.raises(ValueError):
         WeightMatrix(Tensor("v", GGMLType.F32, (64,), np.zeros((1, 256), np.uint8)))
 
 
