@@ -54,14 +54,14 @@ def dequant_rows(data, ids, out, f16):
 def matvec(data, x, out, f16):
     """out = W x fused on Q4_K super-blocks {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}.
 
-    Each 32-byte run of qs holds two sub-blocks (low, high nibbles): 64 f32 lanes per row, summed once.
+    Each 32-byte run of qs holds two sub-blocks (low, high nibbles): 32 f32 lanes per row (kept in registers), summed once.
     """
     n, nb = data.shape[0], x.shape[0] // 256
     for c in prange((n + CHUNK - 1) // CHUNK):
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
             prefetch_row(data, r)
             row = data[r]
-            acc = np.zeros(64, np.float32)
+            acc = np.zeros(32, np.float32)
             for b in range(nb):
                 o = b * BLOCK_BYTES
                 d = f16_at(row, o, f16)
@@ -75,7 +75,7 @@ def matvec(data, x, out, f16):
                     for j in range(32):
                         q = row[o + 16 + 32 * p + j]
                         acc[j] += (d0 * np.float32(np.uint8(q & 15)) - m0) * x[xo + j]
-                        acc[32 + j] += (d1 * np.float32(np.uint8(q >> 4)) - m1) * x[xo + 32 + j]
+                        acc[j] += (d1 * np.float32(np.uint8(q >> 4)) - m1) * x[xo + 32 + j]
             out[r] = acc.sum()
 
 

@@ -46,7 +46,7 @@ def dequant_rows(data, ids, out, f16):
 def matvec(data, x, out, f16):
     """out = W x fused on Q5_K super-blocks {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}.
 
-    Sub-blocks 2p, 2p+1 are the low/high nibbles of qs[32p + l] plus bits 2p, 2p+1 of qh[l]; 64 f32
+    Sub-blocks 2p, 2p+1 are the low/high nibbles of qs[32p + l] plus bits 2p, 2p+1 of qh[l]; 32 f32
     lanes per row (accumulator indices depend only on the unrolled lane loop, so they stay in registers).
     """
     n, nb = data.shape[0], x.shape[0] // 256
@@ -54,7 +54,7 @@ def matvec(data, x, out, f16):
         for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
             prefetch_row(data, r)
             row = data[r]
-            acc = np.zeros(64, np.float32)
+            acc = np.zeros(32, np.float32)
             for b in range(nb):
                 o = b * BLOCK_BYTES
                 d = f16_at(row, o, f16)
@@ -77,7 +77,7 @@ def matvec(data, x, out, f16):
                         lo = d0 * np.float32(np.uint8(q & 15)) + e0 * np.float32(np.uint8(hq & k0)) - m0
                         hi = d1 * np.float32(np.uint8(q >> 4)) + e1 * np.float32(np.uint8(hq & k1)) - m1
                         acc[j] += lo * x[xo + j]
-                        acc[32 + j] += hi * x[xo + 32 + j]
+                        acc[j] += hi * x[xo + 32 + j]
             out[r] = acc.sum()
 
 
