@@ -46,14 +46,6 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("llamacpy"))
 
 
-def _sha256(path: Path, progress: Callable[[str], None] | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -108,8 +100,12 @@ def _download_wheel(requirement: str, wheel_dir: Path) -> Path:
     if found:
         return found[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", "-q", "-d", str(wheel_dir), requirement]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+           "--disable-pip-version-check", "-d", str(wheel_dir), requirement]
+    if not sys.stderr.isatty():
+        cmd.insert(4, "-q")
+    # pip's own progress bar goes to the terminal (stderr); only its error text is kept for the message
+    res = subprocess.run(cmd, stdout=sys.stderr if sys.stderr.isatty() else subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"pull: pip download {requirement} failed:\n{res.stderr.strip()[-2000:]}")
     found = [p for p in wheel_dir.glob("*.whl") if p.name.lower().startswith(prefix.lower())]
