@@ -72,3 +72,28 @@ def test_chat_answers_and_exits(smollm2_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("The answer is 4.\n")
     assert len(r.stdout.strip().splitlines()) == 2  # a second reply, with the first turn in the history
+
+
+@pytest.mark.slow
+def test_chat_ctrl_c_stops_the_reply_not_the_program(smollm2_path):
+    import os
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "llamacpy", "chat", "-m", str(smollm2_path), "--temp", "0",
+                          "-n", "2000", "--ignore-eos"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        p.stdin.write("Tell me a very long story.\n")
+        p.stdin.flush()
+        first = p.stdout.read(8)  # the reply is streaming
+        assert first
+        time.sleep(0.5)
+        os.kill(p.pid, signal.SIGINT)
+        p.stdin.write("/exit\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "[stopped]" in out
