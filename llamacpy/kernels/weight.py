@@ -43,6 +43,8 @@ def dequantize(t: Tensor) -> np.ndarray:
     data = _blocks(t.data)
     out = np.empty((data.shape[0], t.shape[-1]), np.float32)
     ensure_threads()
+    if data.nbytes < PARALLEL_MIN_BYTES:  # norms, biases: not worth waking the pool
+        use_threads(1)
     kernels_for(t.type).dequant_rows(data, np.arange(data.shape[0]), out, F16_TO_F32)
     return out.reshape(t.shape)
 
