@@ -24,25 +24,6 @@ from .tokenizer import Tokenizer
 from .tokenizer.chat_template import ChatTemplate
 
 
-def default_threads() -> int:
-    """Physical cores, as llama.cpp's default (hyperthreads do not help these loops)."""
-    try:
-        cores = set()
-        with open("/proc/cpuinfo") as f:
-            phys = core = None
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                    cores.add((phys, core))
-        if cores:
-            return len(cores)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
 class Llama:
     """A loaded model with one sequence of KV cache: tokenize, complete, chat, score."""
 
@@ -51,7 +32,7 @@ class Llama:
                  progress: Callable[[str], None] | None = None):
         log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.path = resolve_model(model, log)
-        set_num_threads(n_threads or default_threads())
+        set_num_threads(n_threads)  # None: one per physical core
         t0 = time.perf_counter()
         self.gguf = GGUFFile(self.path)
         self.tokenizer = Tokenizer.from_gguf(self.gguf)
