@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .f16 import round_f16_inplace
+from .f16 import round_f16_inplace, round_f16_view
 
 ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
@@ -52,16 +52,16 @@ def _attention_f32(q, k, v, q_pos0, scale, window):
     return out.reshape(n_kv, n, g, hd_v).transpose(1, 0, 2, 3).reshape(n, n_head * hd_v)
 
 
-@njit(cache=True, nogil=True)
-def _dot(a, b):
+@njit(cache=True, nogil=True, inline="always")
+def _dot(a, b, acc, lanes):
     """ggml_vec_dot_f16 on AVX-512, in its summation order: 4 accumulators of 16 lanes over steps of 64,
-    folded (0+2, 1+3), (0+1), then the 16 lanes halved down to one. Products of f16 values are exact in f32."""
-    acc = np.zeros(64, np.float32)
+    folded (0+2, 1+3), (0+1), then the 16 lanes halved down to one. Products of f16 values are exact in
+    f32. `acc` (64) and `lanes` (16) are scratch space."""
+    acc[:] = 0.0
     n = a.shape[0] - a.shape[0] % 64
     for i in range(0, n, 64):
         for j in range(64):
             acc[j] += a[i + j] * b[i + j]
-    lanes = np.empty(16, np.float32)
     for j in range(16):
         lanes[j] = (acc[j] + acc[32 + j]) + (acc[16 + j] + acc[48 + j])
     width = 8
@@ -69,23 +69,24 @@ def _dot(a, b):
         for j in range(width):
             lanes[j] = lanes[j] + lanes[j + width]
         width //= 2
-    s = np.float32(lanes[0])
+    s = lanes[0]
     for i in range(n, a.shape[0]):
         s += a[i] * b[i]
     return s
 
 
-@njit(cache=True, nogil=True)
-def _scale_add(acc, ms, vrow, vs):
+@njit(cache=True, nogil=True, inline="always")
+def _scale_add(acc, acc_u, ms, vrow, vs):
     """acc = f16(fma(vrow, vs, f16(acc * ms))): ggml_vec_scale_f16 then ggml_vec_mad_f16 (an f32 FMA,
     emulated in f64: the product is exact there, so one rounding to f32 remains, as in the FMA)."""
     if ms != np.float32(1.0):
         for d in range(acc.shape[0]):
             acc[d] = acc[d] * ms
-        round_f16_inplace(acc)
+        round_f16_view(acc, acc_u)
+    vs64 = np.float64(vs)
     for d in range(acc.shape[0]):
-        acc[d] = np.float32(np.float64(acc[d]) + np.float64(vrow[d]) * np.float64(vs))
-    round_f16_inplace(acc)
+        acc[d] = np.float32(np.float64(acc[d]) + np.float64(vrow[d]) * vs64)
+    round_f16_view(acc, acc_u)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -101,11 +102,14 @@ def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
         qh = q[i, h].copy()
         round_f16_inplace(qh)
         acc = np.zeros(hd_v, np.float32)
+        acc_u = acc.view(np.uint32)
+        scratch = np.empty(64, np.float32)
+        lanes = np.empty(16, np.float32)
         M = -np.inf
         S = np.float32(0.0)
         lo = 0 if window <= 0 else max(0, p - window + 1)
         for j in range(lo, min(p + 1, L)):
-            s = _dot(qh, k[kvh, j]) * scale
+            s = _dot(qh, k[kvh, j], scratch, lanes) * scale
             ms = np.float32(1.0)
             vs = np.float32(1.0)
             if s > M:
@@ -113,7 +117,7 @@ def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
                 M = s
             else:
                 vs = np.float32(np.exp(s - M))
-            _scale_add(acc, ms, v[kvh, j], vs)
+            _scale_add(acc, acc_u, ms, v[kvh, j], vs)
             S = S * ms + vs
         s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
         for d in range(hd_v):
