@@ -32,20 +32,29 @@ class Llama:
                  progress: Callable[[str], None] | None = None):
         log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.path = resolve_model(model, log)
-        set_num_threads(n_threads)  # None: one per physical core
+        threads = set_num_threads(n_threads)  # None: one per physical core
         t0 = time.perf_counter()
         self.gguf = GGUFFile(self.path)
+        log(f"llamacpy: loading {self.path.name} ({self.gguf.file_size / 2**20:.1f} MiB, "
+            f"{self.gguf.architecture}, {threads} threads)")
         self.tokenizer = Tokenizer.from_gguf(self.gguf)
         self.model = load_model(self.gguf)
-        if chat_template:
-            self.chat_template = (ChatTemplate.builtin(chat_template) if "{" not in chat_template
-                                  else ChatTemplate(chat_template, self._bos_text(), self._eos_text()))
-        else:
-            self.chat_template = ChatTemplate.from_gguf(self.gguf)
+        self.chat_template = self._template(chat_template)
         self.n_ctx = min(n_ctx, self.model.args.n_ctx_train) if n_ctx > 0 else self.model.args.n_ctx_train
         self.cache = self.model.new_cache(self.n_ctx)
         self.sequence = Sequence(self.model, self.cache, n_batch=n_batch)
         self.load_seconds = time.perf_counter() - t0
+        log(f"llamacpy: ready in {self.load_seconds:.2f} s (context {self.n_ctx}, "
+            f"KV cache {self.cache.nbytes / 2**20:.0f} MiB)")
+
+    def _template(self, chat_template: str | None) -> ChatTemplate:
+        """The model's template, or a built-in one by name, or a Jinja source given by the user."""
+        if not chat_template:
+            return ChatTemplate.from_gguf(self.gguf)
+        if "{" not in chat_template:
+            return ChatTemplate.builtin(chat_template, self._bos_text(), self._eos_text())
+        return ChatTemplate(chat_template, self._bos_text(), self._eos_text(),
+                            add_bos=self.tokenizer.add_bos, add_eos=self.tokenizer.add_eos)
 
     def _bos_text(self) -> str:
         return self.tokenizer.token_text(self.tokenizer.bos_id) if self.tokenizer.bos_id is not None else ""
