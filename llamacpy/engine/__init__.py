@@ -1,6 +1,9 @@
 """The engine: token ids in, token ids out. No text, no JSON."""
 
 from .generate import GenerationParams, StopReason, generate
+from .loop import Engine, EngineConfig
+from .requests import DoneEvent, EndReason, GenRequest, Stats, TokenEvent
 from .sequence import Sequence
 
-__all__ = ["GenerationParams", "Sequence", "StopReason", "generate"]
+__all__ = ["DoneEvent", "EndReason", "Engine", "EngineConfig", "GenRequest", "GenerationParams", "Sequence",
+           "Stats", "StopReason", "TokenEvent", "generate"]

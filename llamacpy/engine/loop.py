@@ -1,0 +1,176 @@
+"""The engine thread: loads the model, then runs scheduler steps while there is work.
+
+Other threads talk to it through one queue of typed tasks (submit, cancel, stop); results go back through
+each request's sink, called on this thread. All model compute happens here, so the numba thread count
+is set once, here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels import set_num_threads
+from ..models import DecoderModel, Segment
+from .requests import DoneEvent, EndReason, GenRequest, Stats
+from .scheduler import Counters, Scheduler
+
+SHUTDOWN_MESSAGE = "the server is shutting down"
+
+
+@dataclass
+class EngineConfig:
+    n_slots: int = 1
+    n_ctx_slot: int = 4096
+    n_batch: int = 512
+    n_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class _Submit:
+    req: GenRequest
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    request_id: int
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """A slot as /slots shows it (read without locking: a snapshot, possibly a step old)."""
+
+    id: int
+    n_ctx: int
+    request: GenRequest | None
+    n_decoded: int
+    n_cached_tokens: int
+
+
+class Engine:
+    """Owns the model, KV cache and scheduler on one thread.
+
+    >>> engine = Engine(load, EngineConfig(n_slots=4, n_ctx_slot=1024)); engine.start()
+    >>> engine.wait_ready(); rid = engine.submit(GenRequest(prompt, sink=callback)); engine.cancel(rid)
+    """
+
+    def __init__(self, load: Callable[[], tuple[DecoderModel, set[int]]], config: EngineConfig,
+                 log: Callable[[str], None] = lambda msg: None):
+        self.load, self.config, self.log = load, config, log
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.ready = threading.Event()     # the model is loaded and warm
+        self.finished = threading.Event()  # the thread has ended (stopped, or failed to load)
+        self.error: str | None = None      # why loading failed
+        self.scheduler: Scheduler | None = None
+        self._ids = itertools.count()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="llamacpy-engine", daemon=True)
+
+    # -- API for other threads -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once ready; False on timeout or when loading failed (see `error`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (self.ready.is_set() or self.finished.is_set()):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.ready.wait(0.05)
+        return self.ready.is_set()
+
+    def submit(self, req: GenRequest) -> int:
+        """Queue a request; returns its id. Its events go to `req.sink` on the engine thread."""
+        req.id = next(self._ids)
+        if self._stopping:
+            req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), SHUTDOWN_MESSAGE))
+        else:
+            self.tasks.put(_Submit(req))
+        return req.id
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a request (queued or running); its slot is free before the next step."""
+        self.tasks.put(_Cancel(request_id))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End every request with SHUTDOWN and stop the thread."""
+        self._stopping = True
+        self.tasks.put(_Stop())
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # -- snapshots for /slots and /metrics -----------------------------------------------------------------
+
+    def slots(self) -> list[SlotInfo]:
+        if self.scheduler is None:
+            return []
+        return [SlotInfo(s.id, s.n_ctx, s.req, s.stats.n_decoded, len(s.seq.tokens)) for s in self.scheduler.slots]
+
+    def counters(self) -> Counters:
+        return self.scheduler.counters if self.scheduler else Counters()
+
+    def n_waiting(self) -> int:
+        return len(self.scheduler.waiting) if self.scheduler else 0
+
+    # -- the thread ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            set_num_threads(self.config.n_threads)
+            model, eog_ids = self.load()
+            c = self.config
+            self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids)
+            self._warmup(model)
+        except Exception as e:  # noqa: BLE001 - reported to the server, which exits
+            self.error = f"{type(e).__name__}: {e}"
+            self.finished.set()
+            return
+        self.ready.set()
+        try:
+            self._loop()
+        finally:
+            self.finished.set()
+
+    def _loop(self) -> None:
+        sched = self.scheduler
+        while True:
+            tasks = [self.tasks.get()] if not sched.has_work else []
+            while True:
+                try:
+                    tasks.append(self.tasks.get_nowait())
+                except queue.Empty:
+                    break
+            for task in tasks:
+                if isinstance(task, _Submit):
+                    sched.add(task.req)
+                elif isinstance(task, _Cancel):
+                    sched.cancel(task.request_id)
+                elif isinstance(task, _Stop):
+                    sched.cancel_all(EndReason.SHUTDOWN, SHUTDOWN_MESSAGE)
+                    return
+            if sched.has_work:
+                sched.step()
+
+    def _warmup(self, model: DecoderModel) -> None:
+        """Compile (or load from numba's cache) every kernel path a step can take, before serving:
+        single-row decode, a few rows, a small prompt chunk and a large one."""
+        sched = self.scheduler
+        n_ctx = sched.slots[0].n_ctx
+        batches = [[Segment(0, 0, 1)], [Segment(s.id, 0, 1) for s in sched.slots], [Segment(0, 0, min(16, n_ctx))]]
+        if n_ctx >= 64:
+            batches.append([Segment(0, 0, 64)])
+        for segments in batches:
+            n = sum(s.n for s in segments)
+            model.forward(np.zeros(n, np.int64), segments, sched.cache)

@@ -1,0 +1,68 @@
+"""What crosses between the HTTP layer and the engine thread: requests in, events out. Token ids only.
+
+A request's events arrive through its `sink`, called on the engine thread (it must not block): zero or
+more `TokenEvent`s, then exactly one `DoneEvent`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..sampling import SamplingParams
+
+
+class EndReason(str, enum.Enum):
+    EOS = "eos"              # an end-of-generation token was sampled
+    LENGTH = "length"        # n_predict tokens were generated
+    CONTEXT = "context"      # the slot's context is full
+    CANCELLED = "cancelled"  # the requester cancelled it (stop string found, client gone)
+    SHUTDOWN = "shutdown"    # the engine is stopping
+    ERROR = "error"          # the request could not be run (see DoneEvent.message)
+
+
+@dataclass
+class GenRequest:
+    """One generation: a prompt of token ids and how to continue it."""
+
+    prompt: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    n_predict: int = -1          # -1: until end-of-generation or a full context; 0: evaluate the prompt only
+    ignore_eos: bool = False
+    logprobs: bool = False       # report each sampled token's log-probability (from the raw logits)
+    n_probs: int = 0             # ... and the n most likely alternatives
+    cache_prompt: bool = True    # reuse the longest common prefix cached in the chosen slot
+    id_slot: int = -1            # -1: any slot
+    sink: Callable[[TokenEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
+    id: int = -1                 # assigned by Engine.submit
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters of one request so far (times in milliseconds, as llama-server reports them)."""
+
+    id_slot: int = -1
+    n_prompt: int = 0      # prompt tokens
+    n_cached: int = 0      # of which reused from the slot's cache (not evaluated)
+    n_decoded: int = 0     # tokens sampled so far
+    t_prompt_ms: float = 0.0  # prompt evaluation, up to the first sampled token
+    t_gen_ms: float = 0.0     # from the first sampled token to the latest
+
+
+@dataclass(slots=True)
+class TokenEvent:
+    token: int
+    stats: Stats
+    logprob: float | None = None                   # when the request asked for logprobs
+    top: list[tuple[int, float]] | None = None     # (id, logprob) of the n_probs best, best first
+
+
+@dataclass(slots=True)
+class DoneEvent:
+    reason: EndReason
+    stats: Stats
+    message: str = ""  # for ERROR / SHUTDOWN
+
+
+Event = TokenEvent | DoneEvent

@@ -1,0 +1,242 @@
+"""Continuous batching over slots: each step is one `model.forward` over every active slot.
+
+A slot is one KV cache row with its own sampler. Each step, every decoding slot contributes its last
+sampled token and slots still reading their prompt contribute a chunk of it (within the n_batch budget,
+decoding slots first), so new requests join while others generate. A new request takes the idle slot
+whose cached tokens share the longest prefix with its prompt (least recently used on ties) and only
+evaluates the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..models import DecoderModel, KVCache, Segment
+from ..sampling import Sampler
+from ..sampling.chain import log_softmax
+from .requests import DoneEvent, EndReason, GenRequest, Stats, TokenEvent
+from .sequence import Sequence
+
+
+@dataclass
+class Counters:
+    """Totals since start, for /metrics (names as llama-server's)."""
+
+    prompt_tokens: int = 0          # prompt tokens evaluated
+    prompt_seconds: float = 0.0
+    tokens_predicted: int = 0
+    predicted_seconds: float = 0.0
+    n_decode: int = 0               # forward calls
+    n_busy_slots: int = 0           # summed over forward calls
+    n_tokens_max: int = 0           # most tokens held by one slot
+
+
+class Slot:
+    """One KV cache row; while it serves a request it holds that request's sampler and progress."""
+
+    def __init__(self, model: DecoderModel, cache: KVCache, index: int):
+        self.id = index
+        self.seq = Sequence(model, cache, seq=index)  # the tokens whose K/V sit in this row
+        self.req: GenRequest | None = None
+        self.sampler: Sampler | None = None
+        self.pending: list[int] = []  # tokens to evaluate next: the rest of the prompt, or the last sample
+        self.stats = Stats(id_slot=index)
+        self.t_start = self.t_first = 0.0
+        self.last_used = 0.0
+
+    @property
+    def n_ctx(self) -> int:
+        return self.seq.n_ctx
+
+    @property
+    def busy(self) -> bool:
+        return self.req is not None
+
+    @property
+    def prompting(self) -> bool:
+        return self.req is not None and self.stats.n_decoded == 0
+
+    def start(self, req: GenRequest, n_vocab: int, now: float) -> None:
+        keep = min(self.seq.common_prefix(req.prompt), len(req.prompt) - 1) if req.cache_prompt else 0
+        self.seq.reset(keep)
+        self.req, self.pending = req, list(req.prompt[keep:])
+        self.sampler = Sampler(req.sampling, n_vocab)
+        for t in req.prompt:
+            self.sampler.accept(t)
+        self.stats = Stats(id_slot=self.id, n_prompt=len(req.prompt), n_cached=keep)
+        self.t_start = now
+
+    def release(self, now: float) -> GenRequest:
+        req, self.req, self.sampler, self.pending = self.req, None, None, []
+        self.last_used = now
+        return req
+
+
+class Scheduler:
+    """Slots over one model and cache; `step()` advances every active request by one forward call.
+
+    Not thread-safe: the engine thread owns it. Events go to each request's sink.
+    """
+
+    def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int]):
+        if n_batch < n_slots:
+            raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
+        self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
+        self.n_vocab = model.args.n_vocab
+        self.cache = model.new_cache(n_ctx_slot, n_slots)
+        for a in self.cache.k + self.cache.v:
+            a.fill(0)  # commit the pages now (as llama.cpp clears its buffer): memory does not grow with use
+        self.slots = [Slot(model, self.cache, i) for i in range(n_slots)]
+        self.waiting: deque[GenRequest] = deque()
+        self.counters = Counters()
+
+    # -- queue -------------------------------------------------------------------------------------------
+
+    def add(self, req: GenRequest) -> None:
+        problem = self._check(req)
+        if problem:
+            req.sink(DoneEvent(EndReason.ERROR, Stats(n_prompt=len(req.prompt)), problem))
+        else:
+            self.waiting.append(req)
+
+    def _check(self, req: GenRequest) -> str:
+        n_ctx = self.slots[0].n_ctx
+        if not req.prompt:
+            return "empty prompt"
+        if len(req.prompt) >= n_ctx:
+            return f"prompt of {len(req.prompt)} tokens does not fit the slot context of {n_ctx}"
+        if min(req.prompt) < 0 or max(req.prompt) >= self.n_vocab:
+            return f"prompt token ids must be in [0, {self.n_vocab})"
+        if req.id_slot >= len(self.slots):
+            return f"no slot {req.id_slot} (the server has {len(self.slots)})"
+        return ""
+
+    def cancel(self, request_id: int, reason: EndReason = EndReason.CANCELLED, message: str = "") -> None:
+        for slot in self.slots:
+            if slot.req is not None and slot.req.id == request_id:
+                self._finish(slot, reason, message)
+                return
+        for req in self.waiting:
+            if req.id == request_id:
+                self.waiting.remove(req)
+                req.sink(DoneEvent(reason, Stats(n_prompt=len(req.prompt)), message))
+                return
+
+    def cancel_all(self, reason: EndReason, message: str = "") -> None:
+        for slot in self.slots:
+            if slot.busy:
+                self._finish(slot, reason, message)
+        while self.waiting:
+            req = self.waiting.popleft()
+            req.sink(DoneEvent(reason, Stats(n_prompt=len(req.prompt)), message))
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting) or any(s.busy for s in self.slots)
+
+    # -- one step ----------------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Admit waiting requests, run one forward over all active slots, sample; returns tokens evaluated."""
+        self._admit(time.perf_counter())
+        plan = self._plan()
+        if not plan:
+            return 0
+        tokens = [t for _, chunk in plan for t in chunk]
+        segments = [Segment(slot.id, len(slot.seq.tokens), len(chunk)) for slot, chunk in plan]
+        t0 = time.perf_counter()
+        try:
+            logits = self.model.forward(np.asarray(tokens), segments, self.cache)  # (len(plan), n_vocab)
+        except Exception as e:  # noqa: BLE001 - fail these requests, keep serving the others
+            for slot, _ in plan:
+                slot.seq.reset(0)  # the row's contents are unknown now
+                self._finish(slot, EndReason.ERROR, f"{type(e).__name__}: {e}")
+            return 0
+        now = time.perf_counter()
+        self._count(plan, now - t0)
+        for (slot, chunk), row in zip(plan, logits):
+            slot.seq.tokens.extend(chunk)
+            del slot.pending[:len(chunk)]
+            if not slot.pending:
+                self._sample(slot, row, now)
+        return len(tokens)
+
+    def _admit(self, now: float) -> None:
+        for req in list(self.waiting):
+            idle = [s for s in self.slots if not s.busy and req.id_slot in (-1, s.id)]
+            if not idle:
+                continue
+            best = max(idle, key=lambda s: (s.seq.common_prefix(req.prompt) if req.cache_prompt else 0,
+                                            -s.last_used))
+            self.waiting.remove(req)
+            best.start(req, self.n_vocab, now)
+
+    def _plan(self) -> list[tuple[Slot, list[int]]]:
+        """(slot, tokens to evaluate) for this step: decoding slots first, then prompt chunks."""
+        decoding = [s for s in self.slots if s.busy and not s.prompting]
+        prompting = sorted((s for s in self.slots if s.prompting), key=lambda s: s.t_start)
+        plan = [(s, s.pending[:1]) for s in decoding]
+        budget = self.n_batch - len(plan)
+        for s in prompting:
+            if budget <= 0:
+                break
+            chunk = s.pending[:budget]
+            plan.append((s, chunk))
+            budget -= len(chunk)
+        return plan
+
+    def _count(self, plan: list[tuple[Slot, list[int]]], seconds: float) -> None:
+        c = self.counters
+        n_prompt = sum(len(chunk) for slot, chunk in plan if slot.prompting)
+        n_total = sum(len(chunk) for _, chunk in plan)
+        c.n_decode += 1
+        c.n_busy_slots += len(plan)
+        c.prompt_tokens += n_prompt
+        c.prompt_seconds += seconds * n_prompt / n_total  # a mixed step's time, split by token count
+        c.predicted_seconds += seconds * (n_total - n_prompt) / n_total
+        c.n_tokens_max = max(c.n_tokens_max, *(len(s.seq.tokens) + len(chunk) for s, chunk in plan))
+
+    def _sample(self, slot: Slot, logits: np.ndarray, now: float) -> None:
+        req, st = slot.req, slot.stats
+        if st.n_decoded == 0:
+            slot.t_first = now
+            st.t_prompt_ms = (now - slot.t_start) * 1e3
+            if req.n_predict == 0:
+                self._finish(slot, EndReason.LENGTH)
+                return
+        token = slot.sampler.sample(logits)
+        st.n_decoded += 1
+        st.t_gen_ms = (now - slot.t_first) * 1e3
+        self.counters.tokens_predicted += 1
+        event = TokenEvent(token, replace(st))
+        if req.logprobs:
+            event.logprob, event.top = _logprobs(logits, token, req.n_probs)
+        req.sink(event)
+        if token in self.eog_ids and not req.ignore_eos:
+            self._finish(slot, EndReason.EOS)
+        elif 0 <= req.n_predict <= st.n_decoded:
+            self._finish(slot, EndReason.LENGTH)
+        elif len(slot.seq.tokens) + 1 >= slot.n_ctx:
+            self._finish(slot, EndReason.CONTEXT)
+        else:
+            slot.pending = [token]
+
+    def _finish(self, slot: Slot, reason: EndReason, message: str = "") -> None:
+        st = slot.stats
+        req = slot.release(time.perf_counter())
+        req.sink(DoneEvent(reason, replace(st), message))
+
+
+def _logprobs(logits: np.ndarray, token: int, n: int) -> tuple[float, list[tuple[int, float]]]:
+    """The token's log-probability under the raw logits (llama-server's default), and the n best."""
+    lp = log_softmax(logits)
+    if n <= 0:
+        return float(lp[token]), []
+    n = min(n, len(lp))
+    best = np.argpartition(-lp, n - 1)[:n]
+    best = best[np.argsort(-lp[best], kind="stable")]
+    return float(lp[token]), [(int(i), float(lp[i])) for i in best]

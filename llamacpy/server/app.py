@@ -1,0 +1,474 @@
+"""The HTTP application: one route table, handlers, and the gate in front of them (CORS, readiness, keys).
+
+Handlers do the text work (JSON, chat templates, tokenizing); the engine thread sees only token ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..sampling import SamplingParams
+from ..tokenizer.chat_template import ChatTemplateError
+from .context import ServerContext
+from .errors import BAD_API_KEY, LOADING, NOT_FOUND, ApiError, bad_request, exceeds_context
+from .formats import (
+    FINGERPRINT,
+    OaiMeta,
+    chat_events,
+    chat_response,
+    native_events,
+    native_response,
+    text_events,
+    text_response,
+)
+from .generation import Generation, Piece
+from .params import Body, GenArgs, check_tokens, common_args, parse_json, prompt_pieces
+from .sse import EventStream, GuardedResponse, sse_bytes
+
+log = logging.getLogger("llamacpy.server")
+
+PUBLIC_PATHS = {"/", "/health", "/v1/health", "/models", "/v1/models"}
+BIG_TEXT = 8192  # characters: tokenize longer texts off the event loop
+
+
+def _ctx(request: Request) -> ServerContext:
+    return request.app.state.ctx
+
+
+async def _body(request: Request) -> Body:
+    """The JSON object of the request, refusing bodies over the size limit before reading them whole."""
+    limit = _ctx(request).settings.max_body_bytes
+    too_big = ApiError(413, f"the request body is larger than {limit} bytes")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise too_big
+        chunks.append(chunk)
+    return Body(parse_json(b"".join(chunks)))
+
+
+# -- prompts -----------------------------------------------------------------------------------------------
+
+async def _encode(ctx: ServerContext, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+    if len(text) > BIG_TEXT:
+        return await asyncio.to_thread(ctx.tokenizer.encode, text, add_special, parse_special)
+    return ctx.tokenizer.encode(text, add_special, parse_special)
+
+
+def _check_length_bound(ctx: ServerContext, text: str) -> None:
+    """Refuse texts that cannot fit before spending time tokenizing them."""
+    at_least = len(text.encode("utf-8", "surrogatepass")) // ctx.max_piece_bytes
+    if at_least >= ctx.n_ctx_slot:
+        raise exceeds_context(at_least, ctx.n_ctx_slot)
+
+
+async def _prompt_tokens(ctx: ServerContext, pieces: list[str | int]) -> list[int]:
+    """llama-server's mixed prompt: strings tokenized (special tokens parsed; BOS only before a leading
+    string, per the model), ids taken as they are."""
+    out: list[int] = []
+    for i, piece in enumerate(pieces):
+        if isinstance(piece, str):
+            _check_length_bound(ctx, piece)
+            out += await _encode(ctx, piece, add_special=i == 0)
+        else:
+            out.append(piece)
+    return check_tokens(out, ctx.tokenizer.n_vocab)
+
+
+def _check_fits(ctx: ServerContext, tokens: list[int]) -> None:
+    if not tokens:
+        raise bad_request("the prompt is empty")
+    if len(tokens) >= ctx.n_ctx_slot:
+        raise exceeds_context(len(tokens), ctx.n_ctx_slot)
+
+
+def _message_text(content, role: str) -> str | list:
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise bad_request(f"the content of a '{role}' message must be a string, null or an array of parts")
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("image_url", "input_audio", "input_video"):
+            raise bad_request(f"{kind} input is not supported by this server (text only)")
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise bad_request("content parts must be objects {\"type\": \"text\", \"text\": string}")
+    return content
+
+
+async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
+    """The templated prompt of a chat request. A trailing assistant message is continued (prefill)."""
+    messages = body.data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' is required and must be a non-empty array")
+    clean = []
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise bad_request("each message must be an object with a string 'role'")
+        content = _message_text(m.get("content"), m["role"])
+        if m["role"] != "assistant" and content is None:
+            raise bad_request(f"a '{m['role']}' message must have 'content'")
+        if m["role"] == "assistant" and content is None and not m.get("tool_calls"):
+            raise bad_request("an assistant message must have 'content' or 'tool_calls'")
+        clean.append({**m, "content": content})
+    fmt = body.object("response_format")
+    if fmt.get("type", "text") not in ("text", "json_object", "json_schema"):
+        raise bad_request('response_format type must be one of "text", "json_object" or "json_schema"')
+    if fmt.get("type", "text") != "text" or body.has("grammar") or body.has("json_schema"):
+        raise ApiError(501, "constrained output (response_format, grammar, json_schema) is not supported yet")
+    tools = body.data.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise bad_request("'tools' must be an array")
+    kwargs = body.object("chat_template_kwargs")
+    add_generation_prompt = body.bool("add_generation_prompt", True)
+    prefill = ""
+    if clean[-1]["role"] == "assistant" and add_generation_prompt:
+        if len(clean) > 1 and clean[-2]["role"] == "assistant":
+            raise bad_request("cannot have 2 or more assistant messages at the end of the list")
+        last = clean.pop()["content"] or ""
+        prefill = last if isinstance(last, str) else "".join(p["text"] for p in last)
+    try:
+        text = ctx.template.render(clean, add_generation_prompt=add_generation_prompt, tools=tools or None, **kwargs)
+    except ChatTemplateError as e:
+        raise bad_request(str(e)) from None
+    return text + prefill
+
+
+def _defaults(ctx: ServerContext) -> SamplingParams:
+    return ctx.settings.sampling
+
+
+def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
+    s = ctx.settings
+    return common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
+                       lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos)
+
+
+# -- generation routes -------------------------------------------------------------------------------------
+
+def _respond(ctx: ServerContext, args: GenArgs, events: Callable[[Generation], object], oai: bool,
+             whole: Callable[[Generation], Awaitable[dict]]) -> object:
+    """Submit the generation; stream it (SSE) or answer once it is complete, cancelling it if the client
+    leaves first."""
+    gen = Generation(ctx.engine, ctx.tokenizer, args, on_end=_log_end)
+    if args.stream:
+        return EventStream(sse_bytes(events(gen), oai, ctx.settings.sse_ping_interval), gen.cancel)
+
+    async def produce() -> Response:
+        return JSONResponse(await whole(gen))
+
+    return GuardedResponse(produce, gen.cancel)
+
+
+def _log_end(gen: Generation, last: Piece) -> None:
+    s = last.stats
+    tps = 1e3 * s.n_decoded / s.t_gen_ms if s.t_gen_ms > 0 else 0.0
+    log.info("slot %d | task %d | prompt %d tokens (%d cached) in %.0f ms | %d tokens in %.0f ms (%.1f t/s) | "
+             "stop: %s", s.id_slot, gen.id, s.n_prompt, s.n_cached, s.t_prompt_ms, s.n_decoded, s.t_gen_ms, tps,
+             last.stop_type)
+
+
+async def chat_completions(request: Request):
+    ctx = _ctx(request)
+    body = await _body(request)
+    text = await _chat_prompt(ctx, body)
+    _check_length_bound(ctx, text)
+    tokens = await _encode(ctx, text, add_special=True)
+    _check_fits(ctx, tokens)
+    args = _args(ctx, body, tokens)
+    if body.bool("logprobs"):
+        args.logprobs, args.n_probs = True, body.int("top_logprobs", 20, minimum=0, maximum=20)
+    elif body.has("top_logprobs"):
+        raise bad_request("top_logprobs requires logprobs to be set to true")
+    meta = OaiMeta(ctx.model_name, "chatcmpl")
+
+    async def whole(gen: Generation) -> dict:
+        return chat_response(meta, await gen.result(), args)
+
+    return _respond(ctx, args, lambda gen: chat_events(meta, gen), True, whole)
+
+
+async def completions_oai(request: Request):
+    ctx = _ctx(request)
+    body = await _body(request)
+    if body.bool("echo") or body.int("best_of", 1) != 1 or body.str("suffix"):
+        raise bad_request("'echo', 'best_of' and 'suffix' are not supported")
+    tokens = await _prompt_tokens(ctx, prompt_pieces(body.data.get("prompt")))
+    _check_fits(ctx, tokens)
+    args = _args(ctx, body, tokens)
+    if body.has("logprobs"):
+        args.logprobs, args.n_probs = True, body.int("logprobs", 0, minimum=0, maximum=20)
+    meta = OaiMeta(ctx.model_name, "cmpl")
+
+    async def whole(gen: Generation) -> dict:
+        return text_response(meta, await gen.result(), args)
+
+    return _respond(ctx, args, lambda gen: text_events(meta, gen), True, whole)
+
+
+async def completion_native(request: Request):
+    ctx = _ctx(request)
+    body = await _body(request)
+    pieces = prompt_pieces(body.data.get("prompt"))
+    tokens = await _prompt_tokens(ctx, pieces)
+    _check_fits(ctx, tokens)
+    args = _args(ctx, body, tokens)
+    args.n_probs = body.int("n_probs", 0, minimum=0)
+    args.logprobs = args.n_probs > 0
+    prompt = "".join(p if isinstance(p, str) else ctx.tokenizer.token_to_piece(p).decode("utf-8", "replace")
+                     for p in pieces)
+
+    async def whole(gen: Generation) -> dict:
+        return native_response(ctx.model_name, prompt, await gen.result(), args)
+
+    return _respond(ctx, args, lambda gen: native_events(ctx.model_name, prompt, gen), False, whole)
+
+
+# -- token utilities ---------------------------------------------------------------------------------------
+
+async def tokenize(request: Request):
+    ctx = _ctx(request)
+    body = await _body(request)
+    content = body.data.get("content", "")
+    pieces = prompt_pieces(content) if content != "" else []
+    add_special, parse_special = body.bool("add_special", False), body.bool("parse_special", True)
+    tokens: list[int] = []
+    for i, piece in enumerate(pieces):
+        if isinstance(piece, str):
+            tokens += await _encode(ctx, piece, add_special and i == 0, parse_special)
+        else:
+            tokens.append(piece)
+    check_tokens(tokens, ctx.tokenizer.n_vocab, "content")
+    if not body.bool("with_pieces"):
+        return JSONResponse({"tokens": tokens})
+    out = []
+    for t in tokens:
+        raw = ctx.tokenizer.token_to_piece(t)
+        try:
+            piece: str | list[int] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            piece = list(raw)
+        out.append({"id": t, "piece": piece})
+    return JSONResponse({"tokens": out})
+
+
+async def detokenize(request: Request):
+    ctx = _ctx(request)
+    body = await _body(request)
+    tokens = body.data.get("tokens", [])
+    if not isinstance(tokens, list):
+        raise bad_request("'tokens' must be an array of token ids")
+    check_tokens(tokens, ctx.tokenizer.n_vocab, "'tokens'")
+    text = b"".join(ctx.tokenizer.token_to_piece(t) for t in tokens).decode("utf-8", "replace")
+    return JSONResponse({"content": text})
+
+
+async def apply_template(request: Request):
+    ctx = _ctx(request)
+    return JSONResponse({"prompt": await _chat_prompt(ctx, await _body(request))})
+
+
+# -- information -------------------------------------------------------------------------------------------
+
+async def health(request: Request):
+    return JSONResponse({"status": "ok"})
+
+
+def _default_settings(ctx: ServerContext) -> dict:
+    return _args(ctx, Body({}), []).settings_json()
+
+
+async def props(request: Request):
+    ctx, s = _ctx(request), _ctx(request).settings
+    return JSONResponse({
+        "default_generation_settings": {"params": _default_settings(ctx), "n_ctx": ctx.n_ctx_slot},
+        "total_slots": s.n_slots, "model_alias": ctx.model_name, "model_path": str(ctx.path),
+        "model_ftype": ctx.model_facts["ftype"],
+        "modalities": {"vision": False, "video": False, "audio": False}, "media_marker": "<__media__>",
+        "endpoint_slots": s.slots, "endpoint_props": False, "endpoint_metrics": s.metrics,
+        "ui": s.webui, "ui_settings": {}, "chat_template": ctx.template.source,
+        "chat_template_caps": ctx.template_caps(), "bos_token": ctx.token_text("bos"),
+        "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT, "is_sleeping": False,
+        "cors_proxy_enabled": False,
+    })
+
+
+async def models(request: Request):
+    ctx = _ctx(request)
+    f = ctx.model_facts
+    created = int(ctx.path.stat().st_mtime) if ctx.path else 0
+    aliases = ctx.settings.alias[1:]
+    meta = {k: f[k] for k in ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size")}
+    return JSONResponse({
+        "object": "list",
+        "data": [{"id": ctx.model_name, "aliases": aliases, "tags": [], "object": "model", "created": created,
+                  "owned_by": "llamacpp", "meta": meta}],
+        "models": [{"name": ctx.model_name, "model": ctx.model_name, "modified_at": "", "size": str(f["size"]),
+                    "digest": "", "type": "model", "description": "", "tags": [""],
+                    "capabilities": ["completion"], "parameters": "",
+                    "details": {"parent_model": "", "format": "gguf", "family": f["arch"], "families": [f["arch"]],
+                                "parameter_size": str(f["n_params"]), "quantization_level": ""}}],
+    })
+
+
+async def slots(request: Request):
+    ctx = _ctx(request)
+    if not ctx.settings.slots:
+        raise ApiError(501, "This server does not support slots endpoint. Start it with `--slots`")
+    infos = ctx.engine.slots()
+    if request.query_params.get("fail_on_no_slot") in ("1", "true") and all(i.request for i in infos):
+        raise ApiError(503, "no slot available")
+    defaults = _default_settings(ctx)
+    out = []
+    for i in infos:
+        req = i.request
+        params = dict(defaults)
+        if req is not None:
+            params.update(n_predict=req.n_predict, seed=req.sampling.seed, temperature=req.sampling.temperature,
+                          top_k=req.sampling.top_k, top_p=req.sampling.top_p, min_p=req.sampling.min_p,
+                          n_probs=req.n_probs, ignore_eos=req.ignore_eos, cache_prompt=req.cache_prompt)
+        n_remain = -1 if req is None or req.n_predict < 0 else req.n_predict - i.n_decoded
+        out.append({"id": i.id, "id_task": req.id if req else -1, "n_ctx": i.n_ctx, "speculative": False,
+                    "is_processing": req is not None, "params": params,
+                    "next_token": {"has_next_token": req is not None, "has_new_line": False, "n_remain": n_remain,
+                                   "n_decoded": i.n_decoded if req else 0, "stopping_word": ""}})
+    return JSONResponse(out)
+
+
+METRICS = [  # name, type, help, value(counters, busy slots, waiting)
+    ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", lambda c: c.prompt_tokens),
+    ("prompt_seconds_total", "counter", "Prompt process time", lambda c: c.prompt_seconds),
+    ("tokens_predicted_total", "counter", "Number of generation tokens processed.", lambda c: c.tokens_predicted),
+    ("tokens_predicted_seconds_total", "counter", "Predict process time", lambda c: c.predicted_seconds),
+    ("n_decode_total", "counter", "Total number of llama_decode() calls", lambda c: c.n_decode),
+    ("n_tokens_max", "counter", "Largest observed n_tokens.", lambda c: c.n_tokens_max),
+    ("n_busy_slots_per_decode", "counter", "Average number of busy slots per llama_decode() call",
+     lambda c: c.n_busy_slots / c.n_decode if c.n_decode else 0.0),
+    ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.",
+     lambda c: c.prompt_tokens / c.prompt_seconds if c.prompt_seconds else 0.0),
+    ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.",
+     lambda c: c.tokens_predicted / c.predicted_seconds if c.predicted_seconds else 0.0),
+]
+
+
+async def metrics(request: Request):
+    ctx = _ctx(request)
+    if not ctx.settings.metrics:
+        raise ApiError(501, "This server does not support metrics endpoint. Start it with `--metrics`")
+    c = ctx.engine.counters()
+    busy = sum(1 for i in ctx.engine.slots() if i.request is not None)
+    rows = [(name, kind, help_text, value(c)) for name, kind, help_text, value in METRICS]
+    rows += [("requests_processing", "gauge", "Number of requests processing.", busy),
+             ("requests_deferred", "gauge", "Number of requests deferred.", ctx.engine.n_waiting())]
+    lines = []
+    for name, kind, help_text, value in rows:
+        lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+async def index(request: Request):
+    if not _ctx(request).settings.webui:
+        raise NOT_FOUND
+    return HTMLResponse("<!doctype html><title>llamacpy</title><h1>llamacpy server</h1>"
+                        "<p>OpenAI-compatible API at <code>/v1</code> (chat/completions, completions, models); "
+                        "llama-server's <code>/completion</code>, <code>/tokenize</code>, <code>/props</code>, "
+                        "<code>/slots</code>, <code>/health</code>.</p>")
+
+
+# -- the route table ---------------------------------------------------------------------------------------
+
+ROUTES = [
+    ("GET", "/", index),
+    ("GET", "/health", health),
+    ("GET", "/v1/health", health),
+    ("GET", "/props", props),
+    ("GET", "/models", models),
+    ("GET", "/v1/models", models),
+    ("GET", "/slots", slots),
+    ("GET", "/metrics", metrics),
+    ("POST", "/completion", completion_native),
+    ("POST", "/completions", completion_native),
+    ("POST", "/v1/completions", completions_oai),
+    ("POST", "/chat/completions", chat_completions),
+    ("POST", "/v1/chat/completions", chat_completions),
+    ("POST", "/tokenize", tokenize),
+    ("POST", "/detokenize", detokenize),
+    ("POST", "/apply-template", apply_template),
+]
+
+
+class Gate:
+    """In front of the routes, in llama-server's order: CORS pre-flight, readiness (503 while loading),
+    API keys (401; public routes exempt)."""
+
+    def __init__(self, app: ASGIApp, ctx: ServerContext):
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cors = [(b"access-control-allow-origin", headers.get("origin", "*").encode("latin-1")),
+                (b"access-control-allow-credentials", b"true")]
+        if scope["method"] == "OPTIONS":
+            allow = [(b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+                     (b"access-control-allow-headers", b"*")]
+            return await Response(status_code=200, headers=None)(scope, receive, _with_headers(send, cors + allow))
+        path = scope["path"]
+        if not self.ctx.ready and path != "/":
+            return await LOADING.response()(scope, receive, _with_headers(send, cors))
+        if self.ctx.api_keys and path not in PUBLIC_PATHS and not self._key_ok(headers):
+            return await BAD_API_KEY.response()(scope, receive, _with_headers(send, cors))
+        await self.app(scope, receive, _with_headers(send, cors))
+
+    def _key_ok(self, headers: dict[str, str]) -> bool:
+        given = headers.get("x-api-key") or headers.get("authorization", "")
+        if given[:7].lower() == "bearer ":
+            given = given[7:]
+        return any(secrets.compare_digest(given.strip().encode(), k.encode()) for k in self.ctx.api_keys)
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": list(message.get("headers", [])) + extra}
+        await send(message)
+    return wrapped
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    # llama-server answers an unknown method on a known path like an unknown path
+    return NOT_FOUND.response() if exc.status_code in (404, 405) else ApiError(exc.status_code, exc.detail).response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("error in %s %s", request.method, request.url.path)
+    return ApiError(500, f"{type(exc).__name__}: {exc}").response()
+
+
+def create_app(ctx: ServerContext) -> ASGIApp:
+    routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES]
+    app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                                                     Exception: _server_error})
+    app.state.ctx = ctx
+    app.state.started = time.time()
+    return Gate(app, ctx)

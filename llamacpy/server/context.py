@@ -1,0 +1,86 @@
+"""The server's shared state: settings, the engine, and the loaded model's tokenizer and template.
+
+The model is loaded on the engine thread after the HTTP server has started (requests get 503 "Loading
+model" meanwhile); the tokenizer, template and model facts are published here for the handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from ..catalog import resolve_model
+from ..engine import Engine, EngineConfig
+from ..gguf import GGUFFile
+from ..models import DecoderModel, load_model
+from ..tokenizer import Tokenizer
+from ..tokenizer.chat_template import ChatTemplate
+from .settings import ServerSettings
+
+log = logging.getLogger("llamacpy.server")
+
+VOCAB_TYPES = {"spm": 1, "bpe": 2, "wpm": 3, "ugm": 4}  # llama_vocab_type
+
+
+class ServerContext:
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.api_keys = settings.api_keys()
+        self.model_name = settings.alias[0] if settings.alias else settings.model
+        self.engine = Engine(self._load, EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size,
+                                                      n_threads=settings.threads))
+        self.path: Path | None = None
+        self.gguf: GGUFFile | None = None
+        self.tokenizer: Tokenizer | None = None
+        self.template: ChatTemplate | None = None
+        self.n_ctx = self.n_ctx_slot = 0
+        self.max_piece_bytes = 1  # the longest token, in bytes: prompts of B bytes have >= B / this tokens
+        self.model_facts: dict = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.ready.is_set()
+
+    def _load(self) -> tuple[DecoderModel, set[int]]:
+        """Runs on the engine thread: everything the handlers and the engine need from the model file."""
+        s = self.settings
+        self.path = resolve_model(s.model, log.info)
+        log.info("loading model %s", self.path)
+        g = GGUFFile(self.path)
+        tokenizer = Tokenizer.from_gguf(g)
+        model = load_model(g)
+        self.template = self._template(g, tokenizer)
+        n_train = model.args.n_ctx_train
+        self.n_ctx = min(s.ctx_size, n_train) if s.ctx_size > 0 else n_train
+        self.n_ctx_slot = self.n_ctx // s.n_slots
+        if self.n_ctx_slot < 8:
+            raise ValueError(f"a context of {self.n_ctx} tokens split over {s.n_slots} slots is too small")
+        self.engine.config.n_ctx_slot = self.n_ctx_slot  # read by the engine when it builds the cache, next
+        self.max_piece_bytes = max(len(tokenizer.token_to_piece(i)) for i in range(tokenizer.n_vocab)) or 1
+        tensors = list(g.tensors.values())
+        self.model_facts = {
+            "arch": model.args.arch, "n_vocab": model.args.n_vocab, "n_ctx_train": n_train,
+            "n_embd": model.args.n_embd, "n_params": sum(t.n_elements for t in tensors),
+            "size": sum(t.data.nbytes for t in tensors), "vocab_type": VOCAB_TYPES.get(tokenizer.vocab.type, 0),
+            "ftype": model.args.file_type,
+        }
+        self.gguf, self.tokenizer = g, tokenizer
+        return model, tokenizer.eog_ids
+
+    def _template(self, g: GGUFFile, tokenizer: Tokenizer) -> ChatTemplate:
+        source = self.settings.chat_template_source()
+        if not source:
+            return ChatTemplate.from_gguf(g)
+        if "{" not in source:
+            return ChatTemplate.builtin(source)
+        bos = tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
+        eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
+        return ChatTemplate(source, bos, eos)
+
+    def token_text(self, which: str) -> str:
+        tid = getattr(self.tokenizer, f"{which}_id")
+        return self.tokenizer.token_text(tid) if tid is not None else ""
+
+    def template_caps(self) -> dict:
+        return asdict(self.template.caps)

@@ -1,0 +1,48 @@
+"""llama-server's error bodies: {"error": {"code": <status>, "message": ..., "type": ...}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+TYPE_OF_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    500: "server_error",
+    501: "not_supported_error",
+    503: "unavailable_error",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client; `extra` fields join the error object (e.g. n_ctx)."""
+
+    def __init__(self, status: int, message: str, type: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.type = type or TYPE_OF_STATUS.get(status, "server_error")
+        self.extra = extra
+
+    def body(self) -> dict:
+        return {"error": {"code": self.status, "message": self.message, "type": self.type, **self.extra}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+NOT_FOUND = ApiError(404, "File Not Found")
+LOADING = ApiError(503, "Loading model")
+BAD_API_KEY = ApiError(401, "Invalid API Key")
+
+
+def exceeds_context(n_prompt: int, n_ctx: int) -> ApiError:
+    return ApiError(400, f"request ({n_prompt} tokens) exceeds the available context size ({n_ctx} tokens), "
+                         "try increasing it", "exceed_context_size_error", n_prompt_tokens=n_prompt, n_ctx=n_ctx)

@@ -1,0 +1,162 @@
+"""Response bodies: OpenAI chat / text completions (whole and chunked) and llama-server's native format.
+
+Each `*_events` function turns a generation's pieces into the JSON objects of a stream (the SSE layer
+frames them); each `*_response` builds the non-streamed body.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from .. import __version__
+from ..engine import Stats
+from .generation import Generation, Piece, Result
+from .params import GenArgs
+
+FINGERPRINT = f"b0-llamacpy{__version__}"
+
+
+def timings(s: Stats) -> dict:
+    """llama-server's `timings` object."""
+    prompt_n = s.n_prompt - s.n_cached
+    return {
+        "cache_n": s.n_cached,
+        "prompt_n": prompt_n,
+        "prompt_ms": s.t_prompt_ms,
+        "prompt_per_token_ms": s.t_prompt_ms / prompt_n if prompt_n else 0.0,
+        "prompt_per_second": 1e3 * prompt_n / s.t_prompt_ms if s.t_prompt_ms > 0 else 0.0,
+        "predicted_n": s.n_decoded,
+        "predicted_ms": s.t_gen_ms,
+        "predicted_per_token_ms": s.t_gen_ms / s.n_decoded if s.n_decoded else 0.0,
+        "predicted_per_second": 1e3 * s.n_decoded / s.t_gen_ms if s.t_gen_ms > 0 else 0.0,
+    }
+
+
+def usage(s: Stats) -> dict:
+    return {"completion_tokens": s.n_decoded, "prompt_tokens": s.n_prompt,
+            "total_tokens": s.n_prompt + s.n_decoded, "prompt_tokens_details": {"cached_tokens": s.n_cached}}
+
+
+@dataclass
+class OaiMeta:
+    """The fields every OpenAI response object of one request shares."""
+
+    model: str
+    prefix: str  # "chatcmpl" | "cmpl"
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"{self.prefix}-{secrets.token_hex(16)}"
+
+    def head(self, obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": FINGERPRINT}
+
+
+def _logprobs(probs: list[dict]) -> dict:
+    return {"content": probs}
+
+
+# -- /v1/chat/completions ---------------------------------------------------------------------------------
+
+def chat_response(meta: OaiMeta, r: Result, args: GenArgs) -> dict:
+    choice = {"index": 0, "finish_reason": r.finish, "message": {"role": "assistant", "content": r.content}}
+    if args.logprobs:
+        choice["logprobs"] = _logprobs(r.probs)
+    return {**meta.head("chat.completion"), "choices": [choice], "usage": usage(r.stats),
+            "timings": timings(r.stats)}
+
+
+async def chat_events(meta: OaiMeta, gen: Generation) -> AsyncIterator[dict]:
+    """Role delta with the first token, content deltas, a finish chunk, the usage chunk if asked."""
+    args, first = gen.args, True
+    last: Piece | None = None
+    async for piece in gen.pieces():
+        if first:
+            first = False
+            yield _chat_chunk(meta, {"role": "assistant", "content": None})
+        if piece.text or piece.probs:
+            chunk = _chat_chunk(meta, {"content": piece.text})
+            if args.logprobs:
+                chunk["choices"][0]["logprobs"] = _logprobs(piece.probs)
+            yield chunk
+        last = piece
+    end = _chat_chunk(meta, {}, last.finish)
+    if args.include_usage:
+        yield end
+        yield {**meta.head("chat.completion.chunk"), "choices": [], "usage": usage(last.stats),
+               "timings": timings(last.stats)}
+    else:
+        yield {**end, "timings": timings(last.stats)}
+
+
+def _chat_chunk(meta: OaiMeta, delta: dict, finish: str | None = None) -> dict:
+    return {**meta.head("chat.completion.chunk"), "choices": [{"index": 0, "finish_reason": finish, "delta": delta}]}
+
+
+# -- /v1/completions --------------------------------------------------------------------------------------
+
+def text_response(meta: OaiMeta, r: Result, args: GenArgs) -> dict:
+    choice = {"text": r.content, "index": 0, "logprobs": _logprobs(r.probs) if args.logprobs else None,
+              "finish_reason": r.finish}
+    return {**meta.head("text_completion"), "choices": [choice], "usage": usage(r.stats),
+            "timings": timings(r.stats)}
+
+
+async def text_events(meta: OaiMeta, gen: Generation) -> AsyncIterator[dict]:
+    args = gen.args
+    last: Piece | None = None
+    async for piece in gen.pieces():
+        if piece.text or piece.probs or piece.finish:
+            choice = {"text": piece.text, "index": 0,
+                      "logprobs": _logprobs(piece.probs) if args.logprobs else None, "finish_reason": piece.finish}
+            chunk = {**meta.head("text_completion"), "choices": [choice]}
+            if piece.finish and not args.include_usage:
+                chunk["timings"] = timings(piece.stats)
+            yield chunk
+        last = piece
+    if args.include_usage:
+        yield {**meta.head("text_completion"), "choices": [], "usage": usage(last.stats),
+               "timings": timings(last.stats)}
+
+
+# -- /completion (native) ---------------------------------------------------------------------------------
+
+def native_response(model: str, prompt: str, r: Result, args: GenArgs) -> dict:
+    out = {"index": 0, "content": r.content, "tokens": r.tokens if args.return_tokens else [],
+           "id_slot": r.stats.id_slot, "stop": True, "model": model, "tokens_predicted": r.stats.n_decoded,
+           "tokens_evaluated": r.stats.n_prompt, "generation_settings": args.settings_json(), "prompt": prompt,
+           "has_new_line": "\n" in r.content, "truncated": False, "stop_type": r.stop_type,
+           "stopping_word": r.stopping_word, "tokens_cached": r.stats.n_prompt + r.stats.n_decoded,
+           "timings": timings(r.stats)}
+    if args.n_probs > 0:
+        out["completion_probabilities"] = r.probs
+    return out
+
+
+async def native_events(model: str, prompt: str, gen: Generation) -> AsyncIterator[dict]:
+    """A frame per piece of text ("stop": false), then the final frame with the statistics; no [DONE]."""
+    args = gen.args
+    async for piece in gen.pieces():
+        if piece.finish:
+            last = Result("", piece.tokens, piece.probs, piece.stats, piece.finish, piece.stop_type,
+                          piece.stopping_word)
+            if piece.text:
+                yield _native_partial(piece, args)
+                last.tokens, last.probs = [], []
+            yield native_response(model, prompt, last, args)
+        else:
+            yield _native_partial(piece, args)
+
+
+def _native_partial(piece: Piece, args: GenArgs) -> dict:
+    out = {"index": 0, "content": piece.text, "tokens": piece.tokens if args.return_tokens else [],
+           "stop": False, "id_slot": piece.stats.id_slot, "tokens_predicted": piece.stats.n_decoded,
+           "tokens_evaluated": piece.stats.n_prompt}
+    if args.n_probs > 0:
+        out["completion_probabilities"] = piece.probs
+    return out

@@ -1,0 +1,238 @@
+"""Request bodies -> generation arguments: typed field access, sampling fields, prompts.
+
+Unknown fields are ignored (OpenAI clients send many); a known field of the wrong type or out of range is
+a 400 naming the field. Field names and defaults are llama-server's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import GenRequest
+from ..sampling import SamplingParams
+from ..sampling.chain import SEED_RANDOM
+from .errors import ApiError, bad_request
+
+_MISSING: Any = object()
+
+
+def parse_json(raw: bytes) -> dict:
+    """A request body as a JSON object (strict: NaN/Infinity and invalid UTF-8 are rejected)."""
+    def no_constants(name: str) -> None:
+        raise ValueError(f"invalid JSON value {name}")
+
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+    except UnicodeDecodeError as e:
+        raise bad_request(f"the request body is not valid UTF-8 (byte {e.start})") from None
+    except RecursionError:
+        raise bad_request("the request body nests too deeply") from None
+    except ValueError as e:
+        raise bad_request(f"invalid JSON in the request body: {e}") from None
+    if not isinstance(data, dict):
+        raise bad_request("the request body must be a JSON object")
+    return data
+
+
+class Body:
+    """Typed getters over a JSON object; `None` counts as absent."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def _raw(self, key: str, default: Any) -> Any:
+        value = self.data.get(key)
+        return default if value is None else value
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self._raw(key, default)
+        if not isinstance(value, bool):
+            raise bad_request(f"'{key}' must be a boolean")
+        return value
+
+    def int(self, key: str, default: int = 0, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._raw(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad_request(f"'{key}' must be an integer")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise bad_request(f"'{key}' must be {bounds}, got {value}")
+        return value
+
+    def float(self, key: str, default: float = 0.0, minimum: float | None = None) -> float:
+        value = self._raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise bad_request(f"'{key}' must be a finite number")
+        if minimum is not None and value < minimum:
+            raise bad_request(f"'{key}' must be at least {minimum}, got {value}")
+        return float(value)
+
+    def str(self, key: str, default: str = "") -> str:
+        value = self._raw(key, default)
+        if not isinstance(value, str):
+            raise bad_request(f"'{key}' must be a string")
+        return value
+
+    def object(self, key: str) -> dict:
+        value = self._raw(key, {})
+        if not isinstance(value, dict):
+            raise bad_request(f"'{key}' must be an object")
+        return value
+
+    def first_int(self, keys: tuple[str, ...], default: int, minimum: int) -> int:
+        for key in keys:
+            if self.has(key):
+                return self.int(key, default, minimum)
+        return default
+
+
+@dataclass
+class GenArgs:
+    """Everything one completion needs, text-level parts (stop strings, output options) included."""
+
+    prompt: list[int]
+    sampling: SamplingParams
+    n_predict: int = -1
+    ignore_eos: bool = False
+    stop: list[str] = field(default_factory=list)
+    stream: bool = False
+    include_usage: bool = False
+    logprobs: bool = False
+    n_probs: int = 0
+    cache_prompt: bool = True
+    id_slot: int = -1
+    return_tokens: bool = False
+    post_sampling_probs: bool = False
+
+    def engine_request(self, sink) -> GenRequest:
+        return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
+                          self.n_probs, self.cache_prompt, self.id_slot, sink)
+
+    def settings_json(self) -> dict:
+        """`generation_settings` / slot `params` as llama-server reports them."""
+        s = self.sampling
+        return {"n_predict": self.n_predict, "seed": s.seed, "temperature": s.temperature,
+                "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "repeat_last_n": s.repeat_last_n,
+                "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
+                "frequency_penalty": s.frequency_penalty, "stop": list(self.stop), "n_probs": self.n_probs,
+                "ignore_eos": self.ignore_eos, "stream": self.stream, "cache_prompt": self.cache_prompt,
+                "logit_bias": [[int(k), v] for k, v in s.logit_bias.items()],
+                "samplers": ["penalties", "top_k", "top_p", "min_p", "temperature"]}
+
+
+def sampling_params(body: Body, defaults: SamplingParams, n_vocab: int, tokenize) -> SamplingParams:
+    """Sampling fields over the server's defaults. `seed` -1 (or absent) draws a random seed."""
+    d = defaults
+    seed = body.int("seed", -1 if d.seed in (SEED_RANDOM, -1) else d.seed)
+    params = SamplingParams(
+        temperature=body.float("temperature", d.temperature),
+        top_k=body.int("top_k", d.top_k),
+        top_p=body.float("top_p", d.top_p, minimum=0.0),
+        min_p=body.float("min_p", d.min_p, minimum=0.0),
+        repeat_penalty=body.float("repeat_penalty", d.repeat_penalty, minimum=0.0),
+        repeat_last_n=body.int("repeat_last_n", d.repeat_last_n, minimum=-1),
+        presence_penalty=body.float("presence_penalty", d.presence_penalty),
+        frequency_penalty=body.float("frequency_penalty", d.frequency_penalty),
+        seed=SEED_RANDOM if seed == -1 else seed & 0xFFFFFFFF,
+        logit_bias=dict(d.logit_bias),
+    )
+    if body.has("logit_bias"):
+        params.logit_bias.update(logit_bias(body.data["logit_bias"], n_vocab, tokenize))
+    return params
+
+
+def logit_bias(value: Any, n_vocab: int, tokenize) -> dict[int, float]:
+    """OpenAI's {"id": bias} or llama-server's [[id|text, bias|false], ...]; false bans the token.
+    Ids out of the vocabulary are ignored, as llama-server does."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+        pairs = value
+    else:
+        raise bad_request("'logit_bias' must be an object {token: bias} or an array of [token, bias] pairs")
+    out: dict[int, float] = {}
+    for key, bias in pairs:
+        if bias is False:
+            bias = -math.inf
+        elif isinstance(bias, bool) or not isinstance(bias, int | float) or not math.isfinite(bias):
+            raise bad_request("'logit_bias' values must be finite numbers (or false to ban a token)")
+        if isinstance(key, int) and not isinstance(key, bool):
+            ids = [key]
+        elif isinstance(key, str) and key.lstrip("-").isdigit():
+            ids = [int(key)]
+        elif isinstance(key, str):
+            ids = tokenize(key)
+        else:
+            raise bad_request("'logit_bias' keys must be token ids or strings")
+        out.update({t: float(bias) for t in ids if 0 <= t < n_vocab})
+    return out
+
+
+def stop_strings(body: Body) -> list[str]:
+    value = body.data.get("stop")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise bad_request("'stop' must be a string or an array of strings")
+
+
+def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab: int, tokenize,
+                server_n_predict: int = -1, ignore_eos: bool = False) -> GenArgs:
+    """The fields every completion route shares (the route sets logprobs its own way)."""
+    if body.int("n", 1) != 1 or body.int("n_cmpl", 1) != 1:
+        raise bad_request("only one completion per request is supported ('n' must be 1)")
+    n_predict = body.first_int(("n_predict", "max_tokens", "max_completion_tokens"), -1, minimum=-1)
+    if server_n_predict >= 0:
+        n_predict = server_n_predict if n_predict < 0 else min(n_predict, server_n_predict)
+    options = body.object("stream_options")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise bad_request("'stream_options.include_usage' must be a boolean")
+    return GenArgs(
+        prompt=prompt,
+        sampling=sampling_params(body, defaults, n_vocab, tokenize),
+        n_predict=n_predict,
+        ignore_eos=body.bool("ignore_eos", ignore_eos),
+        stop=stop_strings(body),
+        stream=body.bool("stream"),
+        include_usage=include_usage,
+        cache_prompt=body.bool("cache_prompt", True),
+        id_slot=body.int("id_slot", -1, minimum=-1),
+        return_tokens=body.bool("return_tokens"),
+    )
+
+
+def check_tokens(tokens: list, n_vocab: int, what: str = "prompt") -> list[int]:
+    for t in tokens:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < n_vocab:
+            raise bad_request(f"{what} token ids must be integers in [0, {n_vocab})")
+    return tokens
+
+
+def prompt_pieces(value: Any) -> list[str | int]:
+    """A native prompt: a string, token ids, or a mixed array of both (one prompt only)."""
+    if isinstance(value, dict):
+        if value.get("multimodal_data"):
+            raise ApiError(501, "multimodal input is not supported by this server")
+        value = value.get("prompt_string")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str | int) and not isinstance(v, bool)
+                                                 for v in value):
+        if sum(isinstance(v, str) for v in value) > 1 and not any(isinstance(v, int) for v in value):
+            raise bad_request("several prompts in one request are not supported; send one request each")
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, list | str | dict) for v in value):
+        raise bad_request("several prompts in one request are not supported; send one request each")
+    raise bad_request("'prompt' must be a string, an array of token ids, or a mixed array of both")

@@ -1,0 +1,97 @@
+"""Running the server: uvicorn in the main thread, the engine in its own, and a clean shutdown.
+
+On SIGINT/SIGTERM the engine ends every request first (streams get a final error frame and close), then
+uvicorn closes the connections; the process exits within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from .app import create_app
+from .context import ServerContext
+from .settings import ServerSettings
+
+log = logging.getLogger("llamacpy.server")
+GRACEFUL_SECONDS = 3  # after the engine has stopped, the longest wait for connections to finish
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, ctx: ServerContext):
+        super().__init__(config)
+        self.ctx = ctx
+        self.exit_code = 0
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:  # could not bind
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]  # the real port when --port 0
+        host = f"[{host}]" if ":" in host else host
+        log.info("listening on http://%s:%d%s", host, port, " (API key required)" if self.ctx.api_keys else "")
+        asyncio.get_running_loop().create_task(self._watch_loading())
+
+    async def _watch_loading(self) -> None:
+        ctx, t0 = self.ctx, time.perf_counter()
+        if not await asyncio.to_thread(ctx.engine.wait_ready):
+            log.error("could not load the model: %s", ctx.engine.error)
+            self.exit_code, self.should_exit = 1, True
+            return
+        f, s = ctx.model_facts, ctx.settings
+        log.info("model %s ready in %.1f s: %s, %.0fM parameters, %d MiB; context %d tokens = %d slots x %d",
+                 ctx.path.name, time.perf_counter() - t0, f["arch"], f["n_params"] / 1e6, f["size"] >> 20,
+                 ctx.n_ctx, s.n_slots, ctx.n_ctx_slot)
+
+    async def shutdown(self, sockets=None) -> None:
+        log.info("shutting down: ending %d request(s)", sum(1 for i in self.ctx.engine.slots() if i.request))
+        await asyncio.to_thread(self.ctx.engine.stop)
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM start the graceful shutdown (a second SIGINT forces it); the process then exits
+        normally instead of re-raising the signal as uvicorn does."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def configure_logging() -> None:
+    logger = logging.getLogger("llamacpy")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def serve(settings: ServerSettings) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code."""
+    configure_logging()
+    ctx = ServerContext(settings)
+    log.info("llamacpy server: model %s, context %s, %d slots, %s threads", settings.model,
+             settings.ctx_size or "from the model", settings.n_slots, settings.threads or "default")
+    config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="off", timeout_keep_alive=settings.timeout,
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    server = _Server(config, ctx)
+    ctx.engine.start()
+    server.run()
+    ctx.engine.stop()
+    return server.exit_code or (0 if server.started else 1)

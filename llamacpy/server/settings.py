@@ -1,0 +1,107 @@
+"""The server's settings, declared once; `llamacpy server`'s flags are built from these fields.
+
+Flags keep llama-server's names. The model, thread, context and sampling flags are shared with the other
+subcommands (cli/options.py) and land in the fields without flag metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..catalog import DEFAULT_MODEL
+from ..sampling import SamplingParams
+
+AUTO_SLOTS = 4  # -np -1 (auto), as llama-server
+
+
+def _flag(*flags: str, help: str, metavar: str | None = None) -> dict:
+    """Field metadata: the field gets a command-line flag."""
+    return {"flags": flags, "help": help, "metavar": metavar}
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@dataclass
+class ServerSettings:
+    # shared with the other subcommands (flags in cli/options.py)
+    model: str = DEFAULT_MODEL
+    threads: int | None = None
+    ctx_size: int = 4096
+    batch_size: int = 512
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    ignore_eos: bool = False
+    # the server's own
+    host: str = field(default="127.0.0.1", metadata=_flag("--host", help="address to listen on (default: 127.0.0.1)"))
+    port: int = field(default=8080, metadata=_flag("--port", help="port to listen on (default: 8080; 0 = any free)"))
+    parallel: int = field(default=-1, metadata=_flag(
+        "-np", "--parallel", metavar="N",
+        help=f"number of slots: requests served at once, the context split among them (default: -1 = auto = "
+             f"{AUTO_SLOTS})"))
+    n_predict: int = field(default=-1, metadata=_flag(
+        "-n", "--n-predict", metavar="N", help="most tokens a request may generate (default: -1 = no limit)"))
+    api_key: list[str] = field(default_factory=list, metadata=_flag(
+        "--api-key", metavar="KEY[,KEY...]", help="API keys; requests must send one (Authorization: Bearer KEY)"))
+    api_key_file: str | None = field(default=None, metadata=_flag(
+        "--api-key-file", metavar="FNAME", help="file with API keys, one per line"))
+    alias: list[str] = field(default_factory=list, metadata=_flag(
+        "-a", "--alias", metavar="NAME[,NAME...]", help="model name(s) reported by the API (default: the -m argument)"))
+    chat_template: str | None = field(default=None, metadata=_flag(
+        "--chat-template", metavar="NAME|JINJA", help="built-in template name or Jinja source (default: the model's)"))
+    chat_template_file: str | None = field(default=None, metadata=_flag(
+        "--chat-template-file", metavar="FNAME", help="read the chat template from a file"))
+    timeout: int = field(default=3600, metadata=_flag(
+        "-to", "--timeout", metavar="N", help="seconds an idle keep-alive connection stays open (default: 3600)"))
+    sse_ping_interval: float = field(default=30.0, metadata=_flag(
+        "--sse-ping-interval", metavar="N",
+        help="seconds of silence before a stream sends a keep-alive comment (default: 30; -1 = never)"))
+    metrics: bool = field(default=False, metadata=_flag("--metrics", help="enable the Prometheus /metrics endpoint"))
+    slots: bool = field(default=True, metadata=_flag("--slots", help="enable the /slots endpoint (default: on)"))
+    webui: bool = field(default=True, metadata=_flag("--webui", "--ui", help="serve the web page at / (default: on)"))
+    max_body_bytes: int = 16 << 20  # larger request bodies get 413
+
+    @property
+    def n_slots(self) -> int:
+        return AUTO_SLOTS if self.parallel <= 0 else self.parallel
+
+    def api_keys(self) -> list[str]:
+        keys = list(self.api_key)
+        if self.api_key_file:
+            keys += [line.strip() for line in Path(self.api_key_file).read_text().splitlines() if line.strip()]
+        return keys
+
+    def chat_template_source(self) -> str | None:
+        if self.chat_template_file:
+            return Path(self.chat_template_file).read_text(encoding="utf-8")
+        return self.chat_template
+
+    # -- argparse ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def add_arguments(cls, p: argparse.ArgumentParser) -> None:
+        """Add a flag for every field with flag metadata."""
+        g = p.add_argument_group("server")
+        for f in fields(cls):
+            if "flags" not in f.metadata:
+                continue
+            default = f.default_factory() if f.default is MISSING else f.default
+            kw: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata["help"]}
+            if f.metadata["metavar"]:
+                kw["metavar"] = f.metadata["metavar"]
+            if isinstance(default, bool):
+                kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
+            elif isinstance(default, list):
+                kw["type"] = _comma_list
+            elif default is not None:
+                kw["type"] = type(default)
+            g.add_argument(*f.metadata["flags"], **kw)
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace, sampling: SamplingParams) -> ServerSettings:
+        own = {f.name: getattr(a, f.name) for f in fields(cls) if "flags" in f.metadata}
+        return cls(model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
+                   sampling=sampling, ignore_eos=a.ignore_eos, **own)
