@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..sampling import SamplingParams
 from ..tokenizer.chat_template import ChatTemplateError
+from ..ui import WebUI
 from .context import ServerContext
 from .errors import BAD_API_KEY, LOADING, NOT_FOUND, ApiError, bad_request, exceeds_context
 from .formats import (
@@ -471,4 +472,5 @@ def create_app(ctx: ServerContext) -> ASGIApp:
                                                      Exception: _server_error})
     app.state.ctx = ctx
     app.state.started = time.time()
-    return Gate(app, ctx)
+    gated = Gate(app, ctx)
+    return WebUI(gated) if ctx.settings.webui else gated  # the web UI: public, served while loading
