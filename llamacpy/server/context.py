@@ -17,6 +17,7 @@ from ..models import DecoderModel, load_model
 from ..tokenizer import Tokenizer
 from ..tokenizer.chat_template import ChatTemplate
 from .settings import ServerSettings
+from .streams import StreamManager
 
 log = logging.getLogger("llamacpy.server")
 
@@ -37,6 +38,7 @@ class ServerContext:
         self.n_ctx = self.n_ctx_slot = 0
         self.max_piece_bytes = 1  # the longest token, in bytes: prompts of B bytes have >= B / this tokens
         self.model_facts: dict = {}
+        self.streams = StreamManager(settings.stream_limits())  # resumable streams (stream_routes.py)
 
     @property
     def ready(self) -> bool:

@@ -39,6 +39,7 @@ class _Server(uvicorn.Server):
         host = f"[{host}]" if ":" in host else host
         log.info("listening on http://%s:%d%s", host, port, " (API key required)" if self.ctx.api_keys else "")
         asyncio.get_running_loop().create_task(self._watch_loading())
+        self.ctx.streams.start()
 
     async def _watch_loading(self) -> None:
         ctx, t0 = self.ctx, time.perf_counter()
@@ -53,6 +54,7 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         log.info("shutting down: ending %d request(s)", sum(1 for i in self.ctx.engine.slots() if i.request))
+        self.ctx.streams.stop()  # first: stops resumable generations and ends their readers
         await asyncio.to_thread(self.ctx.engine.stop)
         await super().shutdown(sockets)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..catalog import DEFAULT_MODEL
 from ..sampling import SamplingParams
+from .streams import StreamLimits
 
 AUTO_SLOTS = 4  # -np -1 (auto), as llama-server
 
@@ -62,11 +63,25 @@ class ServerSettings:
     metrics: bool = field(default=False, metadata=_flag("--metrics", help="enable the Prometheus /metrics endpoint"))
     slots: bool = field(default=True, metadata=_flag("--slots", help="enable the /slots endpoint (default: on)"))
     webui: bool = field(default=True, metadata=_flag("--webui", "--ui", help="serve the web page at / (default: on)"))
+    stream_buffer_size: int = field(default=4 << 20, metadata=_flag(
+        "--stream-buffer-size", metavar="BYTES",
+        help="resumable streams (X-Conversation-Id): bytes kept per stream, the oldest dropped first "
+             "(default: 4 MiB)"))
+    stream_ttl: float = field(default=300.0, metadata=_flag(
+        "--stream-ttl", metavar="SECONDS",
+        help="resumable streams: how long a finished stream stays replayable (default: 300)"))
+    stream_max_sessions: int = field(default=128, metadata=_flag(
+        "--stream-max-sessions", metavar="N",
+        help="resumable streams held at once; finished ones give way first, then new ones get 503 (default: 128)"))
     max_body_bytes: int = 16 << 20  # larger request bodies get 413
 
     @property
     def n_slots(self) -> int:
         return AUTO_SLOTS if self.parallel <= 0 else self.parallel
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(cap_bytes=self.stream_buffer_size, ttl_s=self.stream_ttl,
+                            max_sessions=self.stream_max_sessions)
 
     def api_keys(self) -> list[str]:
         keys = list(self.api_key)

@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+
+log = logging.getLogger("llamacpy.server")
 
 MiB = 1 << 20
 
@@ -63,6 +66,7 @@ class StreamSession:
         self.finished_clock = 0.0      # clock() at finalize, unrounded, for the TTL
         self.done = False
         self.cancelled = False         # read without the lock by producers (a plain bool is atomic)
+        self.error: Exception | None = None  # what ended the producer before its first byte, if anything
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         # Live bytes are _data[_head:]; dropping bytes moves _head and the dead prefix is compacted away
@@ -366,7 +370,14 @@ class StreamManager:
         task = loop.create_task(pump(session, chunks), name=f"stream-producer:{session.conversation_id}")
         self._producers.add(task)  # asyncio itself keeps only a weak reference
         task.add_done_callback(self._producers.discard)
+        task.add_done_callback(lambda _: session.error is not None and self.forget(session))
         return task
+
+    def forget(self, session: StreamSession) -> None:
+        """Drop `session` from the map if it is still its id's session (a failed start leaves nothing)."""
+        with self._lock:
+            if self._sessions.get(session.conversation_id) is session:
+                del self._sessions[session.conversation_id]
 
 
 def _stop(session: StreamSession) -> None:
@@ -380,7 +391,8 @@ async def pump(session: StreamSession, chunks: AsyncIterable[bytes]) -> None:
 
     Runs until the chunks end or the session is cancelled/finalized; cancelling the session cancels the
     task running this, so a generation waiting for its next token stops at once. Closing `chunks` is how
-    the generation learns to stop (its cleanup cancels the engine request).
+    the generation learns to stop (its cleanup cancels the engine request). An exception before the first
+    byte is kept in `session.error` (the request can still get a plain error response).
     """
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -396,6 +408,11 @@ async def pump(session: StreamSession, chunks: AsyncIterable[bytes]) -> None:
     except asyncio.CancelledError:
         if not session.cancelled:  # cancelled from elsewhere (shutdown): propagate
             raise
+    except Exception as e:  # kept for whoever answers the request
+        if session.total_bytes:
+            log.exception("stream %r: the producer failed", session.conversation_id)
+        else:  # nothing sent yet: the request can still be answered with a plain error
+            session.error = e
     finally:
         try:
             aclose = getattr(iterator, "aclose", None)
