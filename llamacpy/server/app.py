@@ -36,6 +36,7 @@ from .formats import (
 from .generation import Generation, Piece
 from .params import Body, GenArgs, check_tokens, common_args, parse_json, prompt_pieces
 from .sse import EventStream, GuardedResponse, sse_bytes
+from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 
 log = logging.getLogger("llamacpy.server")
 
@@ -402,11 +403,16 @@ ROUTES = [
     ("GET", "/v1/models", models),
     ("GET", "/slots", slots),
     ("GET", "/metrics", metrics),
-    ("POST", "/completion", completion_native),
-    ("POST", "/completions", completion_native),
-    ("POST", "/v1/completions", completions_oai),
-    ("POST", "/chat/completions", chat_completions),
-    ("POST", "/v1/chat/completions", chat_completions),
+    ("POST", "/completion", resumable(completion_native)),
+    ("POST", "/completions", resumable(completion_native)),
+    ("POST", "/v1/completions", resumable(completions_oai)),
+    ("POST", "/chat/completions", resumable(chat_completions)),
+    ("POST", "/v1/chat/completions", resumable(chat_completions)),
+    ("GET", "/v1/stream/{conv_id:path}", stream_get),
+    ("GET", "/v1/stream", stream_get),
+    ("DELETE", "/v1/stream/{conv_id:path}", stream_delete),
+    ("DELETE", "/v1/stream", stream_delete),
+    ("POST", "/v1/streams/lookup", streams_lookup),
     ("POST", "/tokenize", tokenize),
     ("POST", "/detokenize", detokenize),
     ("POST", "/apply-template", apply_template),

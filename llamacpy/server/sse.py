@@ -3,8 +3,8 @@
 `sse_bytes` produces the body of a streamed generation as byte chunks: `data: <json>\\n\\n` frames,
 keep-alive comments `:\\n\\n` after `ping_interval` seconds of silence, an error frame if generation fails
 after the stream started, and `data: [DONE]\\n\\n` at the end of OpenAI streams. `EventStream` writes those
-chunks and watches for the client leaving. Resumable streams (X-Conversation-Id) tee each chunk into
-their replay buffer at the marked line in `EventStream.__call__`, before it reaches the socket.
+chunks and watches for the client leaving. Resumable streams (X-Conversation-Id, stream_routes.py)
+drain the chunks into a replay buffer instead, from which their responses read (see the marked line).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class EventStream:
                     return
                 await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
                 while chunk is not None:
-                    # resumable streams (next issue): append `chunk` to the replay buffer here, then send it
+                    # resumable streams (X-Conversation-Id) never get here: stream_routes.resumable drains
+                    # `chunks` into their replay buffer and answers with a reader of that buffer instead
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     chunk = await anext(self.chunks, None)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
