@@ -161,12 +161,17 @@ export function renderModels(models, selected) {
   picker.replaceChildren(
     ...models.map((m) => {
       const status = m.status?.value ? ` (${m.status.value}${m.status.failed ? ', failed' : ''})` : '';
-      return el('option', { value: m.id, selected: m.id === selected, 'data-status': m.status?.value || '' },
-        `${m.id}${status}`);
+      return el('option', { value: m.id, selected: m.id === selected, 'data-status': m.status?.value || '', title: m.id },
+        `${displayName(m.id)}${status}`);
     }),
   );
   picker.disabled = models.length < 2;
   picker.hidden = !models.length;
+}
+
+/** A model served from a file path is shown by its file name. */
+function displayName(id) {
+  return /^(\/|[A-Za-z]:\\)|\.gguf$/i.test(id) ? id.split(/[\\/]/).pop() : id;
 }
 
 export function setComposerBusy(busy) {

@@ -1,0 +1,47 @@
+"""Browser tests of the web UI: Debian's chromium driven by Playwright, against a real server and model.
+
+Chromium comes from apt (`.ci/run` installs it), never from `playwright install`. Each test gets a fresh
+browser context (empty IndexedDB and localStorage). Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from uikit import CHROMIUM, CHROMIUM_ARGS, Chat, UiServer, new_context
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def server(smollm2_path: Path) -> Iterator[UiServer]:
+    s = UiServer(smollm2_path)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def chat(browser, server) -> Iterator[Chat]:
+    ctx = new_context(browser)
+    c = Chat(ctx.new_page(), server)
+    yield c
+    ctx.close()
+    assert not c.errors, f"JavaScript errors: {c.errors}"

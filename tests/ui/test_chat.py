@@ -1,0 +1,164 @@
+"""The chat page against a real server: a streamed Markdown reply, a reload in the middle of a reply, a reply
+that goes on in the background, Stop."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from uikit import Chat, new_context
+
+pytestmark = pytest.mark.slow
+
+STORY = "Write a long story about a dragon who learns to bake bread, in many paragraphs."
+LONG_REPLY = {"max_tokens": 120}  # ~15 s on a busy 2-core machine: time to reload, switch or stop
+
+
+def test_reply_streams_and_renders_markdown(chat):
+    chat.open()
+    chat.screenshot("empty")
+    # Shift+Enter is a new line in the message, Enter sends it
+    chat.page.click("#input")
+    chat.page.keyboard.type("Write a Python function that adds two numbers.")
+    chat.page.keyboard.press("Shift+Enter")
+    chat.page.keyboard.type("Put it in a code block.")
+    assert chat.page.input_value("#input") == "Write a Python function that adds two numbers.\nPut it in a code block."
+    assert chat.page.locator("article.msg").count() == 0
+    chat.page.keyboard.press("Enter")
+
+    chat.wait_reply_chars(3)
+    assert chat.page.locator("article.msg.assistant[data-status=streaming] .body").inner_text().strip()
+    assert chat.page.is_visible("#stop") and not chat.page.is_visible("#send")
+    chat.wait_done()
+
+    user = chat.page.locator("article.msg.user .body").inner_text()
+    assert user == "Write a Python function that adds two numbers.\nPut it in a code block."
+    reply = chat.last_reply()
+    stored = chat.stored_reply()
+    assert "```" in stored["content"]
+    assert reply.locator("pre code.hljs").count() >= 1  # the fenced block, highlighted
+    assert reply.locator("pre code.hljs").first.inner_text().strip() in stored["content"]
+    assert stored["content"] == chat.server.replay_text(chat.conv_id)
+    speed = reply.locator("[data-testid=msg-speed]").inner_text()
+    assert re.fullmatch(r"\d+ tokens · [\d.]+ t/s", speed), speed
+    assert chat.page.is_visible("#send") and not chat.page.is_visible("#stop")
+    chat.screenshot("chat")
+
+
+def test_reload_mid_reply_continues_where_it_was(browser, server):
+    ctx = new_context(browser, LONG_REPLY)
+    chat = Chat(ctx.new_page(), server).open()
+    chat.send(STORY)
+    before = chat.wait_reply_chars(40)
+    cid = chat.conv_id
+    reattached = []
+    chat.page.on("request", lambda r: "/v1/stream/" in r.url and reattached.append(r.url))
+
+    chat.page.reload()
+    chat.page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
+    assert server.is_generating(cid), "the reply ended before the reload: make it longer"
+    chat.page.wait_for_selector("article.msg.assistant[data-status=streaming]")
+    chat.screenshot("reload-resumed")
+    chat.wait_done()
+
+    final = chat.stored_reply(cid)["content"]
+    assert final == server.replay_text(cid)  # nothing duplicated, nothing missing
+    assert final.startswith(before) and len(final) > len(before)
+    assert chat.page.locator(f"#conversations li[data-id='{cid}']").get_attribute("data-running") == "false"
+    # it continued from the byte offset it had parsed, not from the start
+    assert reattached, "the page did not reattach to the stream"
+    offset = int(parse_qs(urlparse(reattached[0]).query)["from"][0])
+    assert offset > 0
+    ctx.close()
+    assert not chat.errors, chat.errors
+
+
+def test_dropped_connection_resumes(browser, server):
+    ctx = new_context(browser, LONG_REPLY)
+    chat = Chat(ctx.new_page(), server).open()
+    chat.send(STORY)
+    chat.wait_reply_chars(20)
+    cid = chat.conv_id
+    # the socket dies (as in a phone's background tab): the page reattaches from its offset
+    chat.page.evaluate("[...window.llamacpy.app.gens.values()][0].reader.cancel()")
+    chat.wait_done()
+    assert chat.stored_reply(cid)["content"] == server.replay_text(cid)
+    ctx.close()
+    assert not chat.errors, chat.errors
+
+
+def test_background_conversation_shows_spinner_until_done(browser, server):
+    ctx = new_context(browser)
+    chat = Chat(ctx.new_page(), server).open()
+    chat.send("Say hello.")
+    chat.wait_done()
+    b = chat.conv_id
+
+    # A: a new chat whose settings ask for a long reply (the settings dialog, before the first message)
+    chat.page.click("#new-chat")
+    chat.page.click("#settings-button")
+    chat.page.fill("#setting-max_tokens", str(LONG_REPLY["max_tokens"]))
+    chat.page.click("#settings-form button[type=submit]")
+    chat.send(STORY)
+    chat.wait_reply_chars(10)
+    a = chat.conv_id
+    chat.page.click(f"#conversations li[data-id='{b}'] a")
+    chat.page.wait_for_function("id => location.hash === '#/c/' + id", arg=b)
+    spinner_a = f"#conversations li[data-id='{a}'][data-running=true] .spinner"
+    assert chat.page.is_visible(spinner_a)
+
+    # another tab of the same browser sees it generating too
+    other = Chat(ctx.new_page(), server).open(f"/#/c/{b}")
+    other.page.wait_for_selector(spinner_a, state="visible", timeout=10_000)
+    chat.page.bring_to_front()
+    chat.screenshot("sidebar-spinner")
+
+    while server.is_generating(a):
+        assert chat.page.is_visible(spinner_a) or not server.is_generating(a)
+        assert other.page.is_visible(spinner_a) or not server.is_generating(a)
+        time.sleep(0.5)
+    for page in (chat.page, other.page):
+        page.wait_for_selector(spinner_a, state="detached", timeout=10_000)
+    chat.page.click(f"#conversations li[data-id='{a}'] a")
+    chat.wait_done()
+    assert chat.stored_reply(a)["content"] == server.replay_text(a)
+    ctx.close()
+    assert not chat.errors and not other.errors, chat.errors + other.errors
+
+
+def test_stop_keeps_the_partial_reply_and_frees_the_slot(browser, server):
+    ctx = new_context(browser, {"max_tokens": 400})
+    chat = Chat(ctx.new_page(), server).open()
+    chat.send(STORY)
+    chat.wait_reply_chars(30)
+    cid = chat.conv_id
+    deletes = []
+    chat.page.on("request", lambda r: r.method == "DELETE" and deletes.append(r.url))
+
+    n_busy, n_at_stop = server.slots_busy()
+    assert n_busy == 1
+    chat.page.click("#stop")
+    chat.page.wait_for_selector("article.msg.assistant[data-status=stopped]")
+    # the slot is idle after at most the step it was in (a busy machine makes steps slow, so count tokens)
+    n_last, deadline = n_at_stop, time.monotonic() + 20
+    while (busy := server.slots_busy())[0]:
+        n_last = max(n_last, busy[1])
+        assert time.monotonic() < deadline, "a slot is still generating after Stop"
+        time.sleep(0.05)
+    assert n_last - n_at_stop <= 2, f"{n_last - n_at_stop} tokens generated after Stop"
+    assert not server.is_generating(cid)
+    assert deletes and deletes[0].endswith(f"/v1/stream/{cid}")
+
+    partial = chat.stored_reply(cid)
+    assert partial["status"] == "stopped" and len(partial["content"]) >= 30
+    assert chat.last_reply().locator("[data-testid=msg-state]").inner_text() == "stopped"
+    chat.screenshot("stopped")
+    chat.page.reload()
+    chat.page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
+    chat.page.wait_for_selector("article.msg.assistant[data-status=stopped]")
+    assert chat.stored_reply(cid)["content"] == partial["content"]
+    assert chat.page.locator(f"#conversations li[data-id='{cid}']").get_attribute("data-running") == "false"
+    ctx.close()
+    assert not chat.errors, chat.errors

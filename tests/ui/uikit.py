@@ -1,0 +1,170 @@
+"""Helpers of the browser tests: a server process, a browser profile, a chat page and its actions."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("LLAMACPY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+READY = re.compile(r"model .* ready in")
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+# Replies in tests: greedy, so a run is repeatable; the settings dialog can still change them per test.
+DEFAULT_SETTINGS = {"system": "", "temperature": 0.0, "top_p": 0.95, "max_tokens": 64}
+
+
+class UiServer:
+    """`llamacpy server -m MODEL --port 0 FLAGS...`, ready to serve once constructed."""
+
+    def __init__(self, model: Path, *flags: str, key: str | None = None, timeout: float = 180.0):
+        self.key = key
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="llamacpy-ui-server-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
+        cmd = [sys.executable, "-m", "llamacpy", "server", "-m", str(model), "--port", "0", "-c", "4096", *flags]
+        if key:
+            cmd += ["--api-key", key]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = ""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            port = LISTENING.search(text)
+            if port and READY.search(text):
+                self.url = f"http://127.0.0.1:{port.group(1)}"
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not self.url:
+            self.stop()
+            raise RuntimeError(f"the server did not start:\n{self.log_text()}")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60.0)
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def stop(self) -> None:
+        if hasattr(self, "http"):
+            self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+
+    # -- what the server says ----------------------------------------------------------------------------------
+
+    def sessions(self, *ids: str) -> list[dict]:
+        r = self.http.post("/v1/streams/lookup", json={"conversation_ids": list(ids)})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def is_generating(self, identity: str) -> bool:
+        return any(not s["is_done"] for s in self.sessions(identity) if s["conversation_id"] == identity)
+
+    def wait_finished(self, identity: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.is_generating(identity):
+            assert time.monotonic() < deadline, f"{identity} still generating after {timeout} s"
+            time.sleep(0.2)
+
+    def replay_text(self, identity: str) -> str:
+        """The reply's text as the server's replay of the whole stream (GET from byte 0) has it."""
+        r = self.http.get(f"/v1/stream/{identity}", params={"from": 0})
+        assert r.status_code == 200, r.text
+        assert r.text.endswith("data: [DONE]\n\n"), r.text[-200:]
+        return content_of(r.text)
+
+    def slots_busy(self) -> tuple[int, int]:
+        """(slots generating, tokens they have generated so far)."""
+        busy = [s for s in self.http.get("/slots").json() if s["is_processing"]]
+        return len(busy), sum(s["next_token"]["n_decoded"] for s in busy)
+
+
+def content_of(sse: str) -> str:
+    text = []
+    for line in sse.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            for choice in json.loads(line[6:]).get("choices", []):
+                text.append(choice.get("delta", {}).get("content") or "")
+    return "".join(text)
+
+
+def new_context(browser, settings: dict | None = None, **kw):
+    """A fresh profile whose new conversations start with `settings` (test defaults otherwise)."""
+    ctx = browser.new_context(viewport=kw.pop("viewport", {"width": 1200, "height": 800}), **kw)
+    init = json.dumps({**DEFAULT_SETTINGS, **(settings or {})})
+    ctx.add_init_script(f"localStorage.getItem('llamacpy.defaultSettings') || "
+                        f"localStorage.setItem('llamacpy.defaultSettings', {json.dumps(init)});")
+    ctx.set_default_timeout(30_000)
+    return ctx
+
+
+class Chat:
+    """One page of the UI and the actions a user takes on it."""
+
+    def __init__(self, page, server: UiServer):
+        self.page, self.server = page, server
+        self.errors: list[str] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def open(self, path: str = "/") -> Chat:
+        self.page.goto(self.server.url + path)
+        self.page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
+        return self
+
+    def send(self, text: str) -> None:
+        self.page.fill("#input", text)
+        self.page.press("#input", "Enter")
+        self.page.wait_for_function("location.hash.startsWith('#/c/')")
+
+    @property
+    def conv_id(self) -> str:
+        return self.page.evaluate("location.hash.slice(4)")
+
+    def last_reply(self, selector_status: str | None = None):
+        sel = "article.msg.assistant"
+        if selector_status:
+            sel += f"[data-status={selector_status}]"
+        return self.page.locator(sel).last
+
+    def wait_reply_chars(self, n: int, timeout: float = 60_000) -> str:
+        """Wait until the streaming reply shows at least `n` characters; its text so far."""
+        self.page.wait_for_function(
+            "n => { const g = window.llamacpy.app.gens.values().next().value;"
+            " return g && g.message.content.length >= n; }", arg=n, timeout=timeout)
+        return self.live_text()
+
+    def live_text(self) -> str:
+        return self.page.evaluate("[...window.llamacpy.app.gens.values()].map(g => g.message.content).join('')")
+
+    def wait_done(self, timeout: float = 120_000) -> None:
+        self.page.wait_for_selector("article.msg.assistant:last-of-type[data-status=done]", timeout=timeout)
+
+    def stored_messages(self, conv_id: str | None = None) -> list[dict]:
+        return self.page.evaluate("id => window.llamacpy.db.getMessages(id)", conv_id or self.conv_id)
+
+    def stored_reply(self, conv_id: str | None = None) -> dict:
+        return [m for m in self.stored_messages(conv_id) if m["role"] == "assistant"][-1]
+
+    def screenshot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
