@@ -47,6 +47,11 @@ class Slot:
         self.stats = Stats(id_slot=index)
         self.t_start = self.t_first = 0.0
         self.last_used = 0.0
+        # (n, logits after the first n cached tokens) of the last prompt evaluated here. A request for the
+        # same prompt samples its first token from these instead of re-evaluating the prompt's last token:
+        # the kernels' summation order depends on a batch's row count, and the model amplifies that
+        # rounding to tenths of a nat, so a one-row re-evaluation could change a greedy reply.
+        self.prompt_logits: tuple[int, np.ndarray] | None = None
 
     @property
     def n_ctx(self) -> int:
@@ -60,15 +65,23 @@ class Slot:
     def prompting(self) -> bool:
         return self.req is not None and self.stats.n_decoded == 0
 
-    def start(self, req: GenRequest, n_vocab: int, now: float) -> None:
-        keep = min(self.seq.common_prefix(req.prompt), len(req.prompt) - 1) if req.cache_prompt else 0
+    def start(self, req: GenRequest, n_vocab: int, now: float) -> np.ndarray | None:
+        """Take `req`; returns the logits to sample its first token from when the row already holds its
+        whole prompt and those logits (no evaluation needed), else None."""
+        n = len(req.prompt)
+        common = self.seq.common_prefix(req.prompt) if req.cache_prompt else 0
+        reuse = common == n and self.prompt_logits is not None and self.prompt_logits[0] == n
+        keep = n if reuse else min(common, n - 1)
         self.seq.reset(keep)
+        if self.prompt_logits is not None and self.prompt_logits[0] > keep:
+            self.prompt_logits = None
         self.req, self.pending = req, list(req.prompt[keep:])
         self.sampler = Sampler(req.sampling, n_vocab)
         for t in req.prompt:
             self.sampler.accept(t)
-        self.stats = Stats(id_slot=self.id, n_prompt=len(req.prompt), n_cached=keep)
+        self.stats = Stats(id_slot=self.id, n_prompt=n, n_cached=keep)
         self.t_start = now
+        return self.prompt_logits[1] if reuse else None
 
     def release(self, now: float) -> GenRequest:
         req, self.req, self.sampler, self.pending = self.req, None, None, []
@@ -162,6 +175,8 @@ class Scheduler:
             slot.seq.tokens.extend(chunk)
             del slot.pending[:len(chunk)]
             if not slot.pending:
+                if slot.prompting:
+                    slot.prompt_logits = (len(slot.seq.tokens), row.copy())
                 self._sample(slot, row, now)
         return len(tokens)
 
@@ -173,7 +188,9 @@ class Scheduler:
             best = max(idle, key=lambda s: (s.seq.common_prefix(req.prompt) if req.cache_prompt else 0,
                                             -s.last_used))
             self.waiting.remove(req)
-            best.start(req, self.n_vocab, now)
+            logits = best.start(req, self.n_vocab, now)
+            if logits is not None:
+                self._sample(best, logits, now)
 
     def _plan(self) -> list[tuple[Slot, list[int]]]:
         """(slot, tokens to evaluate) for this step: decoding slots first, then prompt chunks."""

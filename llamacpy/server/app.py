@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -34,6 +34,7 @@ from .formats import (
     text_response,
 )
 from .generation import Generation, Piece
+from .jsonio import JsonResponse
 from .params import Body, GenArgs, check_tokens, common_args, parse_json, prompt_pieces
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
@@ -157,8 +158,11 @@ def _defaults(ctx: ServerContext) -> SamplingParams:
 
 def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     s = ctx.settings
-    return common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
+    args = common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
                        lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos)
+    if args.id_slot >= s.n_slots:
+        raise bad_request(f"'id_slot' must be below the number of slots ({s.n_slots})")
+    return args
 
 
 # -- generation routes -------------------------------------------------------------------------------------
@@ -172,7 +176,7 @@ def _respond(ctx: ServerContext, args: GenArgs, events: Callable[[Generation], o
         return EventStream(sse_bytes(events(gen), oai, ctx.settings.sse_ping_interval), gen.cancel)
 
     async def produce() -> Response:
-        return JSONResponse(await whole(gen))
+        return JsonResponse(await whole(gen))
 
     return GuardedResponse(produce, gen.cancel)
 
@@ -257,7 +261,7 @@ async def tokenize(request: Request):
             tokens.append(piece)
     check_tokens(tokens, ctx.tokenizer.n_vocab, "content")
     if not body.bool("with_pieces"):
-        return JSONResponse({"tokens": tokens})
+        return JsonResponse({"tokens": tokens})
     out = []
     for t in tokens:
         raw = ctx.tokenizer.token_to_piece(t)
@@ -266,7 +270,7 @@ async def tokenize(request: Request):
         except UnicodeDecodeError:
             piece = list(raw)
         out.append({"id": t, "piece": piece})
-    return JSONResponse({"tokens": out})
+    return JsonResponse({"tokens": out})
 
 
 async def detokenize(request: Request):
@@ -277,18 +281,18 @@ async def detokenize(request: Request):
         raise bad_request("'tokens' must be an array of token ids")
     check_tokens(tokens, ctx.tokenizer.n_vocab, "'tokens'")
     text = b"".join(ctx.tokenizer.token_to_piece(t) for t in tokens).decode("utf-8", "replace")
-    return JSONResponse({"content": text})
+    return JsonResponse({"content": text})
 
 
 async def apply_template(request: Request):
     ctx = _ctx(request)
-    return JSONResponse({"prompt": await _chat_prompt(ctx, await _body(request))})
+    return JsonResponse({"prompt": await _chat_prompt(ctx, await _body(request))})
 
 
 # -- information -------------------------------------------------------------------------------------------
 
 async def health(request: Request):
-    return JSONResponse({"status": "ok"})
+    return JsonResponse({"status": "ok"})
 
 
 def _default_settings(ctx: ServerContext) -> dict:
@@ -297,7 +301,7 @@ def _default_settings(ctx: ServerContext) -> dict:
 
 async def props(request: Request):
     ctx, s = _ctx(request), _ctx(request).settings
-    return JSONResponse({
+    return JsonResponse({
         "default_generation_settings": {"params": _default_settings(ctx), "n_ctx": ctx.n_ctx_slot},
         "total_slots": s.n_slots, "model_alias": ctx.model_name, "model_path": str(ctx.path),
         "model_ftype": ctx.model_facts["ftype"],
@@ -316,7 +320,7 @@ async def models(request: Request):
     created = int(ctx.path.stat().st_mtime) if ctx.path else 0
     aliases = ctx.settings.alias[1:]
     meta = {k: f[k] for k in ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size")}
-    return JSONResponse({
+    return JsonResponse({
         "object": "list",
         "data": [{"id": ctx.model_name, "aliases": aliases, "tags": [], "object": "model", "created": created,
                   "owned_by": "llamacpp", "meta": meta}],
@@ -349,7 +353,7 @@ async def slots(request: Request):
                     "is_processing": req is not None, "params": params,
                     "next_token": {"has_next_token": req is not None, "has_new_line": False, "n_remain": n_remain,
                                    "n_decoded": i.n_decoded if req else 0, "stopping_word": ""}})
-    return JSONResponse(out)
+    return JsonResponse(out)
 
 
 METRICS = [  # name, type, help, value(counters, busy slots, waiting)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse
+from .jsonio import JsonResponse
 
 TYPE_OF_STATUS = {
     400: "invalid_request_error",
@@ -30,8 +30,8 @@ class ApiError(Exception):
     def body(self) -> dict:
         return {"error": {"code": self.status, "message": self.message, "type": self.type, **self.extra}}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+    def response(self) -> JsonResponse:
+        return JsonResponse(self.body(), status_code=self.status)
 
 
 def bad_request(message: str) -> ApiError:

@@ -10,7 +10,6 @@ drain the chunks into a replay buffer instead, from which their responses read (
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -19,6 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .errors import ApiError
+from .jsonio import json_bytes
 
 log = logging.getLogger("llamacpy.server")
 
@@ -29,7 +29,7 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-
 
 
 def frame(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json_bytes(obj) + b"\n\n"
 
 
 async def sse_bytes(events: AsyncIterator[dict], oai: bool, ping_interval: float) -> AsyncIterator[bytes]:
