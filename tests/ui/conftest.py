@@ -38,6 +38,14 @@ def server(smollm2_path: Path) -> Iterator[UiServer]:
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def streams(server: UiServer) -> UiServer:
+    """The server, once it has resumable streams (X-Conversation-Id, /v1/stream, /v1/streams/lookup)."""
+    if server.http.post("/v1/streams/lookup", json={"conversation_ids": []}).status_code == 404:
+        pytest.skip("the server has no resumable stream routes yet")
+    return server
+
+
 @pytest.fixture
 def chat(browser, server) -> Iterator[Chat]:
     ctx = new_context(browser)

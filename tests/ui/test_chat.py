@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from uikit import Chat, new_context
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("streams")]
 
 STORY = "Write a long story about a dragon who learns to bake bread, in many paragraphs."
 LONG_REPLY = {"max_tokens": 120}  # ~15 s on a busy 2-core machine: time to reload, switch or stop
@@ -54,7 +54,7 @@ def test_reload_mid_reply_continues_where_it_was(browser, server):
     before = chat.wait_reply_chars(40)
     cid = chat.conv_id
     reattached = []
-    chat.page.on("request", lambda r: "/v1/stream/" in r.url and reattached.append(r.url))
+    chat.page.on("request", lambda r: "/v1/stream?" in r.url and reattached.append(r.url))
 
     chat.page.reload()
     chat.page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
@@ -69,8 +69,8 @@ def test_reload_mid_reply_continues_where_it_was(browser, server):
     assert chat.page.locator(f"#conversations li[data-id='{cid}']").get_attribute("data-running") == "false"
     # it continued from the byte offset it had parsed, not from the start
     assert reattached, "the page did not reattach to the stream"
-    offset = int(parse_qs(urlparse(reattached[0]).query)["from"][0])
-    assert offset > 0
+    query = parse_qs(urlparse(reattached[0]).query)
+    assert query["conv_id"] == [cid] and int(query["from"][0]) > 0
     ctx.close()
     assert not chat.errors, chat.errors
 
@@ -149,7 +149,7 @@ def test_stop_keeps_the_partial_reply_and_frees_the_slot(browser, server):
         time.sleep(0.05)
     assert n_last - n_at_stop <= 2, f"{n_last - n_at_stop} tokens generated after Stop"
     assert not server.is_generating(cid)
-    assert deletes and deletes[0].endswith(f"/v1/stream/{cid}")
+    assert deletes and parse_qs(urlparse(deletes[0]).query) == {"conv_id": [cid]}
 
     partial = chat.stored_reply(cid)
     assert partial["status"] == "stopped" and len(partial["content"]) >= 30

@@ -122,6 +122,7 @@ class Chat:
     def __init__(self, page, server: UiServer):
         self.page, self.server = page, server
         self.errors: list[str] = []
+        self.ended_before = 0
         page.on("pageerror", lambda e: self.errors.append(str(e)))
 
     def open(self, path: str = "/") -> Chat:
@@ -129,7 +130,12 @@ class Chat:
         self.page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
         return self
 
+    def mark(self) -> None:
+        """Remember how many replies have ended; `wait_done` then waits for the next one."""
+        self.ended_before = self.page.evaluate("window.llamacpy.app.repliesEnded")
+
     def send(self, text: str) -> None:
+        self.mark()
         self.page.fill("#input", text)
         self.page.press("#input", "Enter")
         self.page.wait_for_function("location.hash.startsWith('#/c/')")
@@ -155,6 +161,9 @@ class Chat:
         return self.page.evaluate("[...window.llamacpy.app.gens.values()].map(g => g.message.content).join('')")
 
     def wait_done(self, timeout: float = 120_000) -> None:
+        """Wait for the reply after `mark()` (or `send()`) to end, complete. A reload restarts the count."""
+        self.page.wait_for_function("n => window.llamacpy.app.repliesEnded > n", arg=self.ended_before,
+                                    timeout=timeout)
         self.page.wait_for_selector("article.msg.assistant:last-of-type[data-status=done]", timeout=timeout)
 
     def stored_messages(self, conv_id: str | None = None) -> list[dict]:

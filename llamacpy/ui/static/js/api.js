@@ -66,14 +66,17 @@ export function postChat(body, identity, signal) {
   });
 }
 
-const streamPath = (identity) => `v1/stream/${encodeURIComponent(identity)}`;
+// The query form (`?conv_id=`) rather than the path form (`/v1/stream/<id>`): ids can carry model names
+// with slashes, which a path segment does not survive everywhere (the later llama.cpp made the same move).
+const streamUrl = (identity, from) =>
+  `v1/stream?conv_id=${encodeURIComponent(identity)}${from === undefined ? '' : `&from=${from}`}`;
 
 export function openStream(identity, from, signal) {
-  return call(`${streamPath(identity)}?from=${from}`, { signal });
+  return call(streamUrl(identity, from), { signal });
 }
 
 export async function deleteStream(identity) {
-  await call(streamPath(identity), { method: 'DELETE' });
+  await call(streamUrl(identity), { method: 'DELETE' });
 }
 
 /** Sessions of these identities (each also matches `id::model`); [] when the server cannot say. */

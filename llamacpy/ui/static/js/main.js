@@ -28,6 +28,7 @@ const app = {
   openToken: 0,
   pollTimer: null,
   queued: new Set(),
+  repliesEnded: 0, // replies this page followed to their end (tests wait on it)
 };
 
 // -- identities ------------------------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ async function generate(conv) {
 }
 
 async function generationEnded(gen) {
+  app.repliesEnded++;
   app.gens.delete(gen.convId);
   app.remote.delete(gen.convId);
   const conv = await db.getConversation(gen.convId);
