@@ -388,6 +388,7 @@ async function importConversations(file) {
 
 function wire() {
   const input = $('#input');
+  if (matchMedia('(max-width: 720px)').matches) input.placeholder = 'Message';
   const submit = async () => {
     const text = input.value;
     if (await sendMessage(text)) {
