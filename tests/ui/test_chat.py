@@ -75,16 +75,47 @@ def test_reload_mid_reply_continues_where_it_was(browser, server):
     assert not chat.errors, chat.errors
 
 
-def test_dropped_connection_resumes(browser, server):
-    ctx = new_context(browser, LONG_REPLY)
+def test_dropped_connections_resume(browser, server):
+    ctx = new_context(browser, {"max_tokens": 160})
     chat = Chat(ctx.new_page(), server).open()
+    reattached, failed = [], []
+    chat.page.on("request", lambda r: "/v1/stream?" in r.url and reattached.append(r.url))
+    chat.page.on("requestfailed", lambda r: "/v1/stream?" in r.url and failed.append(r.url))
     chat.send(STORY)
     chat.wait_reply_chars(20)
     cid = chat.conv_id
-    # the socket dies (as in a phone's background tab): the page reattaches from its offset
-    chat.page.evaluate("[...window.llamacpy.app.gens.values()][0].reader.cancel()")
+    gen = "[...window.llamacpy.app.gens.values()][0]"
+
+    # the socket dies: the page reattaches from its offset
+    chat.page.evaluate(f"{gen}.reader.cancel()")
+    chat.page.wait_for_function("() => document.querySelectorAll('article.msg.assistant').length === 1")
+    n = len(chat.live_text())
+    chat.wait_reply_chars(n + 10)
+    assert len(reattached) == 1
+
+    # the network goes away for a while (reconnections fail), then comes back
+    ctx.set_offline(True)
+    chat.page.evaluate(f"{gen}.reader.cancel()")
+    chat.page.wait_for_function(f"{gen}.state === 'resuming'", timeout=15_000)
+    time.sleep(2)
+    assert failed, "no reconnection was attempted while offline"
+    ctx.set_offline(False)
+    chat.page.wait_for_function(f"{gen}.state === 'streaming'", timeout=15_000)
+    chat.wait_reply_chars(len(chat.live_text()) + 10)
+
+    # a tab coming back after a while with a silent socket (a phone's background tab) reconnects
+    k = len(reattached)
+    chat.page.evaluate(f"""() => {{
+        {gen}.lastBytesAt = 0;
+        Object.defineProperty(document, 'visibilityState', {{value: 'visible', configurable: true}});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }}""")
+    chat.page.wait_for_function(f"() => {gen} === undefined || {gen}.state === 'streaming'")
     chat.wait_done()
+    assert len(reattached) > k
     assert chat.stored_reply(cid)["content"] == server.replay_text(cid)
+    offsets = [int(parse_qs(urlparse(u).query)["from"][0]) for u in reattached]
+    assert offsets == sorted(offsets) and offsets[0] > 0
     ctx.close()
     assert not chat.errors, chat.errors
 

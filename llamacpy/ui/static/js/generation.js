@@ -91,7 +91,7 @@ export class Generation {
       }
       if (failures >= MAX_RETRIES) return this.end('lost', 'Stream connection lost and could not be resumed');
       this.setState('resuming');
-      if (failures) await sleep(Math.min(500 * 2 ** (failures - 1), 8000));
+      if (failures) await this.pause(Math.min(500 * 2 ** (failures - 1), 8000));
       if (this.ended || this.stopping) return;
       try {
         res = await api.openStream(this.identity, this.offset, this.controller.signal);
@@ -162,6 +162,21 @@ export class Generation {
     if (this.state === state) return;
     this.state = state;
     this.hooks.onUpdate(this);
+  }
+
+  /** Wait before reconnecting; `retryNow` (the network is back) cuts the wait short. */
+  pause(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => (this.wakeUp = null));
+  }
+
+  retryNow() {
+    this.wakeUp?.();
   }
 
   /** The tab is visible again: a socket silent for a while probably died in the background. */

@@ -439,7 +439,10 @@ function wire() {
     scheduleSync();
   });
   window.addEventListener('online', () => {
-    for (const gen of app.gens.values()) gen.kickIfStale();
+    for (const gen of app.gens.values()) {
+      gen.retryNow();
+      gen.kickIfStale();
+    }
   });
   // another tab started or finished a reply (its resume state changed): refresh the list and spinners
   window.addEventListener('storage', (e) => {
