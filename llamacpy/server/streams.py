@@ -37,6 +37,10 @@ class StreamLimits:
     max_sessions: int = 128       # sessions held at once; finished ones give way to new ones first
     gc_interval_s: float = 60.0   # the collector's period (expiry itself is exact: checked on access too)
 
+    def __post_init__(self) -> None:
+        if self.cap_bytes <= 0 or self.max_sessions <= 0 or self.ttl_s < 0 or self.gc_interval_s <= 0:
+            raise ValueError(f"invalid resumable stream limits: {self}")
+
 
 class ReadState(enum.Enum):
     MORE = "more"  # the session may still grow past the offset

@@ -261,6 +261,12 @@ def test_session_count_is_capped_and_finished_sessions_give_way():
     assert m.get("a") is None and m.get("c") is c and len(m) == 3
 
 
+def test_limits_are_checked_up_front():
+    for bad in ({"cap_bytes": 0}, {"max_sessions": 0}, {"ttl_s": -1}):
+        with pytest.raises(ValueError):
+            StreamLimits(**bad)
+
+
 def test_hundred_sessions_hold_at_most_the_cap_each():
     cap = 4096
     m = StreamManager(StreamLimits(cap_bytes=cap, max_sessions=100))
