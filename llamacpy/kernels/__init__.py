@@ -8,8 +8,10 @@ use and are cached on disk (numba cache=True).
 """
 
 from . import floats, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0  # noqa: F401  (registration)
+from .q8 import Activations, QuantizedRows, quantize
 from .registry import KERNELS, QuantKernels, kernels_for
 from .threads import set_num_threads
 from .weight import WeightMatrix, dequantize
 
-__all__ = ["KERNELS", "QuantKernels", "WeightMatrix", "dequantize", "kernels_for", "set_num_threads"]
+__all__ = ["KERNELS", "Activations", "QuantKernels", "QuantizedRows", "WeightMatrix", "dequantize", "kernels_for",
+           "quantize", "set_num_threads"]

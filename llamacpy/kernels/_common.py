@@ -74,6 +74,19 @@ def half_to_float(typingctx, bits):
     return types.float32(bits), codegen
 
 
+@intrinsic
+def round_to_half(typingctx, x):
+    """float32 -> the nearest IEEE half (ties to even, subnormals and overflow included) -> float32,
+    by LLVM's fptrunc/fpext (vcvtps2ph/vcvtph2ps with F16C): numpy's float16 cast, one value at a time."""
+    if not isinstance(x, types.Float) or x.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(x), codegen
+
+
 @njit(**FAST, inline="always")
 def prefetch_row(data, r):
     """Prefetch the bytes PREFETCH_AHEAD past the start of row r of the 2-D block array `data`."""

@@ -10,6 +10,7 @@ from numba import njit, prange
 from ..gguf import GGMLType
 from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
+from .simd import V16I8, V16I16, V32I8, kquant_body, row_dot
 
 BLOCK_BYTES = 84
 
@@ -88,4 +89,39 @@ def matmul(data, X, out, f16):
         small_gemm(buf, X, out, r0)
 
 
-register(GGMLType.Q2_K, dequant_rows, matvec, matmul)
+
+def _runs(e, blk):
+    """The 8 runs of 32 weights (u8 0..3) with their 4-bit scales; 4-bit mins for the bsums term."""
+    sb = e.load(blk, V16I8)
+    sc = e.b.zext(e.field(sb, 0, 15), V16I16)
+    mins = e.b.zext(e.field(sb, 4, 15), V16I16)
+    runs = []
+    for h in range(2):
+        q = e.load(e.at(blk, 16 + 32 * h), V32I8)
+        for s in range(4):
+            runs.append((e.field(q, 2 * s, 3), e.scales16(sc, 8 * h + 2 * s)))
+    return runs, e.f16(e.at(blk, 80)), e.f16(e.at(blk, 82)), mins, None
+
+
+_body = kquant_body(_runs)
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+
+
+@njit(**FAST_PAR)
+def vec_dot(data, xq, xd, xs, out):
+    """out[t, r] = row r . activation row t, integer dots against Q8_K activations (ggml_vec_dot_q2_K_q8_K)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _dot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _dot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q2_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K)

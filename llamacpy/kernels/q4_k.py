@@ -10,6 +10,7 @@ from numba import njit, prange
 from ..gguf import GGMLType
 from ._common import CHUNK, EXACT, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
+from .simd import V32I8, kquant_body, row_dot, scales_q4_k
 
 BLOCK_BYTES = 144
 
@@ -93,4 +94,38 @@ def matmul(data, X, out, f16):
         small_gemm(buf, X, out, r0)
 
 
-register(GGMLType.Q4_K, dequant_rows, matvec, matmul)
+
+def _runs(e, blk):
+    """The 8 runs of 32 weights (u8 0..15) with their scales; mins for the bsums term."""
+    sm = scales_q4_k(e, e.at(blk, 4))  # 16 x i16: scales 0..7, mins 0..7
+    runs = []
+    for p in range(4):
+        q = e.load(e.at(blk, 16 + 32 * p), V32I8)
+        runs.append((e.field(q, 0, 15), e.shuffle(sm, None, [2 * p] * 16)))
+        runs.append((e.field(q, 4, 15), e.shuffle(sm, None, [2 * p + 1] * 16)))
+    mins = e.shuffle(sm, None, [8 + k // 2 for k in range(16)])
+    return runs, e.f16(blk), e.f16(e.at(blk, 2)), mins, None
+
+
+_body = kquant_body(_runs)
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+
+
+@njit(**FAST_PAR)
+def vec_dot(data, xq, xd, xs, out):
+    """out[t, r] = row r . activation row t, integer dots against Q8_K activations (ggml_vec_dot_q4_K_q8_K)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _dot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _dot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q4_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K)

@@ -9,6 +9,7 @@ from numba import njit, prange
 from ..gguf import GGMLType
 from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
+from .simd import I32, V16I8, legacy_body, row_dot
 
 BLOCK_BYTES = 24
 
@@ -88,4 +89,31 @@ def matmul(data, X, out, f16):
         small_gemm(buf, X, out, r0)
 
 
-register(GGMLType.Q5_1, dequant_rows, matvec, matmul)
+
+def _decode(e, blk):
+    q = e.b.or_(e.nibbles(e.load(e.at(blk, 8), V16I8)), e.bits32(e.load(e.at(blk, 4), I32), 16))
+    return q, e.f16(blk), e.f16(e.at(blk, 2))
+
+
+_body = legacy_body(_decode, with_min=True)
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+
+
+@njit(**FAST_PAR)
+def vec_dot(data, xq, xd, xs, out):
+    """out[t, r] = row r . activation row t, integer dots against Q8_1 activations (ggml_vec_dot_q5_1_q8_1)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _dot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _dot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q5_1, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_1)

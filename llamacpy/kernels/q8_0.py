@@ -8,6 +8,7 @@ from numba import njit, prange
 from ..gguf import GGMLType
 from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
+from .simd import V32I8, legacy_body, row_dot
 
 BLOCK_BYTES = 34
 
@@ -65,4 +66,30 @@ def matmul(data, X, out, f16):
         small_gemm(buf, X, out, r0)
 
 
-register(GGMLType.Q8_0, dequant_rows, matvec, matmul)
+
+def _decode(e, blk):
+    return e.load(e.at(blk, 2), V32I8), e.f16(blk), None
+
+
+_body = legacy_body(_decode, signed=True)
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+
+
+@njit(**FAST_PAR)
+def vec_dot(data, xq, xd, xs, out):
+    """out[t, r] = row r . activation row t, integer dots against Q8_0 activations (ggml_vec_dot_q8_0_q8_0)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _dot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _dot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q8_0, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_0)

@@ -16,19 +16,24 @@ class QuantKernels:
     - `dequant_rows(data, ids, out, f16)`: out[i, :] = row ids[i] as f32 (bit-exact with gguf-py)
     - `matvec(data, x, out, f16)`: out[r] = row r . x, fused on the blocks
     - `matmul(data, X, out, f16)`: out[t, r] = row r . X[t], for a few rows of X (small-batch decode)
+    - `vec_dot(data, xq, xd, xs, out)`: out[t, r] = row r . activation row t quantized to `vec_dot_type`
+      (`q8.QuantizedRows` q, d, s): ggml's integer dot products, for quantized types only
     """
 
     type: GGMLType
     dequant_rows: Callable
     matvec: Callable
     matmul: Callable
+    vec_dot: Callable | None = None
+    vec_dot_type: GGMLType | None = None
 
 
 KERNELS: dict[GGMLType, QuantKernels] = {}
 
 
-def register(qtype: GGMLType, dequant_rows: Callable, matvec: Callable, matmul: Callable) -> None:
-    KERNELS[qtype] = QuantKernels(qtype, dequant_rows, matvec, matmul)
+def register(qtype: GGMLType, dequant_rows: Callable, matvec: Callable, matmul: Callable,
+             vec_dot: Callable | None = None, vec_dot_type: GGMLType | None = None) -> None:
+    KERNELS[qtype] = QuantKernels(qtype, dequant_rows, matvec, matmul, vec_dot, vec_dot_type)
 
 
 def kernels_for(qtype: GGMLType) -> QuantKernels:

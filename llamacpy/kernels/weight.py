@@ -8,6 +8,7 @@ import numpy as np
 
 from ..gguf import GGMLType, Tensor
 from ._common import F16_TO_F32
+from .q8 import Activations
 from .registry import kernels_for
 from .threads import (
     PARALLEL_MIN_BYTES,
@@ -24,6 +25,8 @@ from .threads import (
 # Measured on 4864 x 896 Q5_0/Q4_K/Q8_0, one core: the small-batch kernel wins up to T ~ 48.
 MATVEC_BATCH = 2
 SMALL_BATCH = 32
+# `mul` (ggml's numerics) takes the integer vec_dot kernels up to this many rows, f32 tiles + BLAS above.
+VEC_DOT_BATCH = 32
 # f32 elements per dequantized tile of the BLAS path, per thread (4 MiB): BLAS repacks X for every
 # tile, so tiles must be wide (64-row tiles ran at half the speed of 1024-row tiles on 4096 x 4096).
 TILE_ELEMS = 1 << 20
@@ -66,6 +69,8 @@ class WeightMatrix:
             raise ValueError(f"{t.name}: {self.data.shape[0]} rows of blocks for shape {t.shape}")
         k = kernels_for(self.type)
         self._matvec, self._matmul, self._dequant_rows = k.matvec, k.matmul, k.dequant_rows
+        self._vec_dot, self.vec_dot_type = k.vec_dot, k.vec_dot_type
+        self._mins: np.ndarray | None = None
         self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
         self._serial = self.data.nbytes < PARALLEL_MIN_BYTES
         ensure_threads()
@@ -118,6 +123,36 @@ class WeightMatrix:
             self._matmul(self.data, X, out, F16_TO_F32)
             return out
         return self._matmul_tiles(X, out)
+
+    def mul(self, x: np.ndarray | Activations) -> np.ndarray:
+        """x @ W.T for x (T, n_in) f32 rows, as ggml computes it: for quantized W the rows are first
+        quantized to the weight's vec_dot type (Q8_0/Q8_1/Q8_K, see `q8.py`), then multiplied with integer
+        dot products (few rows) or as f32 through BLAS (many rows; same values, float summation order).
+        Pass an `Activations` to share one quantization between the matrices that read the same rows."""
+        acts = x if isinstance(x, Activations) else Activations(x)
+        if self.vec_dot_type is None:  # float weights: f32 products
+            X = self._x(acts.x, 2)
+            return self.matvec(X[0])[None, :] if X.shape[0] == 1 else self.matmul(X)
+        qr = acts.quantized(self.vec_dot_type)
+        if qr.q.shape[1] != self.n_in:
+            raise ValueError(f"{self.name}: input of shape {qr.q.shape}, expected last dimension {self.n_in}")
+        T = qr.q.shape[0]
+        if T > VEC_DOT_BATCH:
+            out = self._matmul_tiles(qr.f32(), np.empty((T, self.n_out), np.float32))
+            if self.vec_dot_type == GGMLType.Q8_1:
+                out += qr.q8_1_correction() @ self._block_mins().T
+            return out
+        out = np.empty((T, self.n_out), np.float32)
+        use_threads(1 if self._serial and T <= 4 else SETTINGS.n)
+        self._vec_dot(self.data, qr.q, qr.d, qr.s, out)
+        return out
+
+    def _block_mins(self) -> np.ndarray:
+        """(n_out, n_in/32) f32 block minimums m of a Q4_1/Q5_1 weight (bytes 2-3 of each block)."""
+        if self._mins is None:
+            blocks = self.data.reshape(self.n_out, self.n_in // 32, -1)
+            self._mins = np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[:, :, 0].astype(np.float32)
+        return self._mins
 
     def _matmul_tiles(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Large batches: each of n Python threads walks its share of the rows in tiles, dequantizing a

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..gguf import GGUFFile
+from ..kernels import Activations
 from ..ops import RopeTable, attention, gelu_tanh, rms_norm
 from ..ops.linear import Linear
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
@@ -74,9 +75,10 @@ class Model(DecoderModel):
         h = rms_norm(x, L.attn_norm, a.rms_eps)  # (T, n_embd)
         if trace is not None:
             trace[f"attn_norm-{i}"] = h
-        q = rms_norm(L.wq(h).reshape(T, a.n_head, a.head_dim), L.q_norm, a.rms_eps)
-        k = rms_norm(L.wk(h).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
-        v = L.wv(h).reshape(T, a.n_head_kv, a.head_dim)
+        hq = Activations(h)  # quantized once for q, k and v
+        q = rms_norm(L.wq(hq).reshape(T, a.n_head, a.head_dim), L.q_norm, a.rms_eps)
+        k = rms_norm(L.wk(hq).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
+        v = L.wv(hq).reshape(T, a.n_head_kv, a.head_dim)
         q, k = rope.apply(q, positions), rope.apply(k, positions)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
@@ -87,7 +89,8 @@ class Model(DecoderModel):
             start += seg.n
         x = x + rms_norm(L.wo(attn), L.attn_post_norm, a.rms_eps)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
-        ff = gelu_tanh(L.w_gate(h)) * L.w_up(h)  # (T, n_ff)
+        hq = Activations(h)
+        ff = gelu_tanh(L.w_gate(hq)) * L.w_up(hq)  # (T, n_ff)
         out = x + rms_norm(L.w_down(ff), L.ffn_post_norm, a.rms_eps)
         if trace is not None:
             trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,

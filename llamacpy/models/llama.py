@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..gguf import GGUFFile
+from ..kernels import Activations
 from ..ops import RopeTable, attention, rms_norm, silu
 from ..ops.linear import Linear
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
@@ -53,9 +54,10 @@ class Model(DecoderModel):
         h = rms_norm(x, L.attn_norm, a.rms_eps)  # (T, n_embd)
         if trace is not None:
             trace[f"attn_norm-{i}"] = h
-        q = L.wq(h).reshape(T, a.n_head, a.head_dim)
-        k = L.wk(h).reshape(T, a.n_head_kv, a.head_dim)
-        v = L.wv(h).reshape(T, a.n_head_kv, a.head_dim)
+        hq = Activations(h)  # quantized once for q, k and v
+        q = L.wq(hq).reshape(T, a.n_head, a.head_dim)
+        k = L.wk(hq).reshape(T, a.n_head_kv, a.head_dim)
+        v = L.wv(hq).reshape(T, a.n_head_kv, a.head_dim)
         q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
@@ -66,7 +68,8 @@ class Model(DecoderModel):
             start += seg.n
         x = x + L.wo(attn)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
-        ff = silu(L.w_gate(h)) * L.w_up(h)  # (T, n_ff)
+        hq = Activations(h)
+        ff = silu(L.w_gate(hq)) * L.w_up(hq)  # (T, n_ff)
         out = x + L.w_down(ff)
         if trace is not None:
             trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,

@@ -7,7 +7,7 @@ import pytest
 from gguf import quants
 
 from llamacpy.gguf import BLOCK_LAYOUT, GGMLType, GGUFFile, Tensor
-from llamacpy.kernels import KERNELS, WeightMatrix, dequantize, set_num_threads
+from llamacpy.kernels import KERNELS, Activations, WeightMatrix, dequantize, quantize, set_num_threads
 
 ALL_TYPES = [
     GGMLType.F32,
@@ -221,6 +221,10 @@ def _check_model(path, max_rows=1024):
             assert _rel_err(w.matvec(x), W @ x) < 1e-4, t.name
             X = rng.standard_normal((4, w.n_in)).astype(np.float32)
             assert _rel_err(w.matmul(X), X @ W.T) < 1e-4, t.name
+            if w.vec_dot_type is not None:
+                for T in (1, 4, 6):
+                    want = _ggml_product(t, X := rng.standard_normal((T, w.n_in)).astype(np.float32))
+                    assert np.abs(w.mul(X) - want).max() <= 1e-6 * np.abs(want).max(), (t.name, T)
     return set(seen)
 
 
@@ -249,3 +253,82 @@ def test_whole_real_matrix(qwen05_path):
         w = WeightMatrix(t)
         x = np.random.default_rng(6).standard_normal(w.n_in).astype(np.float32)
         assert _rel_err(w.matvec(x), dequantize(t) @ x) < 1e-4
+
+
+# -- ggml's numerics: activations quantized to the vec_dot type, integer dot products ------------------
+
+QUANT_TYPES = [t for t in ALL_TYPES if t not in (GGMLType.F32, GGMLType.F16, GGMLType.BF16)]
+
+
+def _quantize_reference(X: np.ndarray, vdt: GGMLType) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy version of ggml's x86 activation quantizers: (q, d, s) as `kernels.q8` documents them."""
+    T, n = X.shape
+    if vdt == GGMLType.Q8_K:
+        B = X.reshape(T, -1, 256)
+        vmax = np.take_along_axis(B, np.abs(B).argmax(axis=2)[..., None], axis=2)
+        with np.errstate(divide="ignore"):
+            iscale = np.where(vmax != 0, np.float32(-127.0) / vmax, np.float32(0.0)).astype(np.float32)
+        q = np.minimum(np.float32(127.0), np.rint(iscale * B)).astype(np.int8)
+        with np.errstate(divide="ignore"):
+            d = np.where(iscale != 0, np.float32(1.0) / iscale, np.float32(0.0)).astype(np.float32)[..., 0]
+        return q.reshape(T, n), d, q.reshape(T, -1, 16).sum(axis=2).astype(np.int16)
+    B = X.reshape(T, -1, 32)
+    amax = np.abs(B).max(axis=2, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax != 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
+    q = np.rint(B * inv).astype(np.int8)
+    d_raw = (amax / np.float32(127.0))[..., 0].astype(np.float32)
+    d = d_raw.astype(np.float16).astype(np.float32)
+    total = q.sum(axis=2, dtype=np.int32)
+    if vdt == GGMLType.Q8_1:
+        return q.reshape(T, n), d, (d_raw * total.astype(np.float32)).astype(np.float16).astype(np.float32)
+    return q.reshape(T, n), d, total
+
+
+@pytest.mark.parametrize("vdt", [GGMLType.Q8_0, GGMLType.Q8_1, GGMLType.Q8_K], ids=lambda t: t.name)
+def test_activation_quantization_is_ggml_s(vdt):
+    rng = np.random.default_rng(12)
+    X = (rng.standard_normal((6, 512)) * np.exp(rng.uniform(-6, 3, (6, 512)))).astype(np.float32)
+    X[1, :256] = 0.0  # empty blocks
+    for T in (1, 6):  # one row (serial) and several
+        got = quantize(X[:T], vdt)
+        for g, w in zip((got.q, got.d, got.s), _quantize_reference(X[:T], vdt), strict=True):
+            assert g.dtype == w.dtype and np.array_equal(g, w), (vdt, T)
+    np.testing.assert_array_equal(got.f32(), (got.q.reshape(6, got.d.shape[1], -1) * got.d[..., None]).reshape(6, -1))
+
+
+def _ggml_product(t: Tensor, X: np.ndarray) -> np.ndarray:
+    """What ggml computes for X @ W.T: the dequantized weights times the quantized activations (in f64),
+    plus, for Q8_1, each weight block's min times (s - sum of the block's activations)."""
+    w = WeightMatrix(t)
+    acts = quantize(X, w.vec_dot_type)
+    want = acts.f32().astype(np.float64) @ _reference(t).astype(np.float64).T
+    if w.vec_dot_type == GGMLType.Q8_1:
+        want += acts.q8_1_correction().astype(np.float64) @ w._block_mins().astype(np.float64).T
+    return want
+
+
+@pytest.mark.parametrize("qtype", QUANT_TYPES, ids=lambda t: t.name)
+def test_vec_dot_kernels_compute_ggml_s_products(qtype):
+    n_out, n_in = 67, 768  # odd numbers of blocks and super-blocks, rows not a multiple of the chunk
+    t = synthetic(qtype, n_out, n_in, seed=2)
+    w = WeightMatrix(t)
+    rng = np.random.default_rng(4)
+    for T in (1, 2, 4, 5, 9, 40):  # one row, the 4-row kernel and its remainder, the BLAS path
+        X = rng.standard_normal((T, n_in)).astype(np.float32)
+        want = _ggml_product(t, X)
+        got = w.mul(X)
+        assert got.shape == (T, n_out) and got.dtype == np.float32
+        assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max(), (qtype, T)
+
+
+def test_activations_are_quantized_once_per_type():
+    X = np.random.default_rng(13).standard_normal((3, 256)).astype(np.float32)
+    acts = Activations(X)
+    assert acts.quantized(GGMLType.Q8_K) is acts.quantized(GGMLType.Q8_K)
+    a = WeightMatrix(synthetic(GGMLType.Q4_K, 8, 256))
+    b = WeightMatrix(synthetic(GGMLType.Q6_K, 8, 256, seed=1))
+    np.testing.assert_array_equal(a.mul(acts), a.mul(X))
+    np.testing.assert_array_equal(b.mul(acts), b.mul(X))
+    with pytest.raises(ValueError):
+        a.mul(np.zeros((1, 512), np.float32))
