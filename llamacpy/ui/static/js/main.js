@@ -73,8 +73,9 @@ function queueUpdate(gen) {
   app.queued.add(gen);
   requestAnimationFrame(() => {
     app.queued.delete(gen);
-    if (app.current?.id !== gen.convId) return;
-    view.updateMessage(gen.message, gen.ended ? null : gen);
+    // once ended, generationEnded draws the reply with its buttons; a late frame must not undo that
+    if (gen.ended || app.current?.id !== gen.convId) return;
+    view.updateMessage(gen.message, gen);
     view.scrollToEnd(false);
   });
 }
@@ -188,7 +189,6 @@ async function generate(conv) {
 }
 
 async function generationEnded(gen) {
-  app.repliesEnded++;
   app.gens.delete(gen.convId);
   app.remote.delete(gen.convId);
   const conv = await db.getConversation(gen.convId);
@@ -199,6 +199,7 @@ async function generationEnded(gen) {
     view.scrollToEnd(false);
   }
   await loadSidebar();
+  app.repliesEnded++;
   if (app.router) loadModels();
 }
 
