@@ -27,7 +27,7 @@ TOPICS = ["the sun", "rivers", "owls", "volcanoes", "bread", "chess", "the moon"
           "paper", "copper", "whales", "deserts", "clocks", "tea", "bridges", "salt", "lightning", "maps"]
 N_REQUESTS = 200
 N_CLIENTS = 16
-MAX_TOKENS = 12
+MAX_TOKENS = 8
 NEAR_TIE = 1.0  # nats
 RSS_GROWTH_MB = 50
 
