@@ -75,6 +75,7 @@ class Engine:
         self.scheduler: Scheduler | None = None
         self._ids = itertools.count()
         self._stopping = False
+        self._submit_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="llamacpy-engine", daemon=True)
 
     # -- API for other threads -----------------------------------------------------------------------------
@@ -94,10 +95,11 @@ class Engine:
     def submit(self, req: GenRequest) -> int:
         """Queue a request; returns its id. Its events go to `req.sink` on the engine thread."""
         req.id = next(self._ids)
-        if self._stopping:
-            req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), SHUTDOWN_MESSAGE))
-        else:
-            self.tasks.put(_Submit(req))
+        with self._submit_lock:
+            if not self._stopping:
+                self.tasks.put(_Submit(req))
+                return req.id
+        req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), self.error or SHUTDOWN_MESSAGE))
         return req.id
 
     def cancel(self, request_id: int) -> None:
@@ -140,8 +142,21 @@ class Engine:
         self.ready.set()
         try:
             self._loop()
+        except Exception as e:  # noqa: BLE001 - a bug: fail every request rather than leave them hanging
+            self.error = f"the engine stopped: {type(e).__name__}: {e}"
+            self.log(self.error)
+            self.scheduler.cancel_all(EndReason.ERROR, self.error)
         finally:
+            with self._submit_lock:  # from now on submit() answers at once; answer what is still queued
+                self._stopping = True
             self.finished.set()
+            while True:
+                try:
+                    task = self.tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(task, _Submit):
+                    task.req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), self.error or SHUTDOWN_MESSAGE))
 
     def _loop(self) -> None:
         sched = self.scheduler

@@ -180,6 +180,13 @@ class Scheduler:
                 self._sample(slot, row, now)
         return len(tokens)
 
+    def _sample(self, slot: Slot, logits: np.ndarray, now: float) -> None:
+        try:
+            self._sample_unguarded(slot, logits, now)
+        except Exception as e:  # noqa: BLE001 - e.g. parameters the sampler cannot honour: fail this one only
+            if slot.busy:
+                self._finish(slot, EndReason.ERROR, f"sampling failed: {type(e).__name__}: {e}")
+
     def _admit(self, now: float) -> None:
         for req in list(self.waiting):
             idle = [s for s in self.slots if not s.busy and req.id_slot in (-1, s.id)]
@@ -217,7 +224,7 @@ class Scheduler:
         c.predicted_seconds += seconds * (n_total - n_prompt) / n_total
         c.n_tokens_max = max(c.n_tokens_max, *(len(s.seq.tokens) + len(chunk) for s, chunk in plan))
 
-    def _sample(self, slot: Slot, logits: np.ndarray, now: float) -> None:
+    def _sample_unguarded(self, slot: Slot, logits: np.ndarray, now: float) -> None:
         req, st = slot.req, slot.stats
         if st.n_decoded == 0:
             slot.t_first = now

@@ -6,6 +6,7 @@ Handlers do the text work (JSON, chat templates, tokenizing); the engine thread 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -43,6 +44,7 @@ log = logging.getLogger("llamacpy.server")
 
 PUBLIC_PATHS = {"/", "/health", "/v1/health", "/models", "/v1/models"}
 BIG_TEXT = 8192  # characters: tokenize longer texts off the event loop
+MAX_N_PROBS = 100  # alternatives per token: more would make every response frame huge
 
 
 def _ctx(request: Request) -> ServerContext:
@@ -145,8 +147,10 @@ async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
             raise bad_request("cannot have 2 or more assistant messages at the end of the list")
         last = clean.pop()["content"] or ""
         prefill = last if isinstance(last, str) else "".join(p["text"] for p in last)
-    try:
-        text = ctx.template.render(clean, add_generation_prompt=add_generation_prompt, tools=tools or None, **kwargs)
+    render = functools.partial(ctx.template.render, clean, add_generation_prompt=add_generation_prompt,
+                               tools=tools or None, **kwargs)
+    try:  # a long conversation is rendered off the event loop
+        text = await asyncio.to_thread(render) if len(clean) > 32 else render()
     except ChatTemplateError as e:
         raise bad_request(str(e)) from None
     return text + prefill
@@ -234,7 +238,7 @@ async def completion_native(request: Request):
     tokens = await _prompt_tokens(ctx, pieces)
     _check_fits(ctx, tokens)
     args = _args(ctx, body, tokens)
-    args.n_probs = body.int("n_probs", 0, minimum=0)
+    args.n_probs = body.int("n_probs", 0, minimum=0, maximum=MAX_N_PROBS)
     args.logprobs = args.n_probs > 0
     prompt = "".join(p if isinstance(p, str) else ctx.tokenizer.token_to_piece(p).decode("utf-8", "replace")
                      for p in pieces)

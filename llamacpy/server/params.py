@@ -67,12 +67,14 @@ class Body:
             raise bad_request(f"'{key}' must be {bounds}, got {value}")
         return value
 
-    def float(self, key: str, default: float = 0.0, minimum: float | None = None) -> float:
+    def float(self, key: str, default: float = 0.0, minimum: float | None = None,
+              maximum: float | None = None) -> float:
         value = self._raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise bad_request(f"'{key}' must be a finite number")
-        if minimum is not None and value < minimum:
-            raise bad_request(f"'{key}' must be at least {minimum}, got {value}")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise bad_request(f"'{key}' must be {bounds}, got {value}")
         return float(value)
 
     def str(self, key: str, default: str = "") -> str:
@@ -136,7 +138,7 @@ def sampling_params(body: Body, defaults: SamplingParams, n_vocab: int, tokenize
         temperature=body.float("temperature", d.temperature),
         top_k=body.int("top_k", d.top_k),
         top_p=body.float("top_p", d.top_p, minimum=0.0),
-        min_p=body.float("min_p", d.min_p, minimum=0.0),
+        min_p=body.float("min_p", d.min_p, minimum=0.0, maximum=1.0),
         repeat_penalty=body.float("repeat_penalty", d.repeat_penalty, minimum=0.0),
         repeat_last_n=body.int("repeat_last_n", d.repeat_last_n, minimum=-1),
         presence_penalty=body.float("presence_penalty", d.presence_penalty),

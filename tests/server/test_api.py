@@ -178,17 +178,23 @@ def _metric(http, name: str) -> float:
     raise KeyError(name)
 
 
-def test_a_client_that_leaves_cancels_its_generation(server, http):
-    """Read two chunks of a long stream, hang up: the slot must be free almost at once."""
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_a_client_that_leaves_cancels_its_generation(server, http, stream):
+    """Start a long generation, hang up: the slot must be free almost at once."""
     body = (b'{"messages":[{"role":"user","content":"Write a very long story."}],"max_tokens":900,'
-            b'"temperature":0,"stream":true}')
+            b'"temperature":0,"stream":%s}' % (b"true" if stream else b"false"))
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        received = b""
-        while received.count(b"data: ") < 3:
-            received += sock.recv(4096)
+        if stream:
+            received = b""
+            while received.count(b"data: ") < 3:
+                received += sock.recv(4096)
+        else:
+            while not _metric(http, "requests_processing"):
+                time.sleep(0.01)
+            time.sleep(0.3)
         busy = [s for s in http.get("/slots").json() if s["is_processing"]]
         assert len(busy) == 1
         before = _metric(http, "tokens_predicted_total")

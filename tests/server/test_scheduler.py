@@ -91,9 +91,10 @@ def test_a_bad_request_fails_alone(sched, loaded):
     bad = submit(sched, [1, 10**9], n_predict=4)
     empty = submit(sched, [], n_predict=4)
     too_long = submit(sched, [1] * 128, n_predict=4)
+    unsamplable = submit(sched, [1, 2, 3], n_predict=4, sampling=SamplingParams(temperature=1.0, min_p=5.0))
     run(sched)
     assert good.done.reason == EndReason.LENGTH and len(good.tokens) == 4
-    for rec in (bad, empty, too_long):
+    for rec in (bad, empty, too_long, unsamplable):
         assert rec.done.reason == EndReason.ERROR and rec.done.message and not rec.tokens
 
 
