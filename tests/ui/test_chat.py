@@ -193,3 +193,20 @@ def test_stop_keeps_the_partial_reply_and_frees_the_slot(browser, server):
     assert chat.page.locator(f"#conversations li[data-id='{cid}']").get_attribute("data-running") == "false"
     ctx.close()
     assert not chat.errors, chat.errors
+
+
+def test_stop_before_the_first_token(browser, server):
+    """Stop while the server is still reading the prompt: the generation must not go on unseen."""
+    ctx = new_context(browser, {"max_tokens": 400})
+    chat = Chat(ctx.new_page(), server).open()
+    chat.send(STORY)
+    chat.page.click("#stop")
+    chat.page.wait_for_selector("article.msg.assistant[data-status=stopped]")
+    cid = chat.conv_id
+    deadline = time.monotonic() + 10
+    while server.slots_busy()[0] or server.is_generating(cid):
+        assert time.monotonic() < deadline, "the reply is still being generated after Stop"
+        time.sleep(0.1)
+    assert chat.page.locator("#send").is_visible()
+    ctx.close()
+    assert not chat.errors, chat.errors

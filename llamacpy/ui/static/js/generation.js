@@ -36,6 +36,8 @@ export class Generation {
     this.stopping = false;
     this.controller = new AbortController();
     this.reader = null;
+    this.posted = null; // settles when the POST has answered (or failed)
+    this.responded = false;
     this.kicked = false;
     this.lastBytesAt = Date.now();
     this.lastSave = 0;
@@ -52,12 +54,16 @@ export class Generation {
     this.message.stream = { identity: this.identity, offset: 0 };
     resume.save(this.convId, { bytesReceived: 0, model: this.model });
     await db.putMessage(this.message);
+    if (this.ended || this.stopping) return; // stopped before anything was sent
     let res = null;
+    const posting = api.postChat(body, this.identity, this.controller.signal);
+    this.posted = posting.then(() => {}, () => {});
     try {
-      res = await api.postChat(body, this.identity, this.controller.signal);
+      res = await posting;
     } catch {
       // The request may or may not have reached the server: try to attach to its stream from byte 0.
     }
+    this.responded = true;
     if (this.ended || this.stopping) return;
     if (res && !res.ok) return this.end('lost', await api.errorText(res));
     await this.follow(res, false);
@@ -189,10 +195,16 @@ export class Generation {
   /** Stop: the server stops generating (DELETE), the partial reply stays. */
   async stop() {
     if (this.ended || this.stopping) return;
-    const deleted = api.deleteStream(this.identity).catch(() => {});
     this.stopping = true; // from here on nothing more is parsed
-    this.controller.abort();
     this.hooks.onUpdate(this);
+    const deleted = api.deleteStream(this.identity).catch(() => {});
+    if (this.posted && !this.responded) {
+      // The server may not have opened the stream yet (still reading the prompt), so that DELETE found
+      // nothing: wait for the POST's answer (the stream exists by then) and stop it again.
+      await Promise.race([this.posted, sleep(STOP_WAIT_MS)]);
+      await Promise.race([api.deleteStream(this.identity).catch(() => {}), sleep(STOP_WAIT_MS)]);
+    }
+    this.controller.abort();
     await Promise.race([deleted, sleep(STOP_WAIT_MS)]);
     await this.end('stopped');
   }

@@ -115,7 +115,8 @@ function fillMessage(node, m, { live, canRegenerate, canEdit, on }) {
 
 function metaLine(m, live, { canRegenerate, canEdit, on }) {
   const meta = el('footer', { class: 'meta' });
-  const state = live ? { streaming: '', resuming: 'reconnecting…', lost: 'connection lost' }[live.state] || ''
+  const liveState = live?.stopping ? 'stopping' : live?.state;
+  const state = live ? { streaming: '', resuming: 'reconnecting…', lost: 'connection lost', stopping: 'stopping…' }[liveState] || ''
     : { stopped: 'stopped', interrupted: 'interrupted' }[m.status] || '';
   if (state) meta.append(el('span', { class: 'state', 'data-testid': 'msg-state' }, state));
   const t = m.timings;
