@@ -46,6 +46,9 @@ def test_import_rename_export_delete(chat):
     chat.page.wait_for_selector("#conversations li[data-id='imported1'] a:text('Arithmetic')")
     assert chat.page.inner_text("#title") == "Arithmetic"
     chat.screenshot("imported")
+    chat.page.emulate_media(color_scheme="dark")
+    chat.screenshot("imported-dark")
+    chat.page.emulate_media(color_scheme="light")
 
     with chat.page.expect_download() as download:
         chat.page.click("#export")

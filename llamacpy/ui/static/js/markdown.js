@@ -33,11 +33,28 @@ export function renderInto(el, text) {
 }
 
 export async function copy(text, button) {
+  let ok = false;
   try {
     await navigator.clipboard.writeText(text);
-    if (button) flash(button, 'copied');
+    ok = true;
   } catch {
-    if (button) flash(button, 'copy failed');
+    ok = copyByCommand(text); // navigator.clipboard needs a secure context, which http://<lan-ip> is not
+  }
+  if (button) flash(button, ok ? 'copied' : 'copy failed');
+}
+
+function copyByCommand(text) {
+  const area = Object.assign(document.createElement('textarea'), { value: text });
+  area.style.position = 'fixed';
+  area.style.opacity = '0';
+  document.body.append(area);
+  area.select();
+  try {
+    return document.execCommand('copy');
+  } catch {
+    return false;
+  } finally {
+    area.remove();
   }
 }
 
