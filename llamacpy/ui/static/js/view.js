@@ -180,8 +180,13 @@ export function setComposerBusy(busy) {
   $('#stop').hidden = !busy;
 }
 
+let statusTimer = null;
+
+/** A line in the header: warnings and errors stay until replaced, notes fade after a few seconds. */
 export function setServerStatus(text, kind = '') {
   const s = $('#server-status');
   s.textContent = text;
   s.className = kind;
+  clearTimeout(statusTimer);
+  if (text && !kind) statusTimer = setTimeout(() => (s.textContent = ''), 4000);
 }
