@@ -1,72 +1,36 @@
 """Resumable streams end to end: a real server process, the real default model, real sockets.
 
 A raw socket client reads part of a stream and hangs up (httpx cannot be made to leave mid-body on cue);
-httpx does the rest. Two servers: one with default stream limits, one with a tiny buffer, a short TTL, a
-session cap and an API key.
+httpx does the rest. Servers: one with the default stream limits; one with a tiny buffer, a session cap and
+an API key; one with a short TTL; one that is shut down mid-stream.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "sekrit"
 CAP = 1024  # above any single frame, below a whole stream
 TTL = 1.0
 MAX_SESSIONS = 100
 
 
-# -- a server per configuration --------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# -- a server per configuration (started by conftest's start_server, stopped at the module's end) ----------------
 
 
 class Server:
-    def __init__(self, model: Path, *flags: str, key: str | None = None):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llamacpy", "server", "-m", str(model), "--port", str(self.port),
-             "-c", "2048", *flags, *(["--api-key", key] if key else [])],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        self.client = httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "the server exited"
-            try:
-                if self.client.get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("the server did not become ready")
+    """A started server (conftest's ServerProcess) with the stream routes' helpers."""
 
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-    # helpers
+    def __init__(self, process, key: str | None = None):
+        self.process, self.proc, self.url = process, process.proc, process.url
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.client = process.client(headers={"Authorization": f"Bearer {key}"} if key else {})
 
     def lookup(self, *ids: str) -> list[dict]:
         r = self.client.post("/v1/streams/lookup", json={"conversation_ids": list(ids)})
@@ -93,25 +57,19 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(smollm2_path):
-    s = Server(smollm2_path, "-np", "2")
-    yield s
-    s.stop()
+def server(start_server, smollm2_path):
+    return Server(start_server(smollm2_path, "-c", "2048", "-np", "2"))
 
 
 @pytest.fixture(scope="module")
-def small(smollm2_path):
-    s = Server(smollm2_path, "-np", "8", "--stream-buffer-size", str(CAP), "--stream-max-sessions",
-               str(MAX_SESSIONS), key=KEY)
-    yield s
-    s.stop()
+def small(start_server, smollm2_path):
+    return Server(start_server(smollm2_path, "-c", "2048", "-np", "8", "--stream-buffer-size", str(CAP),
+                               "--stream-max-sessions", str(MAX_SESSIONS), "--api-key", KEY), key=KEY)
 
 
 @pytest.fixture(scope="module")
-def short(smollm2_path):
-    s = Server(smollm2_path, "-np", "1", "--stream-ttl", str(TTL))
-    yield s
-    s.stop()
+def short(start_server, smollm2_path):
+    return Server(start_server(smollm2_path, "-c", "2048", "-np", "1", "--stream-ttl", str(TTL)))
 
 
 # -- a raw HTTP/1.1 client ---------------------------------------------------------------------------------------
@@ -438,19 +396,16 @@ def test_too_many_live_sessions_is_a_clear_503(small):
     assert small.busy_slots() == 0
 
 
-def test_shutdown_ends_live_streams_and_their_readers(smollm2_path):
-    s = Server(smollm2_path, "-np", "1")
-    try:
-        gen = RawStream(s.port, "/v1/completions", {"prompt": "Hi", "stream": True, "max_tokens": 1000,
-                                                    "ignore_eos": True}, {"X-Conversation-Id": "at-exit"})
-        gen.read_frames(1)
-        reader = RawStream(s.port, "/v1/stream/at-exit", None)
-        assert reader.status == 200
-        t0 = time.monotonic()
-        s.proc.send_signal(signal.SIGINT)
-        # both responses end properly (the last chunk of chunked encoding), and promptly: nothing waits
-        # for a generation that the shutdown stopped
-        assert not gen.read_all().endswith(b"[DONE]\n\n") and reader.read_all() == gen.body
-        assert s.proc.wait(15) == 0 and time.monotonic() - t0 < 10
-    finally:
-        s.stop()
+def test_shutdown_ends_live_streams_and_their_readers(start_server, smollm2_path):
+    s = Server(start_server(smollm2_path, "-c", "2048", "-np", "1"))
+    gen = RawStream(s.port, "/v1/completions", {"prompt": "Hi", "stream": True, "max_tokens": 1000,
+                                                "ignore_eos": True}, {"X-Conversation-Id": "at-exit"})
+    gen.read_frames(1)
+    reader = RawStream(s.port, "/v1/stream/at-exit", None)
+    assert reader.status == 200
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGINT)
+    # both responses end properly (the last chunk of chunked encoding), and promptly: nothing waits for a
+    # generation that the shutdown stopped
+    assert not gen.read_all().endswith(b"[DONE]\n\n") and reader.read_all() == gen.body
+    assert s.proc.wait(15) == 0 and time.monotonic() - t0 < 10
