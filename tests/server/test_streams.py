@@ -15,6 +15,8 @@ import time
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow
+
 KEY = "sekrit"
 CAP = 1024  # above any single frame, below a whole stream
 TTL = 1.0
