@@ -87,6 +87,30 @@ def round_to_half(typingctx, x):
     return types.float32(x), codegen
 
 
+@intrinsic
+def half_bits(typingctx, x):
+    """float32 -> the bits (uint16) of the nearest IEEE half (ties to even), as GGML_CPU_FP32_TO_FP16."""
+    if not isinstance(x, types.Float) or x.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(x), codegen
+
+
+@intrinsic
+def fma32(typingctx, a, b, c):
+    """a * b + c with one rounding (llvm.fma: vfmadd where the CPU has FMA), as ggml's SIMD code computes."""
+    if not all(isinstance(v, types.Float) and v.bitwidth == 32 for v in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return types.float32(a, b, c), codegen
+
+
 @njit(**FAST, inline="always")
 def prefetch_row(data, r):
     """Prefetch the bytes PREFETCH_AHEAD past the start of row r of the 2-D block array `data`."""

@@ -103,8 +103,9 @@ def _runs(e, blk):
     return runs, e.f16(e.at(blk, 80)), e.f16(e.at(blk, 82)), mins, None
 
 
-_body = kquant_body(_runs)
+_body = kquant_body(_runs, "q2", gemm_steps=2)
 _dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+_rdot1, _rdot4 = row_dot(_body, BLOCK_BYTES, 1, "repack"), row_dot(_body, BLOCK_BYTES, 4, "repack")
 
 
 @njit(**FAST_PAR)
@@ -124,4 +125,22 @@ def vec_dot(data, xq, xd, xs, out):
                 t += 1
 
 
-register(GGMLType.Q2_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K)
+
+@njit(**FAST_PAR)
+def vec_dot_repack(data, xq, xd, xs, out):
+    """vec_dot with the arithmetic of ggml's repacked 8-row kernels (ggml_gemv_q2_K_8x8_q8_K)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _rdot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _rdot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q2_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K, vec_dot_repack)

@@ -77,6 +77,7 @@ def _decode(e, blk):
 
 _body = legacy_body(_decode, offset=8)
 _dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+_rdot1, _rdot4 = row_dot(_body, BLOCK_BYTES, 1, "repack"), row_dot(_body, BLOCK_BYTES, 4, "repack")
 
 
 @njit(**FAST_PAR)
@@ -96,4 +97,22 @@ def vec_dot(data, xq, xd, xs, out):
                 t += 1
 
 
-register(GGMLType.Q4_0, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_0)
+
+@njit(**FAST_PAR)
+def vec_dot_repack(data, xq, xd, xs, out):
+    """vec_dot with the arithmetic of ggml's repacked 8-row kernels (ggml_gemv_q4_0_8x8_q8_0)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _rdot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _rdot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q4_0, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_0, vec_dot_repack)

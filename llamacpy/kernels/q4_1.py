@@ -76,8 +76,8 @@ def _decode(e, blk):
     return e.nibbles(e.load(e.at(blk, 4), V16I8)), e.f16(blk), e.f16(e.at(blk, 2))
 
 
-_body = legacy_body(_decode, with_min=True)
-_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+_body = legacy_body(_decode)
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1, "summ"), row_dot(_body, BLOCK_BYTES, 4, "summ")
 
 
 @njit(**FAST_PAR)

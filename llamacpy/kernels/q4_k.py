@@ -103,12 +103,13 @@ def _runs(e, blk):
         q = e.load(e.at(blk, 16 + 32 * p), V32I8)
         runs.append((e.field(q, 0, 15), e.shuffle(sm, None, [2 * p] * 16)))
         runs.append((e.field(q, 4, 15), e.shuffle(sm, None, [2 * p + 1] * 16)))
-    mins = e.shuffle(sm, None, [8 + k // 2 for k in range(16)])
+    mins = e.shuffle(sm, None, list(range(8, 16)))
     return runs, e.f16(blk), e.f16(e.at(blk, 2)), mins, None
 
 
-_body = kquant_body(_runs)
-_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+_body = kquant_body(_runs, "q4", gemm_steps=4)
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1, "accm"), row_dot(_body, BLOCK_BYTES, 4, "accm")
+_rdot1, _rdot4 = row_dot(_body, BLOCK_BYTES, 1, "repack"), row_dot(_body, BLOCK_BYTES, 4, "repack")
 
 
 @njit(**FAST_PAR)
@@ -128,4 +129,22 @@ def vec_dot(data, xq, xd, xs, out):
                 t += 1
 
 
-register(GGMLType.Q4_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K)
+
+@njit(**FAST_PAR)
+def vec_dot_repack(data, xq, xd, xs, out):
+    """vec_dot with the arithmetic of ggml's repacked 8-row kernels (ggml_gemv_q4_K_8x8_q8_K)."""
+    n, T = data.shape[0], xq.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+            prefetch_row(data, r)
+            row = data[r]
+            t = 0
+            while t + 4 <= T:
+                _rdot4(row, xq, xd, xs, out, r, t)
+                t += 4
+            while t < T:
+                _rdot1(row, xq, xd, xs, out, r, t)
+                t += 1
+
+
+register(GGMLType.Q4_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K, vec_dot_repack)

@@ -108,12 +108,12 @@ def _runs(e, blk):
             i = 2 * p + s
             w = e.b.or_(e.field(q, 4 * s, 15), e.b.shl(e.field(qh, i, 1), e.const(V32I8, 4)))
             runs.append((w, e.shuffle(sm, None, [i] * 16)))
-    mins = e.shuffle(sm, None, [8 + k // 2 for k in range(16)])
+    mins = e.shuffle(sm, None, list(range(8, 16)))
     return runs, e.f16(blk), e.f16(e.at(blk, 2)), mins, None
 
 
-_body = kquant_body(_runs)
-_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+_body = kquant_body(_runs, "q5")
+_dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1, "summ"), row_dot(_body, BLOCK_BYTES, 4, "summ")
 
 
 @njit(**FAST_PAR)

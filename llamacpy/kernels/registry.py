@@ -18,6 +18,8 @@ class QuantKernels:
     - `matmul(data, X, out, f16)`: out[t, r] = row r . X[t], for a few rows of X (small-batch decode)
     - `vec_dot(data, xq, xd, xs, out)`: out[t, r] = row r . activation row t quantized to `vec_dot_type`
       (`q8.QuantizedRows` q, d, s): ggml's integer dot products, for quantized types only
+    - `vec_dot_repack`: the same products with the float arithmetic of ggml's repacked 8-row kernels,
+      which llama.cpp's CPU backend uses instead for some types (see `WeightMatrix`)
     """
 
     type: GGMLType
@@ -26,14 +28,16 @@ class QuantKernels:
     matmul: Callable
     vec_dot: Callable | None = None
     vec_dot_type: GGMLType | None = None
+    vec_dot_repack: Callable | None = None
 
 
 KERNELS: dict[GGMLType, QuantKernels] = {}
 
 
 def register(qtype: GGMLType, dequant_rows: Callable, matvec: Callable, matmul: Callable,
-             vec_dot: Callable | None = None, vec_dot_type: GGMLType | None = None) -> None:
-    KERNELS[qtype] = QuantKernels(qtype, dequant_rows, matvec, matmul, vec_dot, vec_dot_type)
+             vec_dot: Callable | None = None, vec_dot_type: GGMLType | None = None,
+             vec_dot_repack: Callable | None = None) -> None:
+    KERNELS[qtype] = QuantKernels(qtype, dequant_rows, matvec, matmul, vec_dot, vec_dot_type, vec_dot_repack)
 
 
 def kernels_for(qtype: GGMLType) -> QuantKernels:

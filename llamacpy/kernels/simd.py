@@ -34,18 +34,20 @@ def _vec(t: ir.Type, n: int) -> ir.VectorType:
 V16I8, V32I8, V16I16, V8I32, V8F32 = _vec(I8, 16), _vec(I8, 32), _vec(I16, 16), _vec(I32, 8), _vec(F32, 8)
 
 
-def _host_has_avx2() -> bool:
-    """Whether numba compiles for a CPU with AVX2 (its own CPU_NAME/CPU_FEATURES settings win)."""
-    feats = config.CPU_FEATURES if config.CPU_FEATURES is not None else None
+def _target_features() -> set[str]:
+    """The CPU features numba compiles for (its own CPU_NAME/CPU_FEATURES settings win)."""
+    feats = config.CPU_FEATURES
     if feats is None:
         if config.CPU_NAME not in (None, "host"):
-            return False  # a portable target (e.g. "generic"): no x86 intrinsics
+            return set()  # a portable target (e.g. "generic"): no x86 intrinsics
         llvm.initialize_native_target()
         feats = llvm.get_host_cpu_features().flatten()
-    return "+avx2" in feats.split(",")
+    return {f[1:] for f in feats.split(",") if f.startswith("+")}
 
 
-HAS_AVX2 = _host_has_avx2()
+FEATURES = _target_features()
+HAS_AVX2 = "avx2" in FEATURES
+HAS_AVX512 = "avx512f" in FEATURES
 
 
 class Emit:
@@ -145,14 +147,30 @@ class Emit:
         """16 i16 lanes: 8 copies of scale i then 8 of scale i + 1 (from a vector of 16 i16 scales)."""
         return self.shuffle(s16, None, [i] * 8 + [i + 1] * 8)
 
+    def madd8(self, a: ir.Value, b: ir.Value) -> ir.Value:
+        """8 i16 x 8 i16 -> 4 i32 pair sums (128-bit vpmaddwd)."""
+        if HAS_AVX2:
+            return self._x86("llvm.x86.sse2.pmadd.wd", _vec(I32, 4), a, b)
+        p = self.b.mul(self.b.sext(a, _vec(I32, 8)), self.b.sext(b, _vec(I32, 8)))
+        return self.b.add(self.shuffle(p, None, [0, 2, 4, 6]), self.shuffle(p, None, [1, 3, 5, 7]))
+
+    def isum(self, v: ir.Value) -> ir.Value:
+        """Sum of the i32 lanes (exact)."""
+        n = v.type.count
+        while n > 1:
+            n //= 2
+            v = self.b.add(self.shuffle(v, None, list(range(n))), self.shuffle(v, None, list(range(n, 2 * n))))
+        return self.b.extract_element(v, I32(0))
+
     # -- float ---------------------------------------------------------------------------------------
     def fma(self, iv: ir.Value, scale: ir.Value, acc: ir.Value) -> ir.Value:
-        """acc + float(iv) * scale (8 lanes; contracted to vfmadd)."""
-        prod = self.b.fmul(self.b.sitofp(iv, V8F32), self.splat(scale, 8), flags=("contract",))
-        return self.b.fadd(acc, prod, flags=("contract",))
+        """fma(float(iv), scale, acc) lane by lane (ggml's _mm256_fmadd_ps(d, cvtepi32_ps(sumi), acc))."""
+        n = iv.type.count
+        fv = self.b.sitofp(iv, _vec(F32, n))
+        return self._x86(f"llvm.fma.v{n}f32", _vec(F32, n), fv, self.splat(scale, n), acc)
 
     def hsum(self, v: ir.Value) -> ir.Value:
-        """Sum of the 8 lanes: halves added pairwise (ggml's hsum_float_8 order)."""
+        """Sum of the lanes by halving (hsum_float_8: (lo + hi) 4 lanes, then [0]+[2], [1]+[3], then [0]+[1])."""
         n = v.type.count
         while n > 1:
             n //= 2
@@ -194,45 +212,69 @@ class Rows:
         b.store(value, b.bitcast(p, F32.as_pointer()))
 
 
-def row_dot(body: Callable, block_bytes: int, nt: int):
+class Acc:
+    """One activation row's accumulators, as ggml's kernels keep them (allocas: LLVM keeps them in
+    registers). `extra`:
+    - None, "summ", "accm": ggml's vec_dot kernels. `acc` 8 f32 lanes, plus a scalar `summ` (Q4_1/Q5_1
+      m*s, Q5_K mins) or 4 f32 lanes `accm` (Q4_K mins); result hsum(acc) (+ summ or + hsum(accm)).
+    - "repack": ggml's repacked 8-row GEMV/GEMM (Q4_0, Q4_K, Q2_K on x86): one scalar `acc` and `accm`
+      per row, each block's integer sums converted once; result acc - accm."""
+
+    def __init__(self, e: Emit, extra: str | None):
+        b = e.b
+        self.extra = extra
+        if extra == "repack":
+            self.acc = cgutils.alloca_once_value(b, F32(0.0))
+            self.accm = cgutils.alloca_once_value(b, F32(0.0))
+            b.store(F32(0.0), self.acc)
+            b.store(F32(0.0), self.accm)
+            return
+        self.acc = cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8))
+        b.store(ir.Constant(V8F32, [0.0] * 8), self.acc)
+        if extra == "summ":
+            self.summ = cgutils.alloca_once_value(b, F32(0.0))
+            b.store(F32(0.0), self.summ)
+        elif extra == "accm":
+            self.accm = cgutils.alloca_once_value(b, ir.Constant(_vec(F32, 4), [0.0] * 4))
+            b.store(ir.Constant(_vec(F32, 4), [0.0] * 4), self.accm)
+
+    def result(self, e: Emit) -> ir.Value:
+        if self.extra == "repack":
+            return e.b.fsub(e.b.load(self.acc), e.b.load(self.accm))
+        total = e.hsum(e.b.load(self.acc))
+        if self.extra == "summ":
+            total = e.b.fadd(total, e.b.load(self.summ))
+        elif self.extra == "accm":
+            total = e.b.fadd(total, e.hsum(e.b.load(self.accm)))
+        return total
+
+    def add_block(self, e: Emit, isum: ir.Value, scale: ir.Value) -> None:
+        """acc = fma(float(isum), scale, acc): lane by lane, or (repack) on the exact integer total."""
+        b = e.b
+        if self.extra == "repack":
+            b.store(b.fma(b.sitofp(e.isum(isum), F32), scale, b.load(self.acc)), self.acc)
+        else:
+            b.store(e.fma(isum, scale, b.load(self.acc)), self.acc)
+
+
+def row_dot(body: Callable, block_bytes: int, nt: int, extra: str | None = None):
     """A numba intrinsic `f(row, xq, xd, xs, out, r, t0)`: out[t0 + t, r] = row . activation row t0 + t
-    for t < nt, the row being u8 blocks of `block_bytes`. `body(e, x, blk, b, acc, summ)` emits one
-    block's contribution: x = (xq, xd, xs) row pointers per t, blk the block's byte pointer, b its index,
-    acc / summ the nt vector (8 f32 lanes) and scalar accumulators (allocas, promoted to registers)."""
+    for t < nt, the row being u8 blocks of `block_bytes`. `body(e, x, blk, b, accs)` emits one block's
+    contribution: x = (xq, xd, xs) row pointers per t, blk the block's byte pointer, b its index, accs
+    the nt `Acc`. Blocks are accumulated in order, one chain per row, as ggml does (same float results)."""
 
     @intrinsic
     def f(typingctx, row, xq, xd, xs, out, r, t0):
         def codegen(context, builder, sig, args):
             e = Emit(builder)
             rows = Rows(e, context, sig, args)
-            # one activation row: two accumulator sets over even/odd blocks (the FMA latency chain halves)
-            sets = 2 if nt == 1 else 1
-            acc = [[cgutils.alloca_once_value(builder, ir.Constant(V8F32, [0.0] * 8)) for _ in range(nt)]
-                   for _ in range(sets)]
-            summ = [[cgutils.alloca_once_value(builder, F32(0.0)) for _ in range(nt)] for _ in range(sets)]
-            for a in (a for s in acc for a in s):
-                builder.store(ir.Constant(V8F32, [0.0] * 8), a)
-            for a in (a for s in summ for a in s):
-                builder.store(F32(0.0), a)
+            accs = [Acc(e, extra) for _ in range(nt)]
             x = rows.x_rows(nt)
             nb = builder.udiv(rows.nbytes, I64(block_bytes))
-
-            def block(b, k):
-                body(e, x, e.at(rows.row, builder.mul(b, I64(block_bytes))), b, acc[k], summ[k])
-
-            with cgutils.for_range(builder, builder.udiv(nb, I64(sets))) as loop:
-                for k in range(sets):
-                    block(builder.add(builder.mul(loop.index, I64(sets)), I64(k)), k)
-            if sets == 2:
-                with builder.if_then(builder.icmp_unsigned("!=", builder.urem(nb, I64(2)), I64(0))):
-                    block(builder.sub(nb, I64(1)), 0)
+            with cgutils.for_range(builder, nb) as loop:
+                body(e, x, e.at(rows.row, builder.mul(loop.index, I64(block_bytes))), loop.index, accs)
             for t in range(nt):
-                v = builder.load(acc[0][t])
-                sm = builder.load(summ[0][t])
-                for k in range(1, sets):
-                    v = builder.fadd(v, builder.load(acc[k][t]))
-                    sm = builder.fadd(sm, builder.load(summ[k][t]))
-                rows.store(t, builder.fadd(e.hsum(v), sm))
+                rows.store(t, accs[t].result(e))
             return context.get_dummy_value()
 
         return types.void(row, xq, xd, xs, out, r, t0), codegen
@@ -240,26 +282,26 @@ def row_dot(body: Callable, block_bytes: int, nt: int):
     return f
 
 
-def legacy_body(decode: Callable, offset: int = 0, signed: bool = False, with_min: bool = False) -> Callable:
-    """Block body of a 32-weight type (Q4_0 ... Q8_0) against Q8_0/Q8_1 activations, as ggml's AVX2 kernels:
-    sumi = sum(w * qx) - offset * sum(qx) (exact), acc += float(sumi lanes) * (d_w * d_x), and with
-    `with_min` summ += m_w * s_x. decode(e, blk) -> (w: 32 bytes, d_w, m_w or None)."""
+def legacy_body(decode: Callable, offset: int = 0, signed: bool = False) -> Callable:
+    """Block body of a 32-weight type (Q4_0 ... Q8_0) against Q8_0/Q8_1 activations, as ggml's AVX2
+    kernels: sumi lanes = signed (w - offset) . qx by 4 (or u8 w . qx), acc = fma(float(sumi), d_w * d_x,
+    acc); with a min (Q4_1/Q5_1, use extra="summ") summ = fma(m_w, s_x, summ).
+    decode(e, blk) -> (w: 32 bytes, d_w, m_w or None)."""
 
-    def body(e: Emit, x, blk, b, acc, summ):
+    def body(e: Emit, x, blk, b, accs):
         xq, xd, xs = x
         bl = e.b
         w, d, m = decode(e, blk)
-        for t in range(len(acc)):
+        if offset:
+            w = bl.sub(w, e.const(V32I8, offset))
+        for t, a in enumerate(accs):
             xv = e.load(e.at(xq[t], bl.mul(b, I64(32))), V32I8)
-            iv = e.dot_s8(w, xv) if signed else e.dot_u8(w, xv)
-            if offset:
-                sx = e.load(e.at(xs[t], bl.mul(b, I64(4))), I32)
-                iv = bl.add(iv, bl.insert_element(ir.Constant(V8I32, [0] * 8), bl.mul(sx, I32(-offset)), I32(0)))
+            iv = e.dot_s8(w, xv) if (signed or offset) else e.dot_u8(w, xv)
             dx = e.load(e.at(xd[t], bl.mul(b, I64(4))), F32)
-            bl.store(e.fma(iv, bl.fmul(d, dx), bl.load(acc[t])), acc[t])
-            if with_min:
+            a.add_block(e, iv, bl.fmul(d, dx))
+            if m is not None:
                 sx = e.load(e.at(xs[t], bl.mul(b, I64(4))), F32)
-                bl.store(bl.fadd(bl.load(summ[t]), bl.fmul(m, sx)), summ[t])
+                bl.store(bl.fma(m, sx, bl.load(a.summ)), a.summ)
 
     return body
 
@@ -296,38 +338,68 @@ def scales_q3_k(e: Emit, p: ir.Value) -> ir.Value:
     return b.sub(v, e.const(V16I16, 32))
 
 
-def kquant_body(runs_fn: Callable) -> Callable:
+def kquant_body(runs_fn: Callable, mins_mode: str | None = None, gemm_steps: int = 1) -> Callable:
     """Block body of a 256-weight K-quant against Q8_K activations, as ggml's AVX2 kernels: per run of 32
-    weights, maddubs with the activations then madd with the run's i16 scales, summed exactly in i32;
-    acc += float(sum) * (d_x * d_w), then the mins term acc -= float(madd(mins, bsums)) * (d_x * dmin_w).
+    weights, maddubs with the activations then madd with the run's i16 scales, summed exactly in i32
+    lanes; acc = fma(float(sumi), d_x * d_w, acc). The mins term -(d_x * dmin_w) * sum(min * bsum), as
+    each type's kernel accumulates it (`mins_mode`):
+    - "q2" (Q2_K): 16 mins x 16 bsums -> 8 lanes, fma into acc before the sums;
+    - "q4" (Q4_K): 8 mins x 8 bsum pairs -> 4 lanes, fma into accm (use extra="accm");
+    - "q5" (Q5_K): the same, summed to one integer, fma into summ (use extra="summ").
+    With extra="repack" (ggml's repacked kernels) sums and mins are each converted once per super-block
+    for one activation row (gemv), and `gemm_steps` times per super-block for four rows (gemm).
 
     runs_fn(e, blk) -> (runs, d, dmin, mins, offset): runs = 8 x (w, scales16) where w is 32 u8 or a pair
-    (u, v) meaning u - v (Q3_K); mins (16 i16, one per bsum) with dmin, or None; offset = (k, scales16):
+    (u, v) meaning u - v (Q3_K); mins: 16 (q2) or 8 (q4, q5) i16 lanes, or None; offset = (k, scales16):
     subtract k * scale * bsum per 16 weights (Q6_K's -32), or None."""
 
-    def body(e: Emit, x, blk, b, acc, summ):
+    def body(e: Emit, x, blk, b, accs):
         xq, xd, xs = x
         bl = e.b
         runs, d, dmin, mins, offset = runs_fn(e, blk)
-        for t in range(len(acc)):
+        repack = accs[0].extra == "repack"
+        steps = gemm_steps if (repack and len(accs) == 4) else 1
+        for t, a in enumerate(accs):
             xbase = e.at(xq[t], bl.mul(b, I64(256)))
-            isum = ir.Constant(V8I32, [0] * 8)
+            dx = e.load(e.at(xd[t], bl.mul(b, I64(4))), F32)
+            if mins is not None or offset is not None:
+                bs = e.load(e.at(xs[t], bl.mul(b, I64(32))), V16I16)
+            mprod = None
+            if mins is not None:
+                if mins.type.count == 16:
+                    mprod = e.madd(mins, bs)  # 8 lanes: one per 32 weights
+                else:
+                    pairs = bl.add(e.shuffle(bs, None, list(range(0, 16, 2))), e.shuffle(bs, None, list(range(1, 16, 2))))
+                    mprod = e.madd8(mins, pairs)  # 4 lanes: one per 64 weights
+            if mins is not None and not repack:
+                dm = bl.fneg(bl.fmul(dx, dmin))
+                if mins_mode == "q2":
+                    bl.store(e.fma(mprod, dm, bl.load(a.acc)), a.acc)
+                elif mins_mode == "q4":
+                    bl.store(e.fma(mprod, dm, bl.load(a.accm)), a.accm)
+                else:
+                    bl.store(bl.fma(bl.sitofp(e.isum(mprod), F32), dm, bl.load(a.summ)), a.summ)
+            parts = []
             for i, (w, scv) in enumerate(runs):
                 xv = e.load(e.at(xbase, 32 * i), V32I8)
                 if isinstance(w, tuple):
                     p = bl.sub(e.maddubs(w[0], xv), e.maddubs(w[1], xv))
                 else:
                     p = e.maddubs(w, xv)
-                isum = bl.add(isum, e.madd(p, scv))
-            dx = e.load(e.at(xd[t], bl.mul(b, I64(4))), F32)
-            if mins is not None or offset is not None:
-                bs = e.load(e.at(xs[t], bl.mul(b, I64(32))), V16I16)
-            if offset is not None:
-                k, sc16 = offset
-                isum = bl.sub(isum, bl.mul(e.madd(sc16, bs), e.const(V8I32, k)))
-            a = e.fma(isum, bl.fmul(dx, d), bl.load(acc[t]))
-            if mins is not None:
-                a = e.fma(e.madd(mins, bs), bl.fneg(bl.fmul(dx, dmin)), a)
-            bl.store(a, acc[t])
+                parts.append(e.madd(p, scv))
+            per = len(parts) // steps
+            for st in range(steps):
+                isum = parts[st * per]
+                for p in parts[st * per + 1 : (st + 1) * per]:
+                    isum = bl.add(isum, p)
+                if offset is not None:
+                    k, sc16 = offset
+                    isum = bl.sub(isum, bl.mul(e.madd(bs, sc16), e.const(V8I32, k)))
+                a.add_block(e, isum, bl.fmul(dx, d))
+                if mprod is not None and repack:  # accm = fma(float(sum of min * bsum), dmin * d_x, accm)
+                    lanes = mprod.type.count // steps
+                    part = e.shuffle(mprod, None, list(range(st * lanes, (st + 1) * lanes))) if steps > 1 else mprod
+                    total = e.isum(part) if lanes > 1 else bl.extract_element(part, I32(0))
+                    bl.store(bl.fma(bl.sitofp(total, F32), bl.fmul(dmin, dx), bl.load(a.accm)), a.accm)
 
     return body

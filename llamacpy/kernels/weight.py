@@ -10,6 +10,7 @@ from ..gguf import GGMLType, Tensor
 from ._common import F16_TO_F32
 from .q8 import Activations
 from .registry import kernels_for
+from .simd import HAS_AVX2, HAS_AVX512
 from .threads import (
     PARALLEL_MIN_BYTES,
     SETTINGS,
@@ -30,6 +31,15 @@ VEC_DOT_BATCH = 32
 # f32 elements per dequantized tile of the BLAS path, per thread (4 MiB): BLAS repacks X for every
 # tile, so tiles must be wide (64-row tiles ran at half the speed of 1024-row tiles on 4096 x 4096).
 TILE_ELEMS = 1 << 20
+
+
+def repacked_by_ggml(qtype: GGMLType, n_out: int) -> bool:
+    """Whether llama.cpp's x86 CPU backend multiplies this weight with its repacked 8-row kernels
+    (ggml_repack_get_optimal_repack_type: Q4_0 and Q4_K with AVX2, Q2_K with AVX-512, n_out % 8 == 0);
+    their float accumulation differs from vec_dot's, and we reproduce whichever ggml runs."""
+    if n_out % 8:
+        return False
+    return (qtype in (GGMLType.Q4_0, GGMLType.Q4_K) and HAS_AVX2) or (qtype == GGMLType.Q2_K and HAS_AVX512)
 
 
 def _blocks(data: np.ndarray) -> np.ndarray:
@@ -70,6 +80,8 @@ class WeightMatrix:
         k = kernels_for(self.type)
         self._matvec, self._matmul, self._dequant_rows = k.matvec, k.matmul, k.dequant_rows
         self._vec_dot, self.vec_dot_type = k.vec_dot, k.vec_dot_type
+        if k.vec_dot_repack is not None and repacked_by_ggml(self.type, self.n_out):
+            self._vec_dot = k.vec_dot_repack
         self._mins: np.ndarray | None = None
         self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
         self._serial = self.data.nbytes < PARALLEL_MIN_BYTES

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..gguf import GGUFFile
 from ..kernels import Activations
-from ..ops import RopeTable, attention, gelu_tanh, rms_norm
+from ..ops import RopeTable, attention, geglu, rms_norm
 from ..ops.linear import Linear
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
 
@@ -80,17 +80,18 @@ class Model(DecoderModel):
         k = rms_norm(L.wk(hq).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
         v = L.wv(hq).reshape(T, a.n_head_kv, a.head_dim)
         q, k = rope.apply(q, positions), rope.apply(k, positions)
+        qs = q * np.float32(a.attn_scale)  # llama.cpp scales Q before attention (then kq_scale = 1)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
         for seg in segments:
             rows = slice(start, start + seg.n)
             kc, vc = cache.store(i, seg, k[rows], v[rows])
-            attn[rows] = attention(q[rows], kc, vc, seg.pos0, a.attn_scale, a.swa_window if swa else 0)
+            attn[rows] = attention(qs[rows], kc, vc, seg.pos0, 1.0, a.swa_window if swa else 0)
             start += seg.n
         x = x + rms_norm(L.wo(attn), L.attn_post_norm, a.rms_eps)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
         hq = Activations(h)
-        ff = gelu_tanh(L.w_gate(hq)) * L.w_up(hq)  # (T, n_ff)
+        ff = geglu(L.w_gate(hq), L.w_up(hq))  # (T, n_ff)
         out = x + rms_norm(L.w_down(ff), L.ffn_post_norm, a.rms_eps)
         if trace is not None:
             trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..gguf import GGUFFile
 from ..kernels import Activations
-from ..ops import RopeTable, attention, rms_norm, silu
+from ..ops import RopeTable, attention, rms_norm, swiglu
 from ..ops.linear import Linear
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
 
@@ -69,7 +69,7 @@ class Model(DecoderModel):
         x = x + L.wo(attn)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
         hq = Activations(h)
-        ff = silu(L.w_gate(hq)) * L.w_up(hq)  # (T, n_ff)
+        ff = swiglu(L.w_gate(hq), L.w_up(hq))  # (T, n_ff)
         out = x + L.w_down(ff)
         if trace is not None:
             trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,

@@ -1,7 +1,7 @@
 """Model-agnostic transformer steps on float32 numpy arrays."""
 
 from .attention import attention
-from .basic import gelu_tanh, rms_norm, silu, softmax
+from .basic import geglu, gelu_tanh, rms_norm, silu, softmax, swiglu
 from .rope import RopeTable
 
-__all__ = ["RopeTable", "attention", "gelu_tanh", "rms_norm", "silu", "softmax"]
+__all__ = ["RopeTable", "attention", "geglu", "gelu_tanh", "rms_norm", "silu", "softmax", "swiglu"]

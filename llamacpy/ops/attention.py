@@ -4,34 +4,46 @@ Two formulations, chosen as llama.cpp's CPU flash attention chooses (the referen
 - fewer than 64 query rows (decode, short prompts): ggml's one-chunk kernel. Q is rounded to f16, scores
   come from f16 K, and the output accumulates over keys in f16 with an online softmax.
 - 64 rows or more (prompt batches): ggml's tiled kernel, i.e. ordinary f32 softmax attention over the
-  (f16-rounded) cache. Done here with numpy's batched matmuls.
+  f16 cache, computed only over the keys each row sees.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from .f16 import round_f16_inplace, round_f16_view
+from ..kernels._common import fma32, half_to_float, round_to_half
+from ..kernels.simd import F32, I8, I64, Emit
 
 ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: float,
               window: int = 0) -> np.ndarray:
-    """q: (n, n_head, hd) at positions q_pos0..q_pos0+n-1; k, v: (n_kv, L, hd) holding positions 0..L-1.
+    """q: (n, n_head, hd) at positions q_pos0..q_pos0+n-1; k, v: (n_kv, L, hd) float16 (the cache; float32
+    arrays are rounded to f16) holding positions 0..L-1.
 
     Query head h reads kv head h // (n_head / n_kv) (ggml's broadcast). `window` > 0 is a sliding
     window: key j is visible to query position p when p - j < window. Returns (n, n_head * hd_v).
     """
+    k, v = (np.ascontiguousarray(a, dtype=np.float16) for a in (k, v))
     if q.shape[0] <= ONE_CHUNK_MAX_ROWS:
         out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
-        _attention_f16_online(np.ascontiguousarray(q), k, v, q_pos0, np.float32(scale), window, out)
+        _attention_f16_online(np.ascontiguousarray(q, dtype=np.float32), k.view(np.uint16), v.view(np.uint16),
+                              q_pos0, np.float32(scale), window, out)
         return out.reshape(q.shape[0], -1)
-    return _attention_f32(q, k, v, q_pos0, scale, window)
+    kt = np.ascontiguousarray(k.astype(np.float32).transpose(0, 2, 1))  # (n_kv, hd, L)
+    out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
+    _attention_rows_f32(np.ascontiguousarray(q, dtype=np.float32), kt, v.astype(np.float32), q_pos0,
+                        np.float32(scale), window, out)
+    return out.reshape(q.shape[0], -1)
 
 
 def _attention_f32(q, k, v, q_pos0, scale, window):
+    """Reference f32 softmax attention with numpy (tests): q (n, n_head, hd), k/v f32 (n_kv, L, hd)."""
     n, n_head, hd = q.shape
     n_kv, L, hd_v = v.shape
     g = n_head // n_kv
@@ -52,73 +64,195 @@ def _attention_f32(q, k, v, q_pos0, scale, window):
     return out.reshape(n_kv, n, g, hd_v).transpose(1, 0, 2, 3).reshape(n, n_head * hd_v)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _dot(a, b, acc, lanes):
-    """ggml_vec_dot_f16 on AVX-512, in its summation order: 4 accumulators of 16 lanes over steps of 64,
-    folded (0+2, 1+3), (0+1), then the 16 lanes halved down to one. Products of f16 values are exact in
-    f32. `acc` (64) and `lanes` (16) are scratch space."""
-    acc[:] = 0.0
-    n = a.shape[0] - a.shape[0] % 64
-    for i in range(0, n, 64):
-        for j in range(64):
-            acc[j] += a[i + j] * b[i + j]
-    for j in range(16):
-        lanes[j] = (acc[j] + acc[32 + j]) + (acc[16 + j] + acc[48 + j])
-    width = 8
-    while width >= 1:
-        for j in range(width):
-            lanes[j] = lanes[j] + lanes[j + width]
-        width //= 2
-    s = lanes[0]
-    for i in range(n, a.shape[0]):
-        s += a[i] * b[i]
-    return s
+ROWS_PER_JOB = 16  # query rows per parallel work item of the prompt kernel
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2**n for an integral float32 n in [-127, 127], by building the exponent bits (vectorizes)."""
+    if not isinstance(n, types.Float) or n.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.add(builder.fptosi(args[0], i32), i32(127)), i32(23))
+        return builder.bitcast(bits, F32)
+
+    return types.float32(n), codegen
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _exp_neg(x):
+    """exp(x) for x <= 0 in f32 (Cephes' expf polynomial, ~1e-7 relative; 0 below -87): a formulation
+    LLVM vectorizes, unlike a call to libm's expf. Only for the f32 prompt path (ggml uses its own
+    vectorized approximation there too)."""
+    x = max(x, np.float32(-87.0))
+    n = np.float32(np.rint(x * np.float32(1.4426950408889634)))
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    return (p * r * r + r + np.float32(1.0)) * _pow2(n)
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=True)
+def _attention_rows_f32(q, kt, v, q_pos0, scale, window, out):
+    """f32 softmax attention for many query rows (ggml's tiled path): q (n, n_head, hd), kt (n_kv, hd, L)
+    keys transposed (the score loop then runs along keys, vectorized), v (n_kv, L, hd_v). Causal: row i
+    sees keys lo..q_pos0 + i only, and only those are computed. (Loops index from 0 over slices: numba
+    cannot prove range(lo, hi) non-negative and its wraparound checks stop vectorization.)"""
+    n, n_head, hd = q.shape
+    n_kv, L, hd_v = v.shape
+    g = n_head // n_kv
+    n_blocks = (n + ROWS_PER_JOB - 1) // ROWS_PER_JOB
+    for job in prange(n_kv * n_blocks):
+        kvh, blk = job // n_blocks, job % n_blocks
+        s_buf = np.empty(L, np.float32)
+        acc = np.empty(hd_v, np.float32)
+        for i in range(blk * ROWS_PER_JOB, min(n, blk * ROWS_PER_JOB + ROWS_PER_JOB)):
+            p = q_pos0 + i
+            lo = 0 if window <= 0 else max(0, p - window + 1)
+            hi = min(p + 1, L)
+            nk = hi - lo
+            s = s_buf[:nk]
+            for h in range(kvh * g, kvh * g + g):
+                s[:] = 0.0
+                for d in range(hd):
+                    qd = q[i, h, d] * scale
+                    kr = kt[kvh, d, lo:hi]
+                    for j in range(nk):
+                        s[j] += qd * kr[j]
+                m = np.float32(-np.inf)
+                for j in range(nk):
+                    m = max(m, s[j])
+                total = np.float32(0.0)
+                for j in range(nk):
+                    e = _exp_neg(s[j] - m)
+                    s[j] = e
+                    total += e
+                acc[:] = 0.0
+                vv = v[kvh, lo:hi]
+                for j in range(nk):
+                    pj = s[j]
+                    vr = vv[j]
+                    for d in range(hd_v):
+                        acc[d] += pj * vr[d]
+                inv = np.float32(1.0) / total
+                for d in range(hd_v):
+                    out[i, h, d] = acc[d] * inv
+
+
+@intrinsic
+def _scores_f16(typingctx, q, k, lo, hi, scale, out):
+    """out[j - lo] = ggml_vec_dot_f16(q, k[j]) * scale for lo <= j < hi, as ggml computes it on AVX-512:
+    4 accumulators of 16 lanes over steps of 64 (products of f16 values are exact in f32, so fma is
+    exact-product-then-add), folded (0+2) + (1+3), then the 16 lanes halved down to one. q: f32 holding
+    f16 values (hd, a multiple of 64); k: (L, hd) f16 bits (uint16), C-contiguous rows."""
+    sig = types.void(q, k, lo, hi, scale, out)
+
+    def codegen(context, builder, signature, args):
+        e = Emit(builder)
+        qa, ka, oa = (context.make_array(t)(context, builder, a) for t, a in
+                      zip((signature.args[0], signature.args[1], signature.args[5]), (args[0], args[1], args[5])))
+        lo_, hi_, scale_ = args[2], args[3], args[4]
+        hd = cgutils.unpack_tuple(builder, ka.shape, 2)[1]
+        row_bytes = cgutils.unpack_tuple(builder, ka.strides, 2)[0]
+        qp = builder.bitcast(qa.data, I8.as_pointer())
+        kp = builder.bitcast(ka.data, I8.as_pointer())
+        op = builder.bitcast(oa.data, F32.as_pointer())
+        v16f, v16h = ir.VectorType(F32, 16), ir.VectorType(ir.HalfType(), 16)
+        zero = ir.Constant(v16f, [0.0] * 16)
+        with cgutils.for_range(builder, builder.sub(hi_, lo_)) as loop:
+            j = builder.add(loop.index, lo_)
+            krow = e.at(kp, builder.mul(j, row_bytes))
+            accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
+            for a in accs:
+                builder.store(zero, a)
+            with cgutils.for_range(builder, builder.udiv(hd, I64(64))) as step:
+                base = builder.mul(step.index, I64(64))
+                for m in range(4):
+                    off = builder.add(base, I64(16 * m))
+                    qv = e.load(e.at(qp, builder.mul(off, I64(4))), v16f)
+                    kv = builder.fpext(e.load(e.at(krow, builder.mul(off, I64(2))), v16h), v16f)
+                    builder.store(builder.fadd(builder.load(accs[m]), builder.fmul(qv, kv)), accs[m])
+            a0, a1, a2, a3 = (builder.load(a) for a in accs)
+            total = builder.fadd(builder.fadd(a0, a2), builder.fadd(a1, a3))
+            builder.store(builder.fmul(e.hsum(total), scale_), builder.gep(op, [loop.index]))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _scale_add(acc, acc_u, ms, vrow, vs):
-    """acc = f16(fma(vrow, vs, f16(acc * ms))): ggml_vec_scale_f16 then ggml_vec_mad_f16 (an f32 FMA,
-    emulated in f64: the product is exact there, so one rounding to f32 remains, as in the FMA)."""
-    if ms != np.float32(1.0):
-        for d in range(acc.shape[0]):
-            acc[d] = acc[d] * ms
-        round_f16_view(acc, acc_u)
-    vs64 = np.float64(vs)
-    for d in range(acc.shape[0]):
-        acc[d] = np.float32(np.float64(acc[d]) + np.float64(vrow[d]) * vs64)
-    round_f16_view(acc, acc_u)
+def _scores_any(q, k, lo, hi, scale, out):
+    """_scores_f16 for head sizes that are not multiples of 64: the 64-steps as there, leftover elements
+    added in double (ggml_vec_dot_f16's scalar tail)."""
+    n = q.shape[0] - q.shape[0] % 64
+    acc = np.empty(64, np.float32)
+    lanes = np.empty(16, np.float32)
+    for j in range(lo, hi):
+        kr = k[j]
+        acc[:] = 0.0
+        for i in range(0, n, 64):
+            for m in range(64):
+                acc[m] += q[i + m] * half_to_float(kr[i + m])
+        for m in range(16):
+            lanes[m] = (acc[m] + acc[32 + m]) + (acc[16 + m] + acc[48 + m])
+        for m in range(8):
+            lanes[m] = lanes[m] + lanes[m + 8]
+        a0, a1 = lanes[0] + lanes[4], lanes[1] + lanes[5]
+        a2, a3 = lanes[2] + lanes[6], lanes[3] + lanes[7]
+        s = np.float64((a0 + a2) + (a1 + a3))
+        for i in range(n, q.shape[0]):
+            s += np.float64(q[i] * half_to_float(kr[i]))
+        out[j - lo] = np.float32(s) * scale
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
-    """ggml_compute_forward_flash_attn_ext_f16_one_chunk for F16 K/V (values here are f16-rounded f32)."""
-    n, n_head, _hd = q.shape
+    """ggml_compute_forward_flash_attn_ext_f16_one_chunk for F16 K/V (k, v: uint16 f16 bits), not fastmath:
+    the f16 roundings are the point. Per query row and head: scores first (they do not depend on the
+    running max), then the online softmax over keys, accumulating V in f16: when a key raises the max,
+    acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then acc = f16(fma(v, exp(s - M), acc))
+    (ggml_vec_mad_f16)."""
+    n, n_head, hd = q.shape
     n_kv, L, hd_v = v.shape
     g = n_head // n_kv
     for job in prange(n * n_head):
         i, h = job // n_head, job % n_head
         kvh = h // g
         p = q_pos0 + i
-        qh = q[i, h].copy()
-        round_f16_inplace(qh)
-        acc = np.zeros(hd_v, np.float32)
-        acc_u = acc.view(np.uint32)
-        scratch = np.empty(64, np.float32)
-        lanes = np.empty(16, np.float32)
-        M = -np.inf
-        S = np.float32(0.0)
         lo = 0 if window <= 0 else max(0, p - window + 1)
-        for j in range(lo, min(p + 1, L)):
-            s = _dot(qh, k[kvh, j], scratch, lanes) * scale
+        hi = min(p + 1, L)
+        qh = np.empty(hd, np.float32)
+        for d in range(hd):
+            qh[d] = round_to_half(q[i, h, d])
+        scores = np.empty(max(hi - lo, 0), np.float32)
+        if hd % 64 == 0:
+            _scores_f16(qh, k[kvh], lo, hi, scale, scores)
+        else:
+            _scores_any(qh, k[kvh], lo, hi, scale, scores)
+        acc = np.zeros(hd_v, np.float32)
+        M = np.float32(-np.inf)
+        S = np.float32(0.0)
+        for j in range(lo, hi):
+            s = scores[j - lo]
+            vrow = v[kvh, j]
             ms = np.float32(1.0)
             vs = np.float32(1.0)
             if s > M:
-                ms = np.float32(np.exp(M - s)) if M != -np.inf else np.float32(0.0)
+                ms = np.float32(np.exp(M - s))  # exp(-inf) = 0 for the first key
                 M = s
+                for d in range(hd_v):
+                    acc[d] = round_to_half(acc[d] * ms)
             else:
                 vs = np.float32(np.exp(s - M))
-            _scale_add(acc, acc_u, ms, v[kvh, j], vs)
-            S = S * ms + vs
+            for d in range(hd_v):
+                acc[d] = round_to_half(fma32(half_to_float(vrow[d]), vs, acc[d]))
+            S = fma32(S, ms, vs)  # GCC contracts S*ms + vs
         s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
         for d in range(hd_v):
             out[i, h, d] = acc[d] * s_inv

@@ -1,39 +1,145 @@
-"""Norms and activations (float32, vectorized over the leading axes)."""
+"""Norms and activations (float32), rounding as ggml's CPU backend does.
+
+numba kernels without fastmath: each reproduces ggml's operation order (and its FMAs) so that results
+equal llama.cpp's bit for bit where the inputs do; downstream activation quantization turns any
+last-bit difference here into visible noise.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+from ..kernels._common import fma32, half_bits, half_to_float
+
+_INF = np.float32(np.inf)
+# ggml_v_expf's constants, as written there (hex floats)
+_E_SHIFT, _E_LOG2E = np.float32(float.fromhex("0x1.8p23")), np.float32(float.fromhex("0x1.715476p+0"))
+_E_LN2_HI, _E_LN2_LO = np.float32(float.fromhex("0x1.62e4p-1")), np.float32(float.fromhex("0x1.7f7d1cp-20"))
+_E_C5, _E_C4 = np.float32(float.fromhex("0x1.0e4020p-7")), np.float32(float.fromhex("0x1.573e2ep-5"))
+_E_C3, _E_C2 = np.float32(float.fromhex("0x1.555e66p-3")), np.float32(float.fromhex("0x1.fffdb6p-2"))
+_E_C1 = np.float32(float.fromhex("0x1.ffffecp-1"))
+
+
+@njit(cache=True, nogil=True)
+def _rms_norm_rows(x, w, eps, out):
+    """ggml_compute_forward_rms_norm_f32 fused with the weight (GGML_RMS_NORM_FUSE_OP_MUL): sum of f32
+    squares in double, mean rounded to f32, scale = 1/sqrtf(mean + eps), y = x * scale * w."""
+    n = x.shape[1]
+    for t in range(x.shape[0]):
+        s = 0.0
+        for i in range(n):
+            v = x[t, i] * x[t, i]
+            s += np.float64(v)
+        mean = np.float32(s / n)
+        scale = np.float32(1.0) / np.sqrt(mean + eps)
+        for i in range(n):
+            out[t, i] = x[t, i] * scale * w[i]
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray | None, eps: float) -> np.ndarray:
-    """ggml_rms_norm then multiply by weight, over the last axis, with ggml's rounding steps:
-    sum of f32 squares in f64, scale = 1/sqrtf(f32(mean + eps)), y = (x * scale) * w in f32.
-    (Downstream activation quantization turns any last-bit difference here into visible noise.)"""
-    sq = x * x
-    mean = np.sum(sq, axis=-1, dtype=np.float64) / x.shape[-1]
-    scale = np.float32(1.0) / np.sqrt((mean + np.float64(np.float32(eps))).astype(np.float32))
-    y = x * scale[..., None]
-    return y * weight if weight is not None else y
+    """RMS norm over the last axis, times `weight` (float32 of that length) when given."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    w = np.ones(n, np.float32) if weight is None else np.ascontiguousarray(weight, dtype=np.float32)
+    out = np.empty_like(x)
+    _rms_norm_rows(x.reshape(-1, n), w, np.float32(eps), out.reshape(-1, n))
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pow2(n):
+    """2**n for an integral float32 n in [-126, 127] (exact), without a libm call."""
+    return np.float32(np.ldexp(np.float32(1.0), np.int32(n)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _v_expf(x):
+    """ggml_v_expf (AVX-512), lane by lane: exp(x) from a degree-5 polynomial and _mm512_scalef_ps."""
+    z = fma32(x, _E_LOG2E, _E_SHIFT)
+    n = z - _E_SHIFT
+    b = fma32(-n, _E_LN2_LO, fma32(-n, _E_LN2_HI, x))
+    u = b * b
+    j = fma32(fma32(fma32(_E_C5, b, _E_C4), u, fma32(_E_C3, b, _E_C2)), u, fma32(_E_C1, b, np.float32(1.0)))
+    if abs(n) > np.float32(192.0):
+        return np.float32(0.0) if n <= 0 else _INF
+    # scalef(j, n) = j * 2^n rounded once: split 2^n so that the first factor is exact
+    n1 = min(max(n, np.float32(-126.0)), np.float32(127.0))
+    return (j * _pow2(n1)) * _pow2(n - n1)
+
+
+@njit(cache=True, nogil=True)
+def _swiglu(g, u, out):
+    """ggml_vec_swiglu_f32: silu(g) * u, 16 lanes at a time with ggml_v_expf, the tail with expf."""
+    for t in range(g.shape[0]):
+        n = g.shape[1]
+        m = n - n % 16
+        for i in range(m):
+            x = g[t, i]
+            out[t, i] = (x / (np.float32(1.0) + _v_expf(np.float32(0.0) - x))) * u[t, i]
+        for i in range(m, n):
+            x = g[t, i]
+            out[t, i] = (x / (np.float32(1.0) + np.exp(-x))) * u[t, i]
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """silu(gate) * up (T, n) as ggml's fused swiglu computes it."""
+    out = np.empty_like(gate)
+    _swiglu(gate, up, out)
+    return out
 
 
 def silu(x: np.ndarray) -> np.ndarray:
     return x / (np.float32(1.0) + np.exp(-x))
 
 
-_GELU_C = np.float32(np.sqrt(2.0 / np.pi))
+_GELU_COEF_A = np.float32(0.044715)
+_SQRT_2_OVER_PI = np.float32(0.79788456080286535587989211986876)
 
 
-def _gelu_exact_tanh(x: np.ndarray) -> np.ndarray:
-    return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(_GELU_C * x * (np.float32(1.0) + np.float32(0.044715) * x * x)))
+@njit(cache=True, nogil=True)
+def _gelu_table():
+    """ggml_table_gelu_f16: f16(ggml_gelu_f32(x)) for every f16 bit pattern x, as GCC compiles
+    0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x))) (the inner 1 + a*x*x is an FMA).
+    Checked entry for entry against the table in llama.cpp's libggml-cpu."""
+    table = np.empty(65536, np.uint16)
+    for i in range(65536):
+        x = half_to_float(np.uint16(i))
+        inner = _SQRT_2_OVER_PI * x * fma32(_GELU_COEF_A * x, x, np.float32(1.0))
+        table[i] = half_bits(np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner)))
+    return table
+
+
+GELU_TABLE = _gelu_table()
+GELU_TABLE.flags.writeable = False
+
+
+@njit(cache=True, nogil=True)
+def _geglu(x, g, table, out):
+    """ggml_vec_geglu_f32 (GGML_GELU_FP16): 0 for x <= -10, x * g for x >= 10, else table[f16(x)] * g."""
+    for t in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            v = x[t, i]
+            if v <= np.float32(-10.0):
+                out[t, i] = np.float32(0.0)
+            elif v >= np.float32(10.0):
+                out[t, i] = v * g[t, i]
+            else:
+                out[t, i] = half_to_float(table[half_bits(v)]) * g[t, i]
+
+
+def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """gelu(gate) * up (T, n) as ggml's fused geglu computes it (GELU through the f16 table)."""
+    out = np.empty_like(gate)
+    _geglu(gate, up, GELU_TABLE, out)
+    return out
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """GELU (tanh approximation) the way ggml's CPU backend computes it: through a table over f16
-    inputs with f16 results (GGML_GELU_FP16), x for x >= 10 and 0 for x <= -10. Matching the rounding
-    keeps greedy outputs equal to llama.cpp's."""
-    y = _gelu_exact_tanh(x.astype(np.float16).astype(np.float32)).astype(np.float16).astype(np.float32)
-    y = np.where(x >= 10.0, x, y)
-    return np.where(x <= -10.0, np.float32(0.0), y)
+    """GELU (tanh approximation) the way ggml's CPU backend computes it (through the f16 table)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    return geglu(x.reshape(-1, n), np.ones_like(x).reshape(-1, n)).reshape(x.shape)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -7,37 +7,66 @@ theta_i = pos * base^(-2i / n_rot) * freq_scale, as ggml_rope_ext with no contex
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+from ..kernels._common import fma32
+
+
+@njit(cache=True)
+def _powf(a, b):
+    """C's powf (libm), as ggml computes theta_scale: numpy's float32 power rounds differently."""
+    return a**b
+
+
+@njit(cache=True)
+def _cos_sin(theta, cos, sin):
+    """libm's cosf/sinf, as rope_yarn computes the cache (numpy's float32 cos/sin round differently)."""
+    for i in range(theta.shape[0]):
+        for j in range(theta.shape[1]):
+            cos[i, j] = np.cos(theta[i, j])
+            sin[i, j] = np.sin(theta[i, j])
 
 
 class RopeTable:
-    """cos/sin for positions [0, n_ctx), computed once in float64 and kept as float32."""
+    """cos/sin (float32) for positions [0, n_ctx), computed once as ggml_rope_cache_init does."""
 
     def __init__(self, n_rot: int, base: float, n_ctx: int, neox: bool, freq_scale: float = 1.0):
         self.n_rot, self.neox = n_rot, neox
         # ggml's float32 recurrence: theta_0 = pos, theta_{i+1} = theta_i * base^(-2/n_rot); the angles
         # are then rounded the same way as llama.cpp's, so f16 rounding downstream flips the same bits.
-        theta_scale = np.float32(np.power(np.float32(base), np.float32(-2.0) / np.float32(n_rot)))
+        theta_scale = _powf(np.float32(base), np.float32(-2.0) / np.float32(n_rot))
         theta = np.empty((n_ctx, n_rot // 2), np.float32)
         theta[:, 0] = np.arange(n_ctx, dtype=np.float32)
         for i in range(1, n_rot // 2):
             theta[:, i] = theta[:, i - 1] * theta_scale
         theta *= np.float32(freq_scale)
-        self.cos = np.cos(theta.astype(np.float64)).astype(np.float32)  # (n_ctx, n_rot/2)
-        self.sin = np.sin(theta.astype(np.float64)).astype(np.float32)
+        self.cos = np.empty_like(theta)  # (n_ctx, n_rot/2)
+        self.sin = np.empty_like(theta)
+        _cos_sin(theta, self.cos, self.sin)
 
     def apply(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """x: (T, n_heads, head_dim) float32, positions: (T,) -> rotated copy."""
-        cos = self.cos[positions][:, None, :]  # (T, 1, n_rot/2)
-        sin = self.sin[positions][:, None, :]
-        r = self.n_rot
-        out = x.copy()
-        if self.neox:
-            half = r // 2
-            x0, x1 = x[..., :half], x[..., half:r]
-            out[..., :half] = x0 * cos - x1 * sin
-            out[..., half:r] = x0 * sin + x1 * cos
-        else:
-            x0, x1 = x[..., 0:r:2], x[..., 1:r:2]
-            out[..., 0:r:2] = x0 * cos - x1 * sin
-            out[..., 1:r:2] = x0 * sin + x1 * cos
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty_like(x)
+        _rope(x, np.asarray(positions, dtype=np.int64), self.cos, self.sin, self.n_rot, self.neox, out)
         return out
+
+
+@njit(cache=True, nogil=True)
+def _rope(x, positions, cos, sin, n_rot, neox, out):
+    """ggml's rotate_pairs as GCC compiles it (FMA contraction): x0' = fma(x0, cos, -(x1 sin)) and
+    x1' = fma(x0, sin, x1 cos) for NEOX pairs (i, i + n_rot/2) (scalar code), fma(x1, cos, x0 sin) for
+    NORM pairs (2i, 2i+1) (vectorized with fmaddsub); dims past n_rot are copied. Checked bit for bit
+    against llama.cpp's Qcur/Kcur on both layouts."""
+    half = n_rot // 2
+    for t in range(x.shape[0]):
+        c, s = cos[positions[t]], sin[positions[t]]
+        for h in range(x.shape[1]):
+            src, dst = x[t, h], out[t, h]
+            for i in range(half):
+                i0, i1 = (i, i + half) if neox else (2 * i, 2 * i + 1)
+                x0, x1 = src[i0], src[i1]
+                dst[i0] = fma32(x0, c[i], -(x1 * s[i]))
+                dst[i1] = fma32(x0, s[i], x1 * c[i])
+            for i in range(n_rot, src.shape[0]):
+                dst[i] = src[i]

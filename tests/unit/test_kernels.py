@@ -224,7 +224,7 @@ def _check_model(path, max_rows=1024):
             if w.vec_dot_type is not None:
                 for T in (1, 4, 6):
                     want = _ggml_product(t, X := rng.standard_normal((T, w.n_in)).astype(np.float32))
-                    assert np.abs(w.mul(X) - want).max() <= 1e-6 * np.abs(want).max(), (t.name, T)
+                    assert np.abs(w.mul(X) - want).max() <= 1e-5 * np.abs(want).max(), (t.name, T)
     return set(seen)
 
 
@@ -309,8 +309,9 @@ def _ggml_product(t: Tensor, X: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("qtype", QUANT_TYPES, ids=lambda t: t.name)
-def test_vec_dot_kernels_compute_ggml_s_products(qtype):
-    n_out, n_in = 67, 768  # odd numbers of blocks and super-blocks, rows not a multiple of the chunk
+@pytest.mark.parametrize("n_out", [67, 64])  # 64: ggml's repacked 8-row kernels' arithmetic (Q4_0, Q4_K, Q2_K)
+def test_vec_dot_kernels_compute_ggml_s_products(qtype, n_out):
+    n_in = 768  # odd numbers of blocks and super-blocks; 67 rows: not a multiple of the chunk
     t = synthetic(qtype, n_out, n_in, seed=2)
     w = WeightMatrix(t)
     rng = np.random.default_rng(4)
@@ -319,7 +320,7 @@ def test_vec_dot_kernels_compute_ggml_s_products(qtype):
         want = _ggml_product(t, X)
         got = w.mul(X)
         assert got.shape == (T, n_out) and got.dtype == np.float32
-        assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max(), (qtype, T)
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (qtype, T)
 
 
 def test_activations_are_quantized_once_per_type():
