@@ -9,6 +9,12 @@ shared: compare numbers from one run side by side, not across runs.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# this checkout's package, whatever an editable install elsewhere points to
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import time
 

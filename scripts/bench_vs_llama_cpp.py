@@ -12,14 +12,18 @@ Run it on a quiet machine: nothing else should use the cores meanwhile.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# this checkout's package, whatever an editable install elsewhere points to
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import json
 import os
 import statistics
 import subprocess
-import sys
 import venv
-from pathlib import Path
 
 SDIST = "llama-cpp-python==0.3.36"
 CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "

@@ -111,6 +111,7 @@ def _runs(e, blk):
 
 _body = kquant_body(_runs)
 _dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1), row_dot(_body, BLOCK_BYTES, 4)
+_dot1x4 = row_dot(_body, BLOCK_BYTES, 1, None, nr=4)
 
 
 @njit(**FAST_PAR)
@@ -118,16 +119,23 @@ def vec_dot(data, xq, xd, xs, out):
     """out[t, r] = row r . activation row t, integer dots against Q8_K activations (ggml_vec_dot_q6_K_q8_K)."""
     n, T = data.shape[0], xq.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for r in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
+        r, r1 = c * CHUNK, min(n, c * CHUNK + CHUNK)
+        while r < r1:
+            if T == 1 and r + 4 <= r1:
+                for i in range(4):
+                    prefetch_row(data, r + i)
+                _dot1x4(data, xq, xd, xs, out, r, 0)
+                r += 4
+                continue
             prefetch_row(data, r)
-            row = data[r]
             t = 0
             while t + 4 <= T:
-                _dot4(row, xq, xd, xs, out, r, t)
+                _dot4(data, xq, xd, xs, out, r, t)
                 t += 4
             while t < T:
-                _dot1(row, xq, xd, xs, out, r, t)
+                _dot1(data, xq, xd, xs, out, r, t)
                 t += 1
+            r += 1
 
 
 register(GGMLType.Q6_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K)

@@ -179,36 +179,40 @@ class Emit:
 
 
 class Rows:
-    """Pointers into the arguments of a row-dot function: the weight row, the activation rows t0.."""
+    """Pointers into the arguments of a row-dot function: weight rows r.., activation rows t0.."""
 
     def __init__(self, e: Emit, context, sig, args):
         self.e = e
-        row, xq, xd, xs, out = (context.make_array(ty)(context, e.b, a) for ty, a in zip(sig.args[:5], args[:5]))
+        data, xq, xd, xs, out = (context.make_array(ty)(context, e.b, a) for ty, a in zip(sig.args[:5], args[:5]))
         self.r, self.t0 = args[5], args[6]
-        self.row = e.b.bitcast(row.data, I8.as_pointer())
-        self.nbytes = cgutils.unpack_tuple(e.b, row.shape, 1)[0]
         b = e.b
+        self._data = b.bitcast(data.data, I8.as_pointer())
+        self.nbytes = cgutils.unpack_tuple(b, data.shape, 2)[1]
         self._xq = b.bitcast(xq.data, I8.as_pointer())
         self._xd = b.bitcast(xd.data, I8.as_pointer())
         self._xs = b.bitcast(xs.data, I8.as_pointer())
         self._out = b.bitcast(out.data, I8.as_pointer())
         self._strides = {name: cgutils.unpack_tuple(b, a.strides, 2)[0] for name, a in
-                         (("xq", xq), ("xd", xd), ("xs", xs), ("out", out))}
+                         (("data", data), ("xq", xq), ("xd", xd), ("xs", xs), ("out", out))}
 
-    def _row_ptr(self, name: str, base: ir.Value, t: int) -> ir.Value:
+    def _row_ptr(self, name: str, base: ir.Value, start: ir.Value, i: int) -> ir.Value:
         b = self.e.b
-        return b.gep(base, [b.mul(b.add(self.t0, I64(t)), self._strides[name])])
+        return b.gep(base, [b.mul(b.add(start, I64(i)), self._strides[name])])
+
+    def weight_row(self, i: int) -> ir.Value:
+        """Byte pointer to weight row r + i."""
+        return self._row_ptr("data", self._data, self.r, i)
 
     def x_rows(self, nt: int) -> tuple[list, list, list]:
         """Byte pointers to rows t0..t0+nt-1 of xq, xd and xs."""
-        return ([self._row_ptr("xq", self._xq, t) for t in range(nt)],
-                [self._row_ptr("xd", self._xd, t) for t in range(nt)],
-                [self._row_ptr("xs", self._xs, t) for t in range(nt)])
+        return ([self._row_ptr("xq", self._xq, self.t0, t) for t in range(nt)],
+                [self._row_ptr("xd", self._xd, self.t0, t) for t in range(nt)],
+                [self._row_ptr("xs", self._xs, self.t0, t) for t in range(nt)])
 
-    def store(self, t: int, value: ir.Value) -> None:
-        """out[t0 + t, r] = value."""
+    def store(self, i: int, t: int, value: ir.Value) -> None:
+        """out[t0 + t, r + i] = value."""
         b = self.e.b
-        p = self.e.at(self._row_ptr("out", self._out, t), b.mul(self.r, I64(4)))
+        p = self.e.at(self._row_ptr("out", self._out, self.t0, t), b.mul(b.add(self.r, I64(i)), I64(4)))
         b.store(value, b.bitcast(p, F32.as_pointer()))
 
 
@@ -257,27 +261,33 @@ class Acc:
             b.store(e.fma(isum, scale, b.load(self.acc)), self.acc)
 
 
-def row_dot(body: Callable, block_bytes: int, nt: int, extra: str | None = None):
-    """A numba intrinsic `f(row, xq, xd, xs, out, r, t0)`: out[t0 + t, r] = row . activation row t0 + t
-    for t < nt, the row being u8 blocks of `block_bytes`. `body(e, x, blk, b, accs)` emits one block's
-    contribution: x = (xq, xd, xs) row pointers per t, blk the block's byte pointer, b its index, accs
-    the nt `Acc`. Blocks are accumulated in order, one chain per row, as ggml does (same float results)."""
+def row_dot(body: Callable, block_bytes: int, nt: int, extra: str | None = None, nr: int = 1):
+    """A numba intrinsic `f(data, xq, xd, xs, out, r, t0)`: out[t0 + t, r + i] = weight row r + i .
+    activation row t0 + t for i < nr, t < nt; weight rows are u8 blocks of `block_bytes`.
+    `body(e, x, blk, b, accs)` emits one block's contribution to one weight row: x = (xq, xd, xs) row
+    pointers per t, blk the block's byte pointer, b its index, accs the nt `Acc` of that row. Blocks are
+    accumulated in order, one chain per (row, activation row), as ggml does (same float results); the nr
+    rows' chains interleave, which hides the FMA latency without changing any result."""
 
     @intrinsic
-    def f(typingctx, row, xq, xd, xs, out, r, t0):
+    def f(typingctx, data, xq, xd, xs, out, r, t0):
         def codegen(context, builder, sig, args):
             e = Emit(builder)
             rows = Rows(e, context, sig, args)
-            accs = [Acc(e, extra) for _ in range(nt)]
+            accs = [[Acc(e, extra) for _ in range(nt)] for _ in range(nr)]
             x = rows.x_rows(nt)
+            w = [rows.weight_row(i) for i in range(nr)]
             nb = builder.udiv(rows.nbytes, I64(block_bytes))
             with cgutils.for_range(builder, nb) as loop:
-                body(e, x, e.at(rows.row, builder.mul(loop.index, I64(block_bytes))), loop.index, accs)
-            for t in range(nt):
-                rows.store(t, accs[t].result(e))
+                off = builder.mul(loop.index, I64(block_bytes))
+                for i in range(nr):
+                    body(e, x, e.at(w[i], off), loop.index, accs[i])
+            for i in range(nr):
+                for t in range(nt):
+                    rows.store(i, t, accs[i][t].result(e))
             return context.get_dummy_value()
 
-        return types.void(row, xq, xd, xs, out, r, t0), codegen
+        return types.void(data, xq, xd, xs, out, r, t0), codegen
 
     return f
 
