@@ -54,8 +54,8 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         log.info("shutting down: ending %d request(s)", sum(1 for i in self.ctx.engine.slots() if i.request))
-        self.ctx.streams.stop()  # first: stops resumable generations and ends their readers
         await asyncio.to_thread(self.ctx.engine.stop)
+        await self.ctx.streams.shutdown()  # resumable streams record the engine's shutdown error, then end
         await super().shutdown(sockets)
 
     @contextlib.contextmanager

@@ -368,6 +368,14 @@ class StreamManager:
         for session in sessions:
             _stop(session)
 
+    async def shutdown(self, grace_s: float = 1.0) -> None:
+        """`stop()`, after giving running producers up to `grace_s` to record how their generation ended
+        (once the engine has stopped, that is its shutdown error frame, which readers then still get)."""
+        producers = list(self._producers)
+        if producers:
+            await asyncio.wait(producers, timeout=grace_s)
+        self.stop()
+
     def start_producer(self, session: StreamSession, chunks: AsyncIterable[bytes]) -> asyncio.Task:
         """Run `pump(session, chunks)` as a task of the running loop, held until it ends."""
         loop = asyncio.get_running_loop()

@@ -407,7 +407,8 @@ def test_shutdown_ends_live_streams_and_their_readers(start_server, smollm2_path
     assert reader.status == 200
     t0 = time.monotonic()
     s.proc.send_signal(signal.SIGINT)
-    # both responses end properly (the last chunk of chunked encoding), and promptly: nothing waits for a
-    # generation that the shutdown stopped
-    assert not gen.read_all().endswith(b"[DONE]\n\n") and reader.read_all() == gen.body
+    # both responses end properly (the last chunk of chunked encoding) with the reason, and promptly
+    last = json.loads(frames(gen.read_all())[-1][6:])
+    assert last["error"]["code"] == 503 and "shutting down" in last["error"]["message"]
+    assert reader.read_all() == gen.body
     assert s.proc.wait(15) == 0 and time.monotonic() - t0 < 10

@@ -380,3 +380,21 @@ def test_shutdown_cancels_producers():
 
 async def _collect(stream) -> bytes:
     return b"".join([c async for c in stream])
+
+
+def test_shutdown_lets_producers_record_their_end_first():
+    async def ending():
+        yield b"data: 1\n\n"
+        await asyncio.sleep(0.05)
+        yield b'data: {"error": "shutting down"}\n\n'
+
+    async def main():
+        m = StreamManager()
+        s = m.create("c")
+        m.start_producer(s, ending())
+        await asyncio.sleep(0.01)
+        await m.shutdown(grace_s=2)
+        return s
+
+    s = asyncio.run(main())
+    assert s.done and read_all(s).endswith(b"shutting down\"}\n\n")
