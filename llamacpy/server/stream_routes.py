@@ -73,7 +73,9 @@ class SessionStream:
 
     The client leaving ends this response only. With `first` (the generating POST's own response) it first
     waits for the first byte, so that a generation failing before its first byte gets a plain JSON error
-    with its status, as without the header.
+    with its status, as without the header. A client that falls more than the buffer cap behind (it stopped
+    reading) is overtaken: its response ends without the stream's terminator, and resuming from its offset
+    answers 400 "Stream offset lost".
     """
 
     def __init__(self, session: StreamSession, offset: int = 0, first: bool = False):
