@@ -200,7 +200,9 @@ def test_a_client_that_leaves_cancels_its_generation(server, http, stream):
         before = _metric(http, "tokens_predicted_total")
     t0 = time.monotonic()
     while any(s["is_processing"] for s in http.get("/slots").json()):
-        assert time.monotonic() - t0 < 2.0, "the slot was not freed after the client left"
+        # the criterion is the token count below; the clock only bounds a hang (a decode step takes
+        # ~20 ms on a quiet machine but over a second on a loaded one)
+        assert time.monotonic() - t0 < 60.0, "the slot was not freed after the client left"
         time.sleep(0.01)
     assert _metric(http, "tokens_predicted_total") - before < 30  # far from the 900 asked
 
