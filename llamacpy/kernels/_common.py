@@ -100,6 +100,20 @@ def half_bits(typingctx, x):
 
 
 @intrinsic
+def pow2(typingctx, n):
+    """2**n for an integral float32 n in [-126, 127], exactly, by building the exponent bits (vectorizes)."""
+    if not isinstance(n, types.Float) or n.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(n), codegen
+
+
+@intrinsic
 def fma32(typingctx, a, b, c):
     """a * b + c with one rounding (llvm.fma: vfmadd where the CPU has FMA), as ggml's SIMD code computes."""
     if not all(isinstance(v, types.Float) and v.bitwidth == 32 for v in (a, b, c)):

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
+from ._common import CHUNK, EXACT_INLINE, EXACT_PAR, FAST, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
 from .simd import V16I8, legacy_body, row_dot
 
@@ -81,28 +81,34 @@ _dot1, _dot4 = row_dot(_body, BLOCK_BYTES, 1, "summ"), row_dot(_body, BLOCK_BYTE
 _dot1x4 = row_dot(_body, BLOCK_BYTES, 1, "summ", nr=4)
 
 
+@njit(**FAST)
+def rows(data, xq, xd, xs, out, r, r1):
+    """Weight rows [r, r1) of vec_dot: one parallel work item (and the fused decode step's unit)."""
+    T = xq.shape[0]
+    while r < r1:
+        if T == 1 and r + 4 <= r1:
+            for i in range(4):
+                prefetch_row(data, r + i)
+            _dot1x4(data, xq, xd, xs, out, r, 0)
+            r += 4
+            continue
+        prefetch_row(data, r)
+        t = 0
+        while t + 4 <= T:
+            _dot4(data, xq, xd, xs, out, r, t)
+            t += 4
+        while t < T:
+            _dot1(data, xq, xd, xs, out, r, t)
+            t += 1
+        r += 1
+
+
 @njit(**FAST_PAR)
 def vec_dot(data, xq, xd, xs, out):
     """out[t, r] = row r . activation row t, integer dots against Q8_1 activations (ggml_vec_dot_q4_1_q8_1)."""
-    n, T = data.shape[0], xq.shape[0]
+    n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        r, r1 = c * CHUNK, min(n, c * CHUNK + CHUNK)
-        while r < r1:
-            if T == 1 and r + 4 <= r1:
-                for i in range(4):
-                    prefetch_row(data, r + i)
-                _dot1x4(data, xq, xd, xs, out, r, 0)
-                r += 4
-                continue
-            prefetch_row(data, r)
-            t = 0
-            while t + 4 <= T:
-                _dot4(data, xq, xd, xs, out, r, t)
-                t += 4
-            while t < T:
-                _dot1(data, xq, xd, xs, out, r, t)
-                t += 1
-            r += 1
+        rows(data, xq, xd, xs, out, c * CHUNK, min(n, c * CHUNK + CHUNK))
 
 
 register(GGMLType.Q4_1, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_1)

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import GGMLType
-from ._common import CHUNK, EXACT, EXACT_INLINE, EXACT_PAR, FAST_PAR, f16_at, prefetch_row, small_gemm
+from ._common import CHUNK, EXACT, EXACT_INLINE, EXACT_PAR, FAST, FAST_PAR, f16_at, prefetch_row, small_gemm
 from .registry import register
 from .simd import V32I8, kquant_body, row_dot, scales_q4_k
 
@@ -114,53 +114,65 @@ _rdot1, _rdot4 = row_dot(_body, BLOCK_BYTES, 1, "repack"), row_dot(_body, BLOCK_
 _rdot1x4 = row_dot(_body, BLOCK_BYTES, 1, "repack", nr=4)
 
 
+@njit(**FAST)
+def rows(data, xq, xd, xs, out, r, r1):
+    """Weight rows [r, r1) of vec_dot: one parallel work item (and the fused decode step's unit)."""
+    T = xq.shape[0]
+    while r < r1:
+        if T == 1 and r + 4 <= r1:
+            for i in range(4):
+                prefetch_row(data, r + i)
+            _dot1x4(data, xq, xd, xs, out, r, 0)
+            r += 4
+            continue
+        prefetch_row(data, r)
+        t = 0
+        while t + 4 <= T:
+            _dot4(data, xq, xd, xs, out, r, t)
+            t += 4
+        while t < T:
+            _dot1(data, xq, xd, xs, out, r, t)
+            t += 1
+        r += 1
+
+
 @njit(**FAST_PAR)
 def vec_dot(data, xq, xd, xs, out):
     """out[t, r] = row r . activation row t, integer dots against Q8_K activations (ggml_vec_dot_q4_K_q8_K)."""
-    n, T = data.shape[0], xq.shape[0]
+    n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        r, r1 = c * CHUNK, min(n, c * CHUNK + CHUNK)
-        while r < r1:
-            if T == 1 and r + 4 <= r1:
-                for i in range(4):
-                    prefetch_row(data, r + i)
-                _dot1x4(data, xq, xd, xs, out, r, 0)
-                r += 4
-                continue
-            prefetch_row(data, r)
-            t = 0
-            while t + 4 <= T:
-                _dot4(data, xq, xd, xs, out, r, t)
-                t += 4
-            while t < T:
-                _dot1(data, xq, xd, xs, out, r, t)
-                t += 1
-            r += 1
+        rows(data, xq, xd, xs, out, c * CHUNK, min(n, c * CHUNK + CHUNK))
 
+
+
+@njit(**FAST)
+def rows_repack(data, xq, xd, xs, out, r, r1):
+    """Weight rows [r, r1) of vec_dot_repack: one parallel work item (and the fused decode step's unit)."""
+    T = xq.shape[0]
+    while r < r1:
+        if T == 1 and r + 4 <= r1:
+            for i in range(4):
+                prefetch_row(data, r + i)
+            _rdot1x4(data, xq, xd, xs, out, r, 0)
+            r += 4
+            continue
+        prefetch_row(data, r)
+        t = 0
+        while t + 4 <= T:
+            _rdot4(data, xq, xd, xs, out, r, t)
+            t += 4
+        while t < T:
+            _rdot1(data, xq, xd, xs, out, r, t)
+            t += 1
+        r += 1
 
 
 @njit(**FAST_PAR)
 def vec_dot_repack(data, xq, xd, xs, out):
     """vec_dot with the arithmetic of ggml's repacked 8-row kernels (ggml_gemv_q4_K_8x8_q8_K)."""
-    n, T = data.shape[0], xq.shape[0]
+    n = data.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        r, r1 = c * CHUNK, min(n, c * CHUNK + CHUNK)
-        while r < r1:
-            if T == 1 and r + 4 <= r1:
-                for i in range(4):
-                    prefetch_row(data, r + i)
-                _rdot1x4(data, xq, xd, xs, out, r, 0)
-                r += 4
-                continue
-            prefetch_row(data, r)
-            t = 0
-            while t + 4 <= T:
-                _rdot4(data, xq, xd, xs, out, r, t)
-                t += 4
-            while t < T:
-                _rdot1(data, xq, xd, xs, out, r, t)
-                t += 1
-            r += 1
+        rows_repack(data, xq, xd, xs, out, c * CHUNK, min(n, c * CHUNK + CHUNK))
 
 
 register(GGMLType.Q4_K, dequant_rows, matvec, matmul, vec_dot, GGMLType.Q8_K, vec_dot_repack)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,34 @@ def single_threaded_blas() -> Iterator[None]:
         SETTINGS.blas = ThreadpoolController().select(user_api="blas")
     with SETTINGS.blas.limit(limits=1):
         yield
+
+
+def run_parallel(work: Callable[..., None], jobs: list[tuple]) -> None:
+    """work(*job) for every job, spread over the kernel threads (the caller plus SETTINGS.n - 1 Python
+    threads), each running BLAS and numba on one thread: one pool of busy threads, as `single_threaded_blas`
+    explains. Jobs are taken in order by whichever thread is free (costs may differ)."""
+    n = ensure_threads()
+    n_thr = min(len(jobs), n if concurrent_kernels_ok() else 1)
+    lock = threading.Lock()
+    todo = iter(jobs)
+
+    def loop() -> None:
+        use_threads(1)
+        while True:
+            with lock:
+                job = next(todo, None)
+            if job is None:
+                return
+            work(*job)
+
+    with single_threaded_blas():
+        threads = [threading.Thread(target=loop) for _ in range(max(0, n_thr - 1))]
+        for th in threads:
+            th.start()
+        loop()
+        for th in threads:
+            th.join()
+    use_threads(n)
 
 
 def concurrent_kernels_ok() -> bool:

@@ -8,9 +8,13 @@ import numpy as np
 
 from ..gguf import GGUFFile
 from ..kernels import Activations
+from ..kernels.dispatch import FORMATS, KINDS
+from ..kernels.threads import ensure_threads
+from ..kernels.weight import VEC_DOT_BATCH, repacked_by_ggml
 from ..ops import RopeTable, attention, rms_norm, swiglu
 from ..ops.linear import Linear
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
+from .llama_step import layer_step
 
 
 @dataclass
@@ -34,6 +38,53 @@ class Model(DecoderModel):
         super().__init__(g, args)
         self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, args.rope_neox, args.rope_scale)
         self.scale = 1.0 / np.sqrt(args.head_dim)
+
+    def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
+                output_rows: np.ndarray | None = None, trace: dict | None = None) -> np.ndarray:
+        """As `DecoderModel.forward`; batches of up to VEC_DOT_BATCH tokens run each layer as one numba
+        call (`llama_step.layer_step`: same kernels, same results, no Python between operations)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        steps = self._layer_steps()
+        if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH:
+            return super().forward(tokens, segments, cache, output_rows, trace)
+        a = self.args
+        for s in segments:
+            if s.pos0 + s.n > cache.n_ctx:
+                raise ValueError(f"context full: position {s.pos0 + s.n} > n_ctx {cache.n_ctx}")
+        positions = np.concatenate([np.arange(s.pos0, s.pos0 + s.n) for s in segments])
+        seqs = np.concatenate([np.full(s.n, s.seq, np.int64) for s in segments])
+        if output_rows is None:
+            output_rows = np.cumsum([s.n for s in segments]) - 1
+        ensure_threads()
+        x = self.embed(tokens)  # (T, n_embd)
+        eps, scale = np.float32(a.rms_eps), np.float32(self.scale)
+        for i, L in enumerate(self.layers):
+            layer_step(x, seqs, positions, L.attn_norm, L.ffn_norm, eps, *steps[i], self.rope.cos, self.rope.sin,
+                       a.n_rot, a.rope_neox, cache.k[i].view(np.uint16), cache.v[i].view(np.uint16), a.n_head,
+                       a.head_dim, scale)
+        x = rms_norm(x[output_rows], self.output_norm, a.rms_eps)  # (R, n_embd)
+        return self.output(x)  # (R, n_vocab)
+
+    def _layer_steps(self) -> list[tuple] | None:
+        """Per layer, the arguments `layer_step` needs about the weights (None: some weight has a type
+        the integer kernels do not cover, e.g. F16; the layer-by-layer path handles those)."""
+        if not hasattr(self, "_steps"):
+            self._steps = None
+            steps = []
+            for L in self.layers:
+                mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
+                if any(m.w.vec_dot_type is None for m in mats):
+                    return None
+                kinds = np.array([KINDS[(m.w.type, repacked_by_ggml(m.w.type, m.n_out))] for m in mats], np.int64)
+                need = np.zeros((4, 3), np.bool_)
+                for group, ms in enumerate(([0, 1, 2], [3], [4, 5], [6])):
+                    for j in ms:
+                        need[group, FORMATS[mats[j].w.vec_dot_type]] = True
+                biases = [m.bias if m.bias is not None else np.zeros(0, np.float32) for m in mats[:3]]
+                has_bias = np.array([m.bias is not None for m in mats[:3]])
+                steps.append((tuple(m.w.data for m in mats), kinds, need, tuple(biases), has_bias))
+            self._steps = steps
+        return self._steps
 
     def load_layer(self, w: Weights, i: int) -> LlamaLayer:
         p = f"blk.{i}."

@@ -15,8 +15,9 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..kernels._common import fma32, half_to_float, round_to_half
+from ..kernels._common import fma32, half_to_float, pow2, round_to_half
 from ..kernels.simd import F32, I8, I64, Emit
+from ..kernels.threads import run_parallel
 
 ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
@@ -35,11 +36,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: f
         _attention_f16_online(np.ascontiguousarray(q, dtype=np.float32), k.view(np.uint16), v.view(np.uint16),
                               q_pos0, np.float32(scale), window, out)
         return out.reshape(q.shape[0], -1)
-    kt = np.ascontiguousarray(k.astype(np.float32).transpose(0, 2, 1))  # (n_kv, hd, L)
-    out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
-    _attention_rows_f32(np.ascontiguousarray(q, dtype=np.float32), kt, v.astype(np.float32), q_pos0,
-                        np.float32(scale), window, out)
-    return out.reshape(q.shape[0], -1)
+    return _attention_many_rows(np.ascontiguousarray(q, dtype=np.float32), k.astype(np.float32),
+                                v.astype(np.float32), q_pos0, np.float32(scale), window)
 
 
 def _attention_f32(q, k, v, q_pos0, scale, window):
@@ -64,21 +62,7 @@ def _attention_f32(q, k, v, q_pos0, scale, window):
     return out.reshape(n_kv, n, g, hd_v).transpose(1, 0, 2, 3).reshape(n, n_head * hd_v)
 
 
-ROWS_PER_JOB = 16  # query rows per parallel work item of the prompt kernel
-
-
-@intrinsic
-def _pow2(typingctx, n):
-    """2**n for an integral float32 n in [-127, 127], by building the exponent bits (vectorizes)."""
-    if not isinstance(n, types.Float) or n.bitwidth != 32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        bits = builder.shl(builder.add(builder.fptosi(args[0], i32), i32(127)), i32(23))
-        return builder.bitcast(bits, F32)
-
-    return types.float32(n), codegen
+ROW_BLOCK = 128  # query rows per work item of the prompt path (keys past the block's last row are skipped)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -95,54 +79,55 @@ def _exp_neg(x):
     p = p * r + np.float32(4.1665795894e-2)
     p = p * r + np.float32(1.6666665459e-1)
     p = p * r + np.float32(5.0000001201e-1)
-    return (p * r * r + r + np.float32(1.0)) * _pow2(n)
+    return (p * r * r + r + np.float32(1.0)) * pow2(n)
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=True)
-def _attention_rows_f32(q, kt, v, q_pos0, scale, window, out):
-    """f32 softmax attention for many query rows (ggml's tiled path): q (n, n_head, hd), kt (n_kv, hd, L)
-    keys transposed (the score loop then runs along keys, vectorized), v (n_kv, L, hd_v). Causal: row i
-    sees keys lo..q_pos0 + i only, and only those are computed. (Loops index from 0 over slices: numba
-    cannot prove range(lo, hi) non-negative and its wraparound checks stop vectorization.)"""
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _softmax_causal(s, g, p0, scale, window):
+    """Rows of raw scores s (rows ordered (token, head), g heads per token, the first token at position
+    p0; column j = key position j): scale, mask the keys a row must not see, softmax in place."""
+    R, L = s.shape
+    for r in range(R):
+        p = p0 + r // g
+        lo = 0 if window <= 0 else max(0, p - window + 1)
+        hi = min(p + 1, L)
+        row = s[r]
+        seen = row[lo:hi]
+        m = np.float32(-np.inf)
+        for j in range(hi - lo):
+            seen[j] *= scale
+            m = max(m, seen[j])
+        total = np.float32(0.0)
+        for j in range(hi - lo):
+            e = _exp_neg(seen[j] - m)
+            seen[j] = e
+            total += e
+        inv = np.float32(1.0) / total
+        for j in range(hi - lo):
+            seen[j] *= inv
+        row[:lo] = 0.0
+        row[hi:] = 0.0
+
+
+def _attention_many_rows(q, k, v, q_pos0, scale, window):
+    """f32 softmax attention (ggml's tiled path) for prompt batches: per kv head and block of query rows,
+    scores = Q K^T and out = P V by BLAS over the keys the block can see, the masked softmax between by
+    numba. Blocks run on the kernel threads, each with single-threaded BLAS (see kernels/threads.py)."""
     n, n_head, hd = q.shape
     n_kv, L, hd_v = v.shape
     g = n_head // n_kv
-    n_blocks = (n + ROWS_PER_JOB - 1) // ROWS_PER_JOB
-    for job in prange(n_kv * n_blocks):
-        kvh, blk = job // n_blocks, job % n_blocks
-        s_buf = np.empty(L, np.float32)
-        acc = np.empty(hd_v, np.float32)
-        for i in range(blk * ROWS_PER_JOB, min(n, blk * ROWS_PER_JOB + ROWS_PER_JOB)):
-            p = q_pos0 + i
-            lo = 0 if window <= 0 else max(0, p - window + 1)
-            hi = min(p + 1, L)
-            nk = hi - lo
-            s = s_buf[:nk]
-            for h in range(kvh * g, kvh * g + g):
-                s[:] = 0.0
-                for d in range(hd):
-                    qd = q[i, h, d] * scale
-                    kr = kt[kvh, d, lo:hi]
-                    for j in range(nk):
-                        s[j] += qd * kr[j]
-                m = np.float32(-np.inf)
-                for j in range(nk):
-                    m = max(m, s[j])
-                total = np.float32(0.0)
-                for j in range(nk):
-                    e = _exp_neg(s[j] - m)
-                    s[j] = e
-                    total += e
-                acc[:] = 0.0
-                vv = v[kvh, lo:hi]
-                for j in range(nk):
-                    pj = s[j]
-                    vr = vv[j]
-                    for d in range(hd_v):
-                        acc[d] += pj * vr[d]
-                inv = np.float32(1.0) / total
-                for d in range(hd_v):
-                    out[i, h, d] = acc[d] * inv
+    out = np.empty((n, n_head, hd_v), np.float32)
+    jobs = [(h, r0, min(n, r0 + ROW_BLOCK)) for h in range(n_kv) for r0 in range(0, n, ROW_BLOCK)]
+
+    def work(h: int, r0: int, r1: int) -> None:
+        keys = min(L, q_pos0 + r1)  # the block's last row sees keys 0..q_pos0 + r1 - 1
+        qg = q[r0:r1, h * g:(h + 1) * g].reshape((r1 - r0) * g, hd)
+        s = qg @ k[h, :keys].T  # (rows * g, keys)
+        _softmax_causal(s, g, q_pos0 + r0, scale, window)
+        out[r0:r1, h * g:(h + 1) * g] = (s @ v[h, :keys]).reshape(r1 - r0, g, hd_v)
+
+    run_parallel(work, jobs)
+    return out.reshape(n, -1)
 
 
 @intrinsic
@@ -211,48 +196,55 @@ def _scores_any(q, k, lo, hi, scale, out):
         out[j - lo] = np.float32(s) * scale
 
 
+@njit(cache=True, nogil=True, inline="always")
+def attend_f16(qrow, k, v, lo, hi, scale, out):
+    """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
+    computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max),
+    then the online softmax over keys accumulating V in f16: when a key raises the max,
+    acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then acc = f16(fma(v, exp(s - M), acc))
+    (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs). Not fastmath: the f16 roundings
+    are the point."""
+    hd, hd_v = qrow.shape[0], out.shape[0]
+    qh = np.empty(hd, np.float32)
+    for d in range(hd):
+        qh[d] = round_to_half(qrow[d])
+    scores = np.empty(max(hi - lo, 0), np.float32)
+    if hd % 64 == 0:
+        _scores_f16(qh, k, lo, hi, scale, scores)
+    else:
+        _scores_any(qh, k, lo, hi, scale, scores)
+    acc = np.zeros(hd_v, np.float32)
+    M = np.float32(-np.inf)
+    S = np.float32(0.0)
+    for j in range(lo, hi):
+        s = scores[j - lo]
+        vrow = v[j]
+        ms = np.float32(1.0)
+        vs = np.float32(1.0)
+        if s > M:
+            ms = np.float32(np.exp(M - s))  # exp(-inf) = 0 for the first key
+            M = s
+            for d in range(hd_v):
+                acc[d] = round_to_half(acc[d] * ms)
+        else:
+            vs = np.float32(np.exp(s - M))
+        for d in range(hd_v):
+            acc[d] = round_to_half(fma32(half_to_float(vrow[d]), vs, acc[d]))
+        S = fma32(S, ms, vs)
+    s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
+    for d in range(hd_v):
+        out[d] = acc[d] * s_inv
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
-    """ggml_compute_forward_flash_attn_ext_f16_one_chunk for F16 K/V (k, v: uint16 f16 bits), not fastmath:
-    the f16 roundings are the point. Per query row and head: scores first (they do not depend on the
-    running max), then the online softmax over keys, accumulating V in f16: when a key raises the max,
-    acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then acc = f16(fma(v, exp(s - M), acc))
-    (ggml_vec_mad_f16)."""
-    n, n_head, hd = q.shape
-    n_kv, L, hd_v = v.shape
+    """ggml_compute_forward_flash_attn_ext_f16_one_chunk (see attend_f16) for rows of one sequence."""
+    n, n_head = q.shape[0], q.shape[1]
+    n_kv, L = v.shape[0], v.shape[1]
     g = n_head // n_kv
     for job in prange(n * n_head):
         i, h = job // n_head, job % n_head
         kvh = h // g
         p = q_pos0 + i
         lo = 0 if window <= 0 else max(0, p - window + 1)
-        hi = min(p + 1, L)
-        qh = np.empty(hd, np.float32)
-        for d in range(hd):
-            qh[d] = round_to_half(q[i, h, d])
-        scores = np.empty(max(hi - lo, 0), np.float32)
-        if hd % 64 == 0:
-            _scores_f16(qh, k[kvh], lo, hi, scale, scores)
-        else:
-            _scores_any(qh, k[kvh], lo, hi, scale, scores)
-        acc = np.zeros(hd_v, np.float32)
-        M = np.float32(-np.inf)
-        S = np.float32(0.0)
-        for j in range(lo, hi):
-            s = scores[j - lo]
-            vrow = v[kvh, j]
-            ms = np.float32(1.0)
-            vs = np.float32(1.0)
-            if s > M:
-                ms = np.float32(np.exp(M - s))  # exp(-inf) = 0 for the first key
-                M = s
-                for d in range(hd_v):
-                    acc[d] = round_to_half(acc[d] * ms)
-            else:
-                vs = np.float32(np.exp(s - M))
-            for d in range(hd_v):
-                acc[d] = round_to_half(fma32(half_to_float(vrow[d]), vs, acc[d]))
-            S = fma32(S, ms, vs)  # GCC contracts S*ms + vs
-        s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
-        for d in range(hd_v):
-            out[i, h, d] = acc[d] * s_inv
+        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels._common import fma32, half_bits, half_to_float
+from ..kernels._common import fma32, half_bits, half_to_float, pow2
 
 _INF = np.float32(np.inf)
 # ggml_v_expf's constants, as written there (hex floats)
@@ -48,27 +48,22 @@ def rms_norm(x: np.ndarray, weight: np.ndarray | None, eps: float) -> np.ndarray
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pow2(n):
-    """2**n for an integral float32 n in [-126, 127] (exact), without a libm call."""
-    return np.float32(np.ldexp(np.float32(1.0), np.int32(n)))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _v_expf(x):
-    """ggml_v_expf (AVX-512), lane by lane: exp(x) from a degree-5 polynomial and _mm512_scalef_ps."""
+    """ggml_v_expf (AVX-512), lane by lane: exp(x) from a degree-5 polynomial and _mm512_scalef_ps.
+    Branch-free (selects), so LLVM vectorizes the loops that call it."""
     z = fma32(x, _E_LOG2E, _E_SHIFT)
     n = z - _E_SHIFT
     b = fma32(-n, _E_LN2_LO, fma32(-n, _E_LN2_HI, x))
     u = b * b
     j = fma32(fma32(fma32(_E_C5, b, _E_C4), u, fma32(_E_C3, b, _E_C2)), u, fma32(_E_C1, b, np.float32(1.0)))
-    if abs(n) > np.float32(192.0):
-        return np.float32(0.0) if n <= 0 else _INF
-    # scalef(j, n) = j * 2^n rounded once: split 2^n so that the first factor is exact
+    # scalef(j, n) = j * 2^n rounded once: the first factor 2^n1 is exact and in range
     n1 = min(max(n, np.float32(-126.0)), np.float32(127.0))
-    return (j * _pow2(n1)) * _pow2(n - n1)
+    res = (j * pow2(n1)) * pow2(n - n1)
+    out_of_range = np.float32(0.0) if n <= 0 else _INF
+    return out_of_range if abs(n) > np.float32(192.0) else res
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # numpy's error model: no zero check, so `/` vectorizes
 def _swiglu(g, u, out):
     """ggml_vec_swiglu_f32: silu(g) * u, 16 lanes at a time with ggml_v_expf, the tail with expf."""
     for t in range(g.shape[0]):

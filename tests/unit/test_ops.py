@@ -42,3 +42,25 @@ def test_rms_norm():
     x = np.array([[3.0, 4.0]], np.float32)
     np.testing.assert_allclose(rms_norm(x, np.array([1.0, 2.0], np.float32), 0.0),
                                [[3 / np.sqrt(12.5), 8 / np.sqrt(12.5)]], rtol=1e-6)
+
+
+def test_prompt_attention_is_softmax_attention():
+    """64+ rows (prompt batches): BLAS over each row block's visible keys, masked softmax between."""
+    rng = np.random.default_rng(2)
+    q = rng.standard_normal((300, 6, 64)).astype(np.float32)
+    k = rng.standard_normal((2, 340, 64)).astype(np.float16)
+    v = rng.standard_normal((2, 340, 64)).astype(np.float16)
+    for window in (0, 50):
+        got = attention(q, k, v, 40, 0.125, window)
+        want = _attention_f32(q, k.astype(np.float32), v.astype(np.float32), 40, 0.125, window)
+        np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_swiglu_is_silu_times_up_and_vectorized_exp_is_exp():
+    from llamacpy.ops.basic import swiglu
+
+    rng = np.random.default_rng(3)
+    g = (rng.standard_normal((3, 100)) * 20).astype(np.float32)  # 96 lanes by ggml_v_expf, 4 by expf
+    u = rng.standard_normal((3, 100)).astype(np.float32)
+    want = g.astype(np.float64) / (1 + np.exp(-g.astype(np.float64))) * u
+    np.testing.assert_allclose(swiglu(g, u), want, rtol=1e-6, atol=1e-30)
