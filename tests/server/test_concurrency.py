@@ -1,12 +1,14 @@
 """16 concurrent streaming clients, 200 requests, 4 slots: no error, no token lost or repeated, each reply
 the reply the same request gets alone, memory flat.
 
-Why a batched reply may differ from the same request served alone, and only at a near-tie: the kernels'
-summation order depends on how many rows a batch has (one GEMV per row for 1-2 rows, a register-tiled
-small-batch GEMM for 3-32, BLAS on dequantized tiles above), so a row's dot products differ in the last
-bits (~1e-6 relative) with the number of slots decoding at that step. Activation quantization (Q8 rounding)
-and 30 layers amplify that: perturbing smollm2's input by 1e-5 relative moves its logits by up to ~1 nat.
-So where the alone reply's two best candidates are that close, a batched reply may take the other one. The
+Why a batched reply may differ from the same request served alone, and only at a near-tie: a row's
+numbers must not depend on what else is in its batch. The fused llama/qwen2 layer step computes each of up to
+32 rows exactly as it computes a single row, so decoding slots together is bit-identical to decoding alone; but a
+step over more than 32 rows (a prompt chunk beside decoding slots) goes through BLAS on dequantized tiles,
+whose summation order differs in the last bits, and a prompt whose prefix came from the cache was evaluated
+in other chunks than alone. Activation quantization (Q8 rounding) and 30 layers amplify last-bit
+differences: perturbing smollm2's input by 1e-5 relative moves its logits by up to ~1 nat. So where the
+alone reply's two best candidates are that close, a batched reply may take the other one. The
 test checks each reply is the alone reply token for token, or departs from it first at a token the alone
 run ranked within NEAR_TIE nats of its choice (where one reply ends and the other goes on, the run that
 went on must have ranked the end-of-turn token that close).
