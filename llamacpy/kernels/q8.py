@@ -18,13 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..gguf import GGMLType
 from ._common import round_to_half
+from .threads import run_parallel
 
-# Rows above which quantizing runs on numba's pool (a fork-join costs more than a few rows' work).
+# Rows above which quantizing is split over the kernel threads (a fork-join costs more than a few rows'
+# work), in blocks of this many rows. Python threads, not numba's pool: many rows means the BLAS path
+# follows, and a numba pool left spinning would take a core from the BLAS threads (kernels/threads.py).
 PARALLEL_ROWS = 8
+ROW_BLOCK = 64
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -90,21 +94,9 @@ def _quantize_q8_0(X, q, d, s):
         _q8_0_row(X[t], q[t], d[t], s[t])
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _quantize_q8_0_par(X, q, d, s):
-    for t in prange(X.shape[0]):
-        _q8_0_row(X[t], q[t], d[t], s[t])
-
-
 @njit(cache=True, nogil=True)
 def _quantize_q8_1(X, q, d, s):
     for t in range(X.shape[0]):
-        _q8_1_row(X[t], q[t], d[t], s[t])
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _quantize_q8_1_par(X, q, d, s):
-    for t in prange(X.shape[0]):
         _q8_1_row(X[t], q[t], d[t], s[t])
 
 
@@ -114,16 +106,10 @@ def _quantize_q8_k(X, q, d, s):
         _q8_k_row(X[t], q[t], d[t], s[t])
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _quantize_q8_k_par(X, q, d, s):
-    for t in prange(X.shape[0]):
-        _q8_k_row(X[t], q[t], d[t], s[t])
-
-
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _to_f32(q, d, bs, out):
     """out = d * q per block of bs values (exactly the f32 product ggml's integer path represents)."""
-    for t in prange(q.shape[0]):
+    for t in range(q.shape[0]):
         for b in range(d.shape[1]):
             db = d[t, b]
             for j in range(bs):
@@ -146,7 +132,7 @@ class QuantizedRows:
     def f32(self) -> np.ndarray:
         """The quantized values as f32 (T, n): what the integer kernels multiply the weights by."""
         out = np.empty(self.q.shape, np.float32)
-        _to_f32(self.q, self.d, self.block, out)
+        _by_row_blocks(lambda a, b: _to_f32(self.q[a:b], self.d[a:b], self.block, out[a:b]), out.shape[0])
         return out
 
     def q8_1_correction(self) -> np.ndarray:
@@ -160,23 +146,31 @@ def quantize(X: np.ndarray, vec_dot_type: GGMLType) -> QuantizedRows:
     """X f32 (T, n) -> its rows quantized to Q8_0, Q8_1 or Q8_K (n a multiple of the block size)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     T, n = X.shape
-    par = T > PARALLEL_ROWS
     q = np.empty((T, n), np.int8)
     if vec_dot_type == GGMLType.Q8_K:
         d = np.empty((T, n // 256), np.float32)
         s = np.empty((T, n // 16), np.int16)
-        (_quantize_q8_k_par if par else _quantize_q8_k)(X, q, d, s)
+        kernel = _quantize_q8_k
     elif vec_dot_type == GGMLType.Q8_0:
         d = np.empty((T, n // 32), np.float32)
         s = np.empty((T, n // 32), np.int32)
-        (_quantize_q8_0_par if par else _quantize_q8_0)(X, q, d, s)
+        kernel = _quantize_q8_0
     elif vec_dot_type == GGMLType.Q8_1:
         d = np.empty((T, n // 32), np.float32)
         s = np.empty((T, n // 32), np.float32)
-        (_quantize_q8_1_par if par else _quantize_q8_1)(X, q, d, s)
+        kernel = _quantize_q8_1
     else:
         raise ValueError(f"no activation quantizer for {GGMLType(vec_dot_type).name}")
+    _by_row_blocks(lambda a, b: kernel(X[a:b], q[a:b], d[a:b], s[a:b]), T)
     return QuantizedRows(GGMLType(vec_dot_type), q, d, s)
+
+
+def _by_row_blocks(work, T: int) -> None:
+    """work(a, b) over rows [a, b): directly for a few rows, else blocks on the kernel threads."""
+    if T <= PARALLEL_ROWS:
+        work(0, T)
+    else:
+        run_parallel(work, [(a, min(T, a + ROW_BLOCK)) for a in range(0, T, ROW_BLOCK)])
 
 
 class Activations:

@@ -55,8 +55,8 @@ class Model(DecoderModel):
         seqs = np.concatenate([np.full(s.n, s.seq, np.int64) for s in segments])
         if output_rows is None:
             output_rows = np.cumsum([s.n for s in segments]) - 1
-        ensure_threads()
         x = self.embed(tokens)  # (T, n_embd)
+        ensure_threads()  # numba's thread count is per call site's thread and the embedding lookup sets 1
         eps, scale = np.float32(a.rms_eps), np.float32(self.scale)
         for i, L in enumerate(self.layers):
             layer_step(x, seqs, positions, L.attn_norm, L.ffn_norm, eps, *steps[i], self.rope.cos, self.rope.sin,

@@ -51,9 +51,8 @@ def _acts(x, n, T, need):
 @njit(cache=True, nogil=True, parallel=True)
 def _attention(q, kc, vc, seq, pos, scale, out):
     """out[t, h] = attention of query row (t, h) over keys 0..pos[t] of cache row seq[t]."""
-    T, n_head, hd = q.shape
-    n_kv = kc.shape[1]
-    g = n_head // n_kv
+    T, n_head = q.shape[0], q.shape[1]
+    g = n_head // kc.shape[1]
     for job in prange(T * n_head):
         t, h = job // n_head, job % n_head
         attend_f16(q[t, h], kc[seq[t], h // g], vc[seq[t], h // g], 0, pos[t] + 1, scale, out[t, h])
