@@ -3,6 +3,7 @@ that goes on in the background, Stop."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from urllib.parse import parse_qs, urlparse
@@ -75,8 +76,14 @@ def test_reload_mid_reply_continues_where_it_was(browser, server):
     assert not chat.errors, chat.errors
 
 
+def never_ends_early(route):
+    """The reply runs to max_tokens whatever the model says: the offline phase must not outlast it."""
+    route.continue_(post_data=json.dumps({**route.request.post_data_json, "ignore_eos": True}))
+
+
 def test_dropped_connections_resume(browser, server):
-    ctx = new_context(browser, {"max_tokens": 160})
+    ctx = new_context(browser, {"max_tokens": 1000})  # ~8 s at full speed, ~30 s on a busy machine
+    ctx.route("**/v1/chat/completions", never_ends_early)
     chat = Chat(ctx.new_page(), server).open()
     reattached, failed = [], []
     chat.page.on("request", lambda r: "/v1/stream?" in r.url and reattached.append(r.url))
@@ -111,7 +118,7 @@ def test_dropped_connections_resume(browser, server):
         document.dispatchEvent(new Event('visibilitychange'));
     }}""")
     chat.page.wait_for_function(f"() => {gen} === undefined || {gen}.state === 'streaming'")
-    chat.wait_done()
+    chat.wait_done(timeout=240_000)
     assert len(reattached) > k
     assert chat.stored_reply(cid)["content"] == server.replay_text(cid)
     offsets = [int(parse_qs(urlparse(u).query)["from"][0]) for u in reattached]
