@@ -20,4 +20,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from ..server import ServerSettings, serve
 
-    return serve(ServerSettings.from_args(a, SamplingParams(**sampling_kwargs(a))))
+    settings = ServerSettings.from_args(a, SamplingParams(**sampling_kwargs(a)))
+    if settings.is_router:
+        return _run_router(a, settings)
+    return serve(settings)
+
+
+def _run_router(a: argparse.Namespace, settings) -> int:
+    """No single model: the models of --models-dir/--models-preset/--models-catalog, one child server each.
+    The flags given here (other than the router's own) are passed on to every child."""
+    from ..router import serve_router
+    from ..router.sources import FlagTable, discover
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    flags = FlagTable(parser)
+    sources = discover(settings.models_dir, settings.models_preset, settings.models_catalog, flags)
+    return serve_router(settings, sources, flags.explicit(a))

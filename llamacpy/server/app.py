@@ -8,22 +8,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from ..sampling import SamplingParams
 from ..tokenizer.chat_template import ChatTemplateError
 from ..ui import WebUI
 from .context import ServerContext
-from .errors import BAD_API_KEY, LOADING, NOT_FOUND, ApiError, bad_request, exceeds_context
+from .errors import EXCEPTION_HANDLERS, NOT_FOUND, ApiError, bad_request, exceeds_context
 from .formats import (
     FINGERPRINT,
     OaiMeta,
@@ -34,6 +32,7 @@ from .formats import (
     text_events,
     text_response,
 )
+from .gate import Gate
 from .generation import Generation, Piece
 from .jsonio import JsonResponse
 from .params import Body, GenArgs, check_tokens, common_args, parse_json, prompt_pieces
@@ -427,64 +426,11 @@ ROUTES = [
 ]
 
 
-class Gate:
-    """In front of the routes, in llama-server's order: CORS pre-flight, readiness (503 while loading),
-    API keys (401; public routes exempt)."""
-
-    def __init__(self, app: ASGIApp, ctx: ServerContext):
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        cors = [(b"access-control-allow-origin", headers.get("origin", "*").encode("latin-1")),
-                (b"access-control-allow-credentials", b"true")]
-        if scope["method"] == "OPTIONS":
-            allow = [(b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-                     (b"access-control-allow-headers", b"*")]
-            return await Response(status_code=200, headers=None)(scope, receive, _with_headers(send, cors + allow))
-        path = scope["path"]
-        if not self.ctx.ready and path != "/":
-            return await LOADING.response()(scope, receive, _with_headers(send, cors))
-        if self.ctx.api_keys and path not in PUBLIC_PATHS and not self._key_ok(headers):
-            return await BAD_API_KEY.response()(scope, receive, _with_headers(send, cors))
-        await self.app(scope, receive, _with_headers(send, cors))
-
-    def _key_ok(self, headers: dict[str, str]) -> bool:
-        given = headers.get("x-api-key") or headers.get("authorization", "")
-        if given[:7].lower() == "bearer ":
-            given = given[7:]
-        return any(secrets.compare_digest(given.strip().encode(), k.encode()) for k in self.ctx.api_keys)
-
-
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    async def wrapped(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": list(message.get("headers", [])) + extra}
-        await send(message)
-    return wrapped
-
-
-async def _api_error(request: Request, exc: ApiError) -> Response:
-    return exc.response()
-
-
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    # llama-server answers an unknown method on a known path like an unknown path
-    return NOT_FOUND.response() if exc.status_code in (404, 405) else ApiError(exc.status_code, exc.detail).response()
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("error in %s %s", request.method, request.url.path)
-    return ApiError(500, f"{type(exc).__name__}: {exc}").response()
-
-
 def create_app(ctx: ServerContext) -> ASGIApp:
     routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES]
-    app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
-                                                     Exception: _server_error})
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.ctx = ctx
     app.state.started = time.time()
-    gated = Gate(app, ctx)
+    gated = Gate(app, api_keys=ctx.api_keys, ready=lambda: ctx.ready, public_paths=PUBLIC_PATHS,
+                 router_secret=ctx.settings.router_secret)
     return WebUI(gated) if ctx.settings.webui else gated  # the web UI: public, served while loading

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
 from .jsonio import JsonResponse
+
+log = logging.getLogger("llamacpy.server")
 
 TYPE_OF_STATUS = {
     400: "invalid_request_error",
@@ -46,3 +53,20 @@ BAD_API_KEY = ApiError(401, "Invalid API Key")
 def exceeds_context(n_prompt: int, n_ctx: int) -> ApiError:
     return ApiError(400, f"request ({n_prompt} tokens) exceeds the available context size ({n_ctx} tokens), "
                          "try increasing it", "exceed_context_size_error", n_prompt_tokens=n_prompt, n_ctx=n_ctx)
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    # llama-server answers an unknown method on a known path like an unknown path
+    return NOT_FOUND.response() if exc.status_code in (404, 405) else ApiError(exc.status_code, exc.detail).response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("error in %s %s", request.method, request.url.path)
+    return ApiError(500, f"{type(exc).__name__}: {exc}").response()
+
+
+EXCEPTION_HANDLERS = {ApiError: _api_error, HTTPException: _http_error, Exception: _server_error}

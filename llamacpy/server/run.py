@@ -25,11 +25,41 @@ log = logging.getLogger("llamacpy.server")
 GRACEFUL_SECONDS = 3  # after the engine has stopped, the longest wait for connections to finish
 
 
-class _Server(uvicorn.Server):
+class GracefulServer(uvicorn.Server):
+    """uvicorn, ended by SIGINT/SIGTERM without re-raising them; with `exit_on_stdin_eof` also when standard
+    input closes (a router's child: it ends with its router, even one killed without a word)."""
+
+    exit_code = 0
+
+    def watch_stdin(self) -> None:
+        def wait_for_eof() -> None:
+            for line in sys.stdin:
+                if line.strip() == "exit":
+                    break
+            log.info("standard input closed (the router stops this server, or is gone): shutting down")
+            self.handle_exit(signal.SIGTERM, None)
+
+        threading.Thread(target=wait_for_eof, name="stdin-watch", daemon=True).start()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM start the graceful shutdown (a second SIGINT forces it); the process then exits
+        normally instead of re-raising the signal as uvicorn does."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _Server(GracefulServer):
     def __init__(self, config: uvicorn.Config, ctx: ServerContext):
         super().__init__(config)
         self.ctx = ctx
-        self.exit_code = 0
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
@@ -58,20 +88,6 @@ class _Server(uvicorn.Server):
         await self.ctx.streams.shutdown()  # resumable streams record the engine's shutdown error, then end
         await super().shutdown(sockets)
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM start the graceful shutdown (a second SIGINT forces it); the process then exits
-        normally instead of re-raising the signal as uvicorn does."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
 
 def configure_logging() -> None:
     logger = logging.getLogger("llamacpy")
@@ -93,6 +109,8 @@ def serve(settings: ServerSettings) -> int:
                             access_log=False, lifespan="off", timeout_keep_alive=settings.timeout,
                             timeout_graceful_shutdown=GRACEFUL_SECONDS)
     server = _Server(config, ctx)
+    if settings.router_secret is not None:
+        server.watch_stdin()
     ctx.engine.start()
     server.run()
     ctx.engine.stop()

@@ -7,6 +7,7 @@ subcommands (cli/options.py) and land in the fields without flag metadata.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ..sampling import SamplingParams
 from .streams import StreamLimits
 
 AUTO_SLOTS = 4  # -np -1 (auto), as llama-server
+ROUTER_SECRET_ENV = "LLAMACPY_ROUTER_SECRET"  # a router gives its child servers their secret in this variable
 
 
 def _flag(*flags: str, help: str, metavar: str | None = None) -> dict:
@@ -73,7 +75,28 @@ class ServerSettings:
     stream_max_sessions: int = field(default=128, metadata=_flag(
         "--stream-max-sessions", metavar="N",
         help="resumable streams held at once; finished ones give way first, then new ones get 503 (default: 128)"))
+    # router mode (llamacpy/router): no -m, models from these sources, each served by a child server
+    models_dir: str | None = field(default=None, metadata=_flag(
+        "--models-dir", metavar="DIR",
+        help="router mode: every *.gguf in DIR (and every subfolder holding one) is a model, named after the "
+             "file without .gguf (or the folder), chosen by the request's \"model\""))
+    models_preset: str | None = field(default=None, metadata=_flag(
+        "--models-preset", metavar="FILE.ini",
+        help="router mode: per-model arguments, llama-server's preset INI ([*] for all models, a section per "
+             "model; keys are flag names without dashes)"))
+    models_catalog: bool = field(default=False, metadata=_flag(
+        "--models-catalog", help="router mode: also offer every catalog model (pulled on first use)"))
+    models_max: int = field(default=4, metadata=_flag(
+        "--models-max", metavar="N",
+        help="router mode: most models loaded at once; the least recently used is unloaded first (default: 4)"))
+    models_autoload: bool = field(default=True, metadata=_flag(
+        "--models-autoload", help="router mode: a request for an unloaded model loads it (default: on)"))
     max_body_bytes: int = 16 << 20  # larger request bodies get 413
+    router_secret: str | None = None  # set in a router's child (from ROUTER_SECRET_ENV): only the router gets in
+
+    @property
+    def is_router(self) -> bool:
+        return bool(self.models_dir or self.models_preset or self.models_catalog)
 
     @property
     def n_slots(self) -> int:
@@ -119,4 +142,5 @@ class ServerSettings:
     def from_args(cls, a: argparse.Namespace, sampling: SamplingParams) -> ServerSettings:
         own = {f.name: getattr(a, f.name) for f in fields(cls) if "flags" in f.metadata}
         return cls(model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
-                   sampling=sampling, ignore_eos=a.ignore_eos, **own)
+                   sampling=sampling, ignore_eos=a.ignore_eos, router_secret=os.environ.pop(ROUTER_SECRET_ENV, None),
+                   **own)
