@@ -3,69 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-
-READY = re.compile(r"model .* ready in")
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
-
-
-class ServerProcess:
-    """`llamacpy server -m MODEL --port 0 FLAGS...`; `url` once the model is ready."""
-
-    def __init__(self, model: Path, *flags: str, timeout: float = 180.0):
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open for the process's lifetime
-            "w+", prefix="llamacpy-server-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "llamacpy", "server", "-m", str(model), "--port", "0", *flags]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ})
-        self.url = ""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_text()
-            port = LISTENING.search(text)
-            if port and READY.search(text):
-                self.url = f"http://127.0.0.1:{port.group(1)}"
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the server did not start:\n{self.log_text()}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
-
-    def client(self, **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 60.0), **kw)
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+from serverkit import ServerProcess
 
 
 @pytest.fixture(scope="module")
