@@ -27,7 +27,9 @@ CHILD_FLAGS = ("-c", "1024", "-np", "2", "-t", "1")
 @pytest.fixture(scope="module")
 def router(tmp_path_factory, smollm2_path: Path, gemma_path: Path):
     root = tmp_path_factory.mktemp("router")
-    folder = models_dir(root, {"smollm2": smollm2_path, "gemma": gemma_path})
+    broken = root / "broken.bin"
+    broken.write_bytes(b"GGUF" + bytes(60))  # a GGUF header with nothing behind it
+    folder = models_dir(root, {"smollm2": smollm2_path, "gemma": gemma_path, "broken": broken})
     preset = root / "preset.ini"
     preset.write_text(f"version = 1\n[*]\nn-predict = 4000\n[{SLASHED}]\nmodel = {smollm2_path}\nalias = smol\n")
     r = RouterProcess("--models-dir", str(folder), "--models-preset", str(preset), "--models-max", "2", *CHILD_FLAGS)
@@ -88,7 +90,7 @@ def sse_text(body: str) -> str:
 
 def test_two_models_side_by_side_then_lru(router):
     statuses = router.statuses()
-    assert set(statuses) == {"smollm2", "gemma", SLASHED}
+    assert set(statuses) == {"smollm2", "gemma", "broken", SLASHED}
     assert all(s["value"] == "unloaded" for s in statuses.values())
     client = OpenAI(base_url=router.url + "/v1", api_key="none", max_retries=0)
     answers: dict[str, object] = {}
@@ -217,6 +219,17 @@ def test_killed_child_leaves_the_router_serving(router):
     assert again.status_code == 200 and again.json()["model"] == "smollm2"
     assert router.statuses()["smollm2"] == {**router.statuses()["smollm2"], "value": "loaded"}
     assert not router.statuses()["smollm2"].get("failed")
+
+
+def test_a_model_that_cannot_load_fails_cleanly(router):
+    r = router.http.post("/v1/completions", json={"model": "broken", "prompt": "Hi", "max_tokens": 1})
+    assert r.status_code == 500
+    message = r.json()["error"]["message"]
+    assert "model 'broken' failed to load (exit code 1)" in message and "broken.gguf" in message
+    status = router.statuses()["broken"]
+    assert status["value"] == "unloaded" and status["failed"] is True and status["exit_code"] == 1
+    assert router.http.post("/v1/completions", json={"model": "broken", "prompt": "Hi"}).status_code == 500  # again
+    assert router.http.get("/health").status_code == 200
 
 
 def test_children_answer_only_their_router(router):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from uikit import CHROMIUM, CHROMIUM_ARGS, Chat, UiServer, new_context
+from uikit import CHROMIUM, CHROMIUM_ARGS, Chat, UiRouter, UiServer, new_context
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,26 @@ def streams(server: UiServer) -> UiServer:
     if server.http.post("/v1/streams/lookup", json={"conversation_ids": []}).status_code == 404:
         pytest.skip("the server has no resumable stream routes yet")
     return server
+
+
+# the router's models: one from its --models-dir, one from its preset whose name has a slash
+ROUTER_DIR_MODEL, ROUTER_PRESET_MODEL = "gemma", "team/smol"
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory, smollm2_path: Path, gemma_path: Path) -> Iterator[UiRouter]:
+    """A real router (`--models-dir` + `--models-preset`) with two real models, none loaded at first."""
+    from routerkit import RouterProcess, models_dir
+
+    root = tmp_path_factory.mktemp("router")
+    preset = root / "preset.ini"
+    preset.write_text(f"version = 1\n\n[{ROUTER_PRESET_MODEL}]\nmodel = {smollm2_path}\n")
+    r = RouterProcess("--models-dir", str(models_dir(root, {ROUTER_DIR_MODEL: gemma_path})),
+                      "--models-preset", str(preset), "--models-max", "2", "-c", "1024", "-np", "2", "-t", "1")
+    yield UiRouter(r)
+    r.http.close()
+    r.stop()
+    Path(r.log.name).unlink(missing_ok=True)
 
 
 @pytest.fixture

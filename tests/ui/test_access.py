@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -111,7 +112,113 @@ def test_model_picker_with_router_answers(browser, server):
     assert not chat.errors, chat.errors
 
 
-@pytest.mark.skip(reason="router mode (issue 5) is not implemented yet: the picker is tested against mocked "
-                         "router answers above")
-def test_model_picker_router_mode():
-    """With a real router: pick each of two models, both reply, statuses follow loading/loaded."""
+def never_ends_early(route):
+    """The reply runs to max_tokens whatever the model says (a fast machine must not finish it too soon)."""
+    route.continue_(post_data=json.dumps({**route.request.post_data_json, "ignore_eos": True}))
+
+
+def picker_statuses(page) -> dict[str, str]:
+    return page.eval_on_selector_all("#model-picker option",
+                                     "os => Object.fromEntries(os.map(o => [o.value, o.textContent]))")
+
+
+def wait_router_status(page, router, model: str, value: str, timeout: float = 120.0) -> None:
+    """Poll the router while the page's event loop runs (a routed request waits on it: never time.sleep)."""
+    deadline = time.monotonic() + timeout
+    while (status := router.statuses()[model])["value"] != value:
+        assert time.monotonic() < deadline, f"{model} is {status}, not {value}, after {timeout} s"
+        page.wait_for_timeout(50)
+
+
+def test_model_picker_router_mode(browser, router):
+    """A real router with two real models, none loaded: the picker lists both with their status; each model,
+    picked in turn, is loaded on demand (unloaded -> loading -> loaded, shown when the picker refreshes) and
+    replies; requests name the picked model and `<conv>::<model>`; with a model named `team/smol`, a reload
+    mid-reply reattaches through the router and completes, and Stop stops the child's generation."""
+    gemma, smol = "gemma", "team/smol"
+    assert {m: s["value"] for m, s in router.statuses().items()} == {gemma: "unloaded", smol: "unloaded"}
+    ctx = new_context(browser, {"max_tokens": 24})
+    ctx.route("**/v1/chat/completions", never_ends_early)
+    page = ctx.new_page()
+    posts, deletes, reattached = [], [], []
+    page.on("request", lambda r: r.url.endswith("/v1/chat/completions") and posts.append(r))
+    page.on("request", lambda r: r.method == "DELETE" and deletes.append(r.url))
+    page.on("request", lambda r: "/v1/stream?" in r.url and r.method == "GET" and reattached.append(r.url))
+    chat = Chat(page, router).open()
+    assert picker_statuses(page) == {gemma: "gemma (unloaded)", smol: "team/smol (unloaded)"}
+    assert not page.is_disabled("#model-picker")
+
+    # the first model: loaded by the first message that names it
+    page.select_option("#model-picker", gemma)
+    chat.send("Say hello.")
+    wait_router_status(page, router, gemma, "loading")
+    page.focus("#model-picker")  # the picker refreshes its list on focus
+    page.wait_for_selector(f"#model-picker option[value='{gemma}']:not([data-status=unloaded])")
+    shown = page.get_attribute(f"#model-picker option[value='{gemma}']", "data-status")
+    assert shown == "loading" or router.statuses()[gemma]["value"] == "loaded", shown
+    chat.wait_done()
+    a = chat.conv_id
+    assert posts[0].post_data_json["model"] == gemma
+    assert posts[0].headers["x-conversation-id"] == f"{a}::{gemma}"
+    reply_a = chat.stored_reply(a)["content"]
+    assert reply_a and reply_a == router.replay_text(f"{a}::{gemma}")
+    # after a reply the picker refreshes by itself
+    page.wait_for_function("m => document.querySelector(`#model-picker option[value='${m}']`)"
+                           ".dataset.status === 'loaded'", arg=gemma)
+    assert router.statuses()[smol]["value"] == "unloaded"
+
+    # the second model, named with a slash, in a new chat: a long reply, the page reloaded in its middle
+    page.click("#new-chat")
+    page.wait_for_function("location.hash === '#/'")
+    page.select_option("#model-picker", smol)
+    page.click("#settings-button")
+    page.fill("#setting-max_tokens", "400")  # within a slot's 512 tokens (-c 1024 -np 2)
+    page.click("#settings-form button[type=submit]")
+    chat.send("Write a long story about a lighthouse keeper.")
+    before = chat.wait_reply_chars(40, timeout=120_000)
+    b = chat.conv_id
+    identity = f"{b}::{smol}"
+    assert b != a and posts[1].post_data_json["model"] == smol
+    assert posts[1].headers["x-conversation-id"] == identity
+    assert router.statuses()[smol]["value"] == "loaded"
+    assert router.is_generating(identity), "the reply ended before the reload: make it longer"
+    page.reload()
+    page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
+    chat.wait_done(timeout=240_000)
+    final = chat.stored_reply(b)["content"]
+    assert final == router.replay_text(identity)  # nothing duplicated, nothing missing
+    assert final.startswith(before) and len(final) > len(before)
+    assert reattached, "the page did not reattach to the stream"
+    query = parse_qs(urlparse(reattached[0]).query)
+    assert reattached[0].startswith(router.url)
+    assert query["conv_id"] == [identity] and int(query["from"][0]) > 0
+    page.wait_for_function("() => [...document.querySelectorAll('#model-picker option')]"
+                           ".every(o => o.dataset.status === 'loaded')")
+    assert picker_statuses(page) == {gemma: "gemma (loaded)", smol: "team/smol (loaded)"}
+    assert {m: s["value"] for m, s in router.statuses().items()} == {gemma: "loaded", smol: "loaded"}
+    chat.screenshot("router-picker-real")
+
+    # Stop, through the router: the child stops generating (count tokens: a busy machine makes steps slow)
+    page.click("#new-chat")
+    page.wait_for_function("location.hash === '#/'")
+    assert page.input_value("#model-picker") == smol
+    chat.send("Write a long story about a dragon who bakes bread.")
+    chat.wait_reply_chars(30, timeout=120_000)
+    c = chat.conv_id
+    identity = f"{c}::{smol}"
+    assert posts[-1].headers["x-conversation-id"] == identity
+    page.click("#stop")
+    page.wait_for_selector("article.msg.assistant[data-status=stopped]")  # the router confirmed the DELETE
+    assert deletes and parse_qs(urlparse(deletes[-1]).query) == {"conv_id": [identity]}
+    n_at_stop = router.slots_busy(smol)[1]
+    n_last, deadline = n_at_stop, time.monotonic() + 20
+    while (busy := router.slots_busy(smol))[0]:
+        n_last = max(n_last, busy[1])
+        assert time.monotonic() < deadline, "the child is still generating after Stop"
+        time.sleep(0.05)
+    assert n_last - n_at_stop <= 2, f"{n_last - n_at_stop} tokens generated after Stop"
+    assert not router.is_generating(identity)
+    partial = chat.stored_reply(c)
+    assert partial["status"] == "stopped" and len(partial["content"]) >= 30
+    ctx.close()
+    assert not chat.errors, chat.errors

@@ -25,7 +25,42 @@ LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 DEFAULT_SETTINGS = {"system": "", "temperature": 0.0, "top_p": 0.95, "max_tokens": 64}
 
 
-class UiServer:
+class ServerView:
+    """What a server (or a router, which routes these to the model's child) says; `http` is its client."""
+
+    url: str
+    http: httpx.Client
+
+    def sessions(self, *ids: str) -> list[dict]:
+        r = self.http.post("/v1/streams/lookup", json={"conversation_ids": list(ids)})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def is_generating(self, identity: str) -> bool:
+        return any(not s["is_done"] for s in self.sessions(identity) if s["conversation_id"] == identity)
+
+    def wait_finished(self, identity: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.is_generating(identity):
+            assert time.monotonic() < deadline, f"{identity} still generating after {timeout} s"
+            time.sleep(0.2)
+
+    def replay_text(self, identity: str) -> str:
+        """The reply's text as the server's replay of the whole stream (GET from byte 0) has it."""
+        r = self.http.get("/v1/stream", params={"conv_id": identity, "from": 0})
+        assert r.status_code == 200, r.text
+        assert r.text.endswith("data: [DONE]\n\n"), r.text[-200:]
+        return content_of(r.text)
+
+    def slots_busy(self, model: str | None = None) -> tuple[int, int]:
+        """(slots generating, tokens they have generated so far); a router's need the `model`."""
+        r = self.http.get("/slots", params={"model": model} if model else None)
+        assert r.status_code == 200, r.text
+        busy = [s for s in r.json() if s["is_processing"]]
+        return len(busy), sum(s["next_token"]["n_decoded"] for s in busy)
+
+
+class UiServer(ServerView):
     """`llamacpy server -m MODEL --port 0 FLAGS...`, ready to serve once constructed."""
 
     def __init__(self, model: Path, *flags: str, key: str | None = None, timeout: float = 180.0):
@@ -68,33 +103,18 @@ class UiServer:
         self.log.close()
         os.unlink(self.log.name)
 
-    # -- what the server says ----------------------------------------------------------------------------------
 
-    def sessions(self, *ids: str) -> list[dict]:
-        r = self.http.post("/v1/streams/lookup", json={"conversation_ids": list(ids)})
-        assert r.status_code == 200, r.text
-        return r.json()
+class UiRouter(ServerView):
+    """A router (tests/routerkit.py's RouterProcess) as the UI tests see it."""
 
-    def is_generating(self, identity: str) -> bool:
-        return any(not s["is_done"] for s in self.sessions(identity) if s["conversation_id"] == identity)
+    def __init__(self, router):
+        self.router, self.url, self.http = router, router.url, router.http
 
-    def wait_finished(self, identity: str, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.is_generating(identity):
-            assert time.monotonic() < deadline, f"{identity} still generating after {timeout} s"
-            time.sleep(0.2)
+    def statuses(self) -> dict[str, dict]:
+        return self.router.statuses()
 
-    def replay_text(self, identity: str) -> str:
-        """The reply's text as the server's replay of the whole stream (GET from byte 0) has it."""
-        r = self.http.get(f"/v1/stream/{identity}", params={"from": 0})
-        assert r.status_code == 200, r.text
-        assert r.text.endswith("data: [DONE]\n\n"), r.text[-200:]
-        return content_of(r.text)
-
-    def slots_busy(self) -> tuple[int, int]:
-        """(slots generating, tokens they have generated so far)."""
-        busy = [s for s in self.http.get("/slots").json() if s["is_processing"]]
-        return len(busy), sum(s["next_token"]["n_decoded"] for s in busy)
+    def wait_status(self, model: str, value: str, timeout: float = 120.0) -> dict:
+        return self.router.wait_status(model, value, timeout)
 
 
 def content_of(sse: str) -> str:
@@ -119,7 +139,7 @@ def new_context(browser, settings: dict | None = None, **kw):
 class Chat:
     """One page of the UI and the actions a user takes on it."""
 
-    def __init__(self, page, server: UiServer):
+    def __init__(self, page, server: ServerView):
         self.page, self.server = page, server
         self.errors: list[str] = []
         self.ended_before = 0
