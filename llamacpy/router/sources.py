@@ -127,7 +127,8 @@ def catalog_sources() -> dict[str, ModelSource]:
 
 def read_preset(path: Path, known: dict[str, ModelSource], flags: FlagTable) -> dict[str, ModelSource]:
     """`known` updated by the preset file (a copy); PresetError names the file, section and key at fault."""
-    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none",
+                                       inline_comment_prefixes=(";",))
     parser.optionxform = str  # keys keep their case (LLAMA_ARG_*)
     try:
         parser.read_string("[\0top]\n" + path.read_text(encoding="utf-8"), source=str(path))
