@@ -153,7 +153,8 @@ def test_model_picker_router_mode(browser, router):
     chat.send("Say hello.")
     wait_router_status(page, router, gemma, "loading")
     page.focus("#model-picker")  # the picker refreshes its list on focus
-    page.wait_for_selector(f"#model-picker option[value='{gemma}']:not([data-status=unloaded])")
+    page.wait_for_selector(f"#model-picker option[value='{gemma}']:not([data-status=unloaded])",
+                           state="attached")
     shown = page.get_attribute(f"#model-picker option[value='{gemma}']", "data-status")
     assert shown == "loading" or router.statuses()[gemma]["value"] == "loaded", shown
     chat.wait_done()
@@ -183,6 +184,7 @@ def test_model_picker_router_mode(browser, router):
     assert router.statuses()[smol]["value"] == "loaded"
     assert router.is_generating(identity), "the reply ended before the reload: make it longer"
     page.reload()
+    chat.ended_before = 0  # the reloaded page counts the replies it follows from 0: this one is its first
     page.wait_for_function("window.llamacpy && window.llamacpy.app.ready")
     chat.wait_done(timeout=240_000)
     final = chat.stored_reply(b)["content"]
