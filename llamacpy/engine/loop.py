@@ -20,6 +20,7 @@ from ..kernels import set_num_threads
 from ..models import DecoderModel, Segment
 from .requests import DoneEvent, EndReason, GenRequest, Stats
 from .scheduler import Counters, Scheduler
+from .thread_tuner import ThreadTuner
 
 SHUTDOWN_MESSAGE = "the server is shutting down"
 
@@ -130,10 +131,12 @@ class Engine:
 
     def _run(self) -> None:
         try:
-            set_num_threads(self.config.n_threads)
+            n_threads = set_num_threads(self.config.n_threads)
             model, eog_ids = self.load()
             c = self.config
-            self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids)
+            # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
+            tuner = ThreadTuner(n_threads) if c.n_threads is None and n_threads > 1 else None
+            self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner)
             self._warmup(model)
         except Exception as e:  # noqa: BLE001 - reported to the server, which exits
             self.error = f"{type(e).__name__}: {e}"

@@ -20,6 +20,7 @@ from ..sampling import Sampler
 from ..sampling.chain import log_softmax
 from .requests import DoneEvent, EndReason, GenRequest, Stats, TokenEvent
 from .sequence import Sequence
+from .thread_tuner import ThreadTuner
 
 
 @dataclass
@@ -95,7 +96,8 @@ class Scheduler:
     Not thread-safe: the engine thread owns it. Events go to each request's sink.
     """
 
-    def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int]):
+    def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
+                 tuner: ThreadTuner | None = None):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
@@ -106,6 +108,7 @@ class Scheduler:
         self.slots = [Slot(model, self.cache, i) for i in range(n_slots)]
         self.waiting: deque[GenRequest] = deque()
         self.counters = Counters()
+        self.tuner = tuner  # picks the kernel threads of each step (thread_tuner.py); None: fixed
 
     # -- queue -------------------------------------------------------------------------------------------
 
@@ -161,6 +164,8 @@ class Scheduler:
             return 0
         tokens = [t for _, chunk in plan for t in chunk]
         segments = [Segment(slot.id, len(slot.seq.tokens), len(chunk)) for slot, chunk in plan]
+        if self.tuner is not None:
+            self.tuner.threads_for_next_step()
         t0 = time.perf_counter()
         try:
             logits = self.model.forward(np.asarray(tokens), segments, self.cache)  # (len(plan), n_vocab)
@@ -170,6 +175,8 @@ class Scheduler:
                 self._finish(slot, EndReason.ERROR, f"{type(e).__name__}: {e}")
             return 0
         now = time.perf_counter()
+        if self.tuner is not None:
+            self.tuner.record(now - t0, len(tokens), decode_only=len(tokens) == len(plan))
         self._count(plan, now - t0)
         for (slot, chunk), row in zip(plan, logits):
             slot.seq.tokens.extend(chunk)

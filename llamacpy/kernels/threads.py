@@ -121,6 +121,12 @@ def concurrent_kernels_ok() -> bool:
         return False
 
 
+def set_active_threads(n: int) -> None:
+    """Change the kernels' thread count from now on (BLAS untouched): the engine's ThreadTuner."""
+    SETTINGS.n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    use_threads(SETTINGS.n)
+
+
 def use_threads(k: int) -> None:
     """Run the next numba kernels of the calling thread on `k` threads."""
     loc = SETTINGS.local
