@@ -35,5 +35,7 @@ def _run_router(a: argparse.Namespace, settings) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
     flags = FlagTable(parser)
-    sources = discover(settings.models_dir, settings.models_preset, settings.models_catalog, flags)
-    return serve_router(settings, sources, flags.explicit(a))
+    def scan():
+        return discover(settings.models_dir, settings.models_preset, settings.models_catalog, flags)
+
+    return serve_router(settings, scan, flags.explicit(a))

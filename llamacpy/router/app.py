@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -37,6 +38,7 @@ from ..ui import WebUI
 from .proxy import forward
 from .registry import LOADED, Model, Registry
 from .registry import LOADING as STATUS_LOADING
+from .sources import ModelSource
 
 log = logging.getLogger("llamacpy.router")
 
@@ -45,8 +47,9 @@ STREAM_LOOKUP_TIMEOUT = 0.25  # seconds, router -> child JSON calls of the strea
 
 
 class RouterState:
-    def __init__(self, settings: ServerSettings, registry: Registry, client: httpx.AsyncClient):
-        self.settings, self.registry, self.client = settings, registry, client
+    def __init__(self, settings: ServerSettings, registry: Registry, client: httpx.AsyncClient,
+                 scan: Callable[[], dict[str, ModelSource]]):
+        self.settings, self.registry, self.client, self.scan = settings, registry, client, scan
         self.owners: dict[str, str] = {}  # conversation id -> model name
         self.parked: dict[str, asyncio.Event] = {}  # conversation id -> cancel, while its model loads
 
@@ -125,7 +128,14 @@ async def props(request: Request):
 
 
 async def models(request: Request):
-    data = [m.describe() for m in _state(request).registry.models.values()]
+    st = _state(request)
+    if request.query_params.get("reload") in ("1", "true"):  # rescan the folder, catalog and preset
+        try:
+            sources = await asyncio.to_thread(st.scan)
+        except (OSError, ValueError) as e:
+            raise ApiError(400, f"could not rescan the models: {e}") from None
+        await st.registry.reload(sources)
+    data = [m.describe() for m in st.registry.models.values()]
     return JsonResponse({"object": "list", "data": data})
 
 

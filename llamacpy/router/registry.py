@@ -154,5 +154,23 @@ class Registry:
     async def stop_all(self) -> None:
         await asyncio.gather(*(self._stop(m) for m in self.running()), return_exceptions=True)
 
+    async def reload(self, sources: dict[str, ModelSource]) -> None:
+        """Take a fresh scan of the sources: models gone or changed are unloaded (and gone ones dropped), new
+        ones added; models that did not change keep running."""
+        async with self._lock:
+            for name, model in list(self.models.items()):
+                new = sources.get(name)
+                if new != model.source:
+                    if model.status != UNLOADED:
+                        log.info("unloading %s: %s", name, "removed" if new is None else "changed")
+                        await self._stop(model)
+                    if new is None:
+                        del self.models[name]
+                    else:
+                        model.source = new
+            for name, source in sources.items():
+                self.models.setdefault(name, Model(source))
+            self.names = {alias: name for name, s in sources.items() for alias in [name, *s.aliases]}
+
     def by_child_port(self) -> dict[int, Model]:
         return {m.child.port: m for m in self.models.values() if m.status == LOADED and m.child and m.child.port}

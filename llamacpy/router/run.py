@@ -4,6 +4,7 @@ with `load-on-startup`); SIGINT/SIGTERM stop every child, then the router."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import httpx
 import uvicorn
@@ -42,9 +43,10 @@ class _RouterServer(GracefulServer):
         await self.state.client.aclose()
 
 
-def serve_router(settings: ServerSettings, sources: dict[str, ModelSource], child_flags: list[str]) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit code."""
+def serve_router(settings: ServerSettings, scan: Callable[[], dict[str, ModelSource]], child_flags: list[str]) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code. `scan` finds the models (again on `?reload=1`)."""
     configure_logging()
+    sources = scan()
     if not sources:
         log.error("router: no models (--models-dir, --models-preset, --models-catalog found none)")
         return 1
@@ -58,7 +60,7 @@ def serve_router(settings: ServerSettings, sources: dict[str, ModelSource], chil
     client = httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout, connect=10.0),
                                limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
     registry = Registry(sources, child_flags, settings.models_max, client)
-    state = RouterState(settings, registry, client)
+    state = RouterState(settings, registry, client, scan)
     config = uvicorn.Config(create_router_app(state), host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_keep_alive=settings.timeout)
     server = _RouterServer(config, state)

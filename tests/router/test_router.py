@@ -33,6 +33,7 @@ def router(tmp_path_factory, smollm2_path: Path, gemma_path: Path):
     preset = root / "preset.ini"
     preset.write_text(f"version = 1\n[*]\nn-predict = 4000\n[{SLASHED}]\nmodel = {smollm2_path}\nalias = smol\n")
     r = RouterProcess("--models-dir", str(folder), "--models-preset", str(preset), "--models-max", "2", *CHILD_FLAGS)
+    r.models_folder = folder
     yield r
     r.stop()
 
@@ -293,3 +294,21 @@ def test_api_key_and_shutdown_stop_every_child(tmp_path, smollm2_path):
     assert code == 0
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_reload_rescans_the_folder(router, smollm2_path):
+    ensure_loaded(router, "gemma")
+    extra = router.models_folder / "late.gguf"
+    extra.symlink_to(smollm2_path)
+    try:
+        assert "late" not in router.statuses()
+        listed = {m["id"]: m["status"] for m in router.http.get("/v1/models?reload=1").json()["data"]}
+        assert listed["late"]["value"] == "unloaded" and listed["gemma"]["value"] == "loaded"  # unchanged: kept
+        assert router.http.post("/v1/completions", json={"model": "late", "prompt": "Hi", "max_tokens": 2}).status_code == 200
+    finally:
+        extra.unlink()
+    listed = {m["id"]: m["status"] for m in router.http.get("/models", params={"reload": "1"}).json()["data"]}
+    assert "late" not in listed and listed["gemma"]["value"] == "loaded"
+    assert router.http.post("/v1/completions", json={"model": "late", "prompt": "Hi"}).status_code == 400
+    assert not [pid for pid in router.child_pids()
+                if b"late" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # its child was stopped
