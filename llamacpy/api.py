@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 from .catalog import resolve_model
 from .engine import GenerationParams, Sequence, StopReason, generate
+from .engine.thread_tuner import ThreadTuner
 from .gguf import GGUFFile
 from .kernels import set_num_threads
 from .models import load_model
@@ -42,7 +43,9 @@ class Llama:
         self.chat_template = self._template(chat_template)
         self.n_ctx = min(n_ctx, self.model.args.n_ctx_train) if n_ctx > 0 else self.model.args.n_ctx_train
         self.cache = self.model.new_cache(self.n_ctx)
-        self.sequence = Sequence(self.model, self.cache, n_batch=n_batch)
+        # threads not given: each decode step runs on all threads or one, whichever is faster now
+        tuner = ThreadTuner(threads) if n_threads is None and threads > 1 else None
+        self.sequence = Sequence(self.model, self.cache, n_batch=n_batch, tuner=tuner)
         self.load_seconds = time.perf_counter() - t0
         log(f"llamacpy: ready in {self.load_seconds:.2f} s (context {self.n_ctx}, "
             f"KV cache {self.cache.nbytes / 2**20:.0f} MiB)")

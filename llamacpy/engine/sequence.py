@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..models import DecoderModel, KVCache, Segment
+from .thread_tuner import ThreadTuner
 
 
 class Sequence:
     """Tracks which tokens sit in cache row `seq`, so a new prompt only processes what differs."""
 
-    def __init__(self, model: DecoderModel, cache: KVCache, seq: int = 0, n_batch: int = 512):
+    def __init__(self, model: DecoderModel, cache: KVCache, seq: int = 0, n_batch: int = 512,
+                 tuner: ThreadTuner | None = None):
         self.model, self.cache, self.seq, self.n_batch = model, cache, seq, n_batch
+        self.tuner = tuner  # picks the kernel threads of each single-token step (thread_tuner.py)
         self.tokens: list[int] = []
 
     @property
@@ -43,7 +48,13 @@ class Sequence:
             chunk = tokens[start:start + self.n_batch]
             seg = Segment(self.seq, len(self.tokens), len(chunk))
             rows = np.arange(len(chunk)) if all_logits else None
-            logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows)
+            if self.tuner is not None and len(chunk) == 1:
+                self.tuner.threads_for_next_step()
+                t0 = time.perf_counter()
+                logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows)
+                self.tuner.record(time.perf_counter() - t0, 1, decode_only=True)
+            else:
+                logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows)
             self.tokens.extend(chunk)
             outs.append(logits)
         return np.concatenate(outs) if all_logits else outs[-1][-1]
