@@ -9,8 +9,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from ..sampling.grammar import Grammar
 
 
 class EndReason(str, enum.Enum):
@@ -34,6 +38,7 @@ class GenRequest:
     n_probs: int = 0             # ... and the n most likely alternatives
     cache_prompt: bool = True    # reuse the longest common prefix cached in the chosen slot
     id_slot: int = -1            # -1: any slot
+    grammar: Grammar | None = None  # constrain the output (a matcher is started on the engine thread)
     sink: Callable[[TokenEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
     id: int = -1                 # assigned by Engine.submit
 

@@ -77,11 +77,12 @@ class Slot:
         if self.prompt_logits is not None and self.prompt_logits[0] > keep:
             self.prompt_logits = None
         self.req, self.pending = req, list(req.prompt[keep:])
-        self.sampler = Sampler(req.sampling, n_vocab)
-        for t in req.prompt:
-            self.sampler.accept(t)
         self.stats = Stats(id_slot=self.id, n_prompt=n, n_cached=keep)
         self.t_start = now
+        constraint = req.grammar.constraint() if req.grammar is not None else None
+        self.sampler = Sampler(req.sampling, n_vocab, constraint)
+        for t in req.prompt:
+            self.sampler.accept(t)
         return self.prompt_logits[1] if reuse else None
 
     def release(self, now: float) -> GenRequest:
@@ -202,7 +203,11 @@ class Scheduler:
             best = max(idle, key=lambda s: (s.seq.common_prefix(req.prompt) if req.cache_prompt else 0,
                                             -s.last_used))
             self.waiting.remove(req)
-            logits = best.start(req, self.n_vocab, now)
+            try:
+                logits = best.start(req, self.n_vocab, now)
+            except Exception as e:  # noqa: BLE001 - e.g. a grammar llguidance refuses: fail this one only
+                self._finish(best, EndReason.ERROR, f"{type(e).__name__}: {e}")
+                continue
             if logits is not None:
                 self._sample(best, logits, now)
 
@@ -247,7 +252,7 @@ class Scheduler:
         if req.logprobs:
             event.logprob, event.top = _logprobs(logits, token, req.n_probs)
         req.sink(event)
-        if token in self.eog_ids and not req.ignore_eos:
+        if (token in self.eog_ids and not req.ignore_eos) or slot.sampler.constraint_done:
             self._finish(slot, EndReason.EOS)
         elif 0 <= req.n_predict <= st.n_decoded:
             self._finish(slot, EndReason.LENGTH)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -33,12 +34,23 @@ class SamplingParams:
             raise ValueError("top_p, min_p must be >= 0 and repeat_last_n >= -1")
 
 
-class Sampler:
-    """Stateful per sequence: it remembers recent tokens (for penalties) and owns its random stream."""
+class TokenConstraint(Protocol):
+    """Which tokens may come next (grammar.py's `Constraint`): masks logits, follows the drawn tokens."""
 
-    def __init__(self, params: SamplingParams, n_vocab: int):
+    done: bool
+
+    def mask(self, logits: np.ndarray) -> None: ...
+    def accept(self, token: int) -> None: ...
+
+
+class Sampler:
+    """Stateful per sequence: it remembers recent tokens (for penalties) and owns its random stream.
+    With a constraint, tokens it disallows are removed before the chain runs."""
+
+    def __init__(self, params: SamplingParams, n_vocab: int, constraint: TokenConstraint | None = None):
         params.validate()
         self.p, self.n_vocab = params, n_vocab
+        self.constraint = constraint
         seed = params.seed if params.seed not in (SEED_RANDOM, -1, None) else None
         self.rng = np.random.default_rng(seed)
         window = params.repeat_last_n if params.repeat_last_n >= 0 else 1 << 30
@@ -68,6 +80,8 @@ class Sampler:
     def probabilities(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate ids and their probabilities after the whole chain (before the draw)."""
         logits = np.array(logits, dtype=np.float32)
+        if self.constraint is not None:
+            self.constraint.mask(logits)
         if len(self._bias_ids):
             ok = (self._bias_ids >= 0) & (self._bias_ids < len(logits))
             logits[self._bias_ids[ok]] += self._bias_vals[ok]
@@ -99,7 +113,14 @@ class Sampler:
         ids, probs = self.probabilities(logits)
         token = int(ids[0]) if len(ids) == 1 else int(self.rng.choice(ids, p=probs))
         self.accept(token)
+        if self.constraint is not None:
+            self.constraint.accept(token)
         return token
+
+    @property
+    def constraint_done(self) -> bool:
+        """The constraint is complete and allows nothing more: the generation should end here."""
+        return self.constraint is not None and self.constraint.done
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

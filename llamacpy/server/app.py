@@ -35,7 +35,7 @@ from .formats import (
 from .gate import Gate
 from .generation import Generation, Piece
 from .jsonio import JsonResponse
-from .params import Body, GenArgs, check_tokens, common_args, parse_json, prompt_pieces
+from .params import Body, GenArgs, check_tokens, common_args, constraint_spec, parse_json, prompt_pieces
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 
@@ -130,11 +130,6 @@ async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
         if m["role"] == "assistant" and content is None and not m.get("tool_calls"):
             raise bad_request("an assistant message must have 'content' or 'tool_calls'")
         clean.append({**m, "content": content})
-    fmt = body.object("response_format")
-    if fmt.get("type", "text") not in ("text", "json_object", "json_schema"):
-        raise bad_request('response_format type must be one of "text", "json_object" or "json_schema"')
-    if fmt.get("type", "text") != "text" or body.has("grammar") or body.has("json_schema"):
-        raise ApiError(501, "constrained output (response_format, grammar, json_schema) is not supported yet")
     tools = body.data.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise bad_request("'tools' must be an array")
@@ -166,6 +161,17 @@ def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     if args.id_slot >= s.n_slots:
         raise bad_request(f"'id_slot' must be below the number of slots ({s.n_slots})")
     return args
+
+
+async def _constrain(ctx: ServerContext, body: Body, args: GenArgs, chat: bool) -> None:
+    """Attach the request's grammar / JSON schema (compiled off the event loop); invalid ones are a 400."""
+    spec = constraint_spec(body, chat)
+    if spec is None:
+        return
+    try:
+        args.grammar = await asyncio.to_thread(ctx.compile_grammar, spec)
+    except ValueError as e:
+        raise bad_request(f"invalid {'grammar' if spec.gbnf is not None else 'JSON schema'}: {e}") from None
 
 
 # -- generation routes -------------------------------------------------------------------------------------
@@ -200,6 +206,7 @@ async def chat_completions(request: Request):
     tokens = await _encode(ctx, text, add_special=True)
     _check_fits(ctx, tokens)
     args = _args(ctx, body, tokens)
+    await _constrain(ctx, body, args, chat=True)
     if body.bool("logprobs"):
         args.logprobs, args.n_probs = True, body.int("top_logprobs", 20, minimum=0, maximum=20)
     elif body.has("top_logprobs"):
@@ -220,6 +227,7 @@ async def completions_oai(request: Request):
     tokens = await _prompt_tokens(ctx, prompt_pieces(body.data.get("prompt")))
     _check_fits(ctx, tokens)
     args = _args(ctx, body, tokens)
+    await _constrain(ctx, body, args, chat=False)
     if body.has("logprobs"):
         args.logprobs, args.n_probs = True, body.int("logprobs", 0, minimum=0, maximum=20)
     meta = OaiMeta(ctx.model_name, "cmpl")
@@ -237,6 +245,7 @@ async def completion_native(request: Request):
     tokens = await _prompt_tokens(ctx, pieces)
     _check_fits(ctx, tokens)
     args = _args(ctx, body, tokens)
+    await _constrain(ctx, body, args, chat=False)
     args.n_probs = body.int("n_probs", 0, minimum=0, maximum=MAX_N_PROBS)
     args.logprobs = args.n_probs > 0
     prompt = "".join(p if isinstance(p, str) else ctx.tokenizer.token_to_piece(p).decode("utf-8", "replace")

@@ -7,6 +7,7 @@ model" meanwhile); the tokenizer, template and model facts are published here fo
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from ..catalog import resolve_model
 from ..engine import Engine, EngineConfig
 from ..gguf import GGUFFile
 from ..models import DecoderModel, load_model
+from ..sampling.grammar import Grammar, GrammarVocab
 from ..tokenizer import Tokenizer
 from ..tokenizer.chat_template import ChatTemplate
+from .params import ConstraintSpec
 from .settings import ServerSettings
 from .streams import StreamManager
 
@@ -39,6 +42,8 @@ class ServerContext:
         self.max_piece_bytes = 1  # the longest token, in bytes: prompts of B bytes have >= B / this tokens
         self.model_facts: dict = {}
         self.streams = StreamManager(settings.stream_limits())  # resumable streams (stream_routes.py)
+        self._grammar_vocab: GrammarVocab | None = None  # built on the first constrained request
+        self._grammar_lock = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -79,6 +84,14 @@ class ServerContext:
         bos = tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
         eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
         return ChatTemplate(source, bos, eos)
+
+    def compile_grammar(self, spec: ConstraintSpec) -> Grammar:
+        """The request's constraint, checked against this model's vocabulary (ValueError if invalid).
+        Blocking: the first call builds llguidance's view of the vocabulary (up to a second)."""
+        with self._grammar_lock:
+            if self._grammar_vocab is None:
+                self._grammar_vocab = GrammarVocab.from_tokenizer(self.tokenizer)
+        return self._grammar_vocab.compile(gbnf=spec.gbnf, json_schema=spec.json_schema)
 
     def token_text(self, which: str) -> str:
         tid = getattr(self.tokenizer, f"{which}_id")

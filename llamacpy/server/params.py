@@ -13,6 +13,7 @@ from typing import Any
 
 from ..engine import GenRequest
 from ..sampling import SamplingParams
+from ..sampling.grammar import Grammar
 from ..sampling.chain import SEED_RANDOM
 from .errors import ApiError, bad_request
 
@@ -113,10 +114,11 @@ class GenArgs:
     id_slot: int = -1
     return_tokens: bool = False
     post_sampling_probs: bool = False
+    grammar: Grammar | None = None
 
     def engine_request(self, sink) -> GenRequest:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
-                          self.n_probs, self.cache_prompt, self.id_slot, sink)
+                          self.n_probs, self.cache_prompt, self.id_slot, self.grammar, sink)
 
     def settings_json(self) -> dict:
         """`generation_settings` / slot `params` as llama-server reports them."""
@@ -213,6 +215,53 @@ def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab
         id_slot=body.int("id_slot", -1, minimum=-1),
         return_tokens=body.bool("return_tokens"),
     )
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """What the output must match, as the request gave it: GBNF text, or a JSON schema ({} = any JSON)."""
+
+    gbnf: str | None = None
+    json_schema: dict | None = None
+
+
+def constraint_spec(body: Body, chat: bool) -> ConstraintSpec | None:
+    """llama-server's `grammar` / `json_schema` fields, and on chat routes `response_format`."""
+    if body.has("grammar") and body.has("json_schema"):
+        raise bad_request("either 'json_schema' or 'grammar' can be given, not both")
+    schema = _schema(body.data["json_schema"], "'json_schema'") if body.has("json_schema") else None
+    if chat:
+        from_format = response_format_schema(body.object("response_format"))
+        if from_format is not None:
+            if body.has("grammar"):
+                raise bad_request("'response_format' cannot be combined with 'grammar'")
+            schema = from_format
+    if schema is not None:
+        return ConstraintSpec(json_schema=schema)
+    grammar = body.str("grammar")
+    return ConstraintSpec(gbnf=grammar) if grammar.strip() else None
+
+
+def response_format_schema(fmt: dict) -> dict | None:
+    """The schema a chat `response_format` asks for; None for plain text."""
+    kind = fmt.get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return _schema(fmt.get("schema") or {}, "'response_format.schema'")
+    if kind == "json_schema":
+        wrapper = fmt.get("json_schema")
+        if not isinstance(wrapper, dict):
+            raise bad_request("'response_format.json_schema' must be an object with a 'schema'")
+        return _schema(wrapper.get("schema") or {}, "'response_format.json_schema.schema'")
+    raise bad_request(f'response_format type must be one of "text", "json_object" or "json_schema", '
+                      f'but got: {kind}')
+
+
+def _schema(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise bad_request(f"{name} must be a JSON schema object")
+    return value
 
 
 def check_tokens(tokens: list, n_vocab: int, what: str = "prompt") -> list[int]:
