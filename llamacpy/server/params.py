@@ -13,8 +13,8 @@ from typing import Any
 
 from ..engine import GenRequest
 from ..sampling import SamplingParams
-from ..sampling.grammar import Grammar
 from ..sampling.chain import SEED_RANDOM
+from ..sampling.grammar import Grammar
 from .errors import ApiError, bad_request
 
 _MISSING: Any = object()
