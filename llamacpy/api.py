@@ -20,6 +20,7 @@ from .gguf import GGUFFile
 from .kernels import set_num_threads
 from .models import load_model
 from .sampling import Sampler, SamplingParams
+from .sampling.grammar import GrammarVocab
 from .textgen import Completion, StopStrings
 from .tokenizer import Tokenizer
 from .tokenizer.chat_template import ChatTemplate
@@ -46,6 +47,7 @@ class Llama:
         # threads not given: each decode step runs on all threads or one, whichever is faster now
         tuner = ThreadTuner(threads) if n_threads is None and threads > 1 else None
         self.sequence = Sequence(self.model, self.cache, n_batch=n_batch, tuner=tuner)
+        self._grammar_vocab: GrammarVocab | None = None
         self.load_seconds = time.perf_counter() - t0
         log(f"llamacpy: ready in {self.load_seconds:.2f} s (context {self.n_ctx}, "
             f"KV cache {self.cache.nbytes / 2**20:.0f} MiB)")
@@ -77,13 +79,18 @@ class Llama:
 
     # -- generation ---------------------------------------------------------------------------------
     def stream_tokens(self, prompt_tokens: list[int], max_tokens: int = -1, stop: list[str] | None = None,
-                      ignore_eos: bool = False, **sampling) -> Iterator[Completion]:
-        """Generate from token ids; yields text pieces (complete UTF-8 only), the last with finish_reason."""
+                      ignore_eos: bool = False, grammar: str | None = None, json_schema: dict | None = None,
+                      **sampling) -> Iterator[Completion]:
+        """Generate from token ids; yields text pieces (complete UTF-8 only), the last with finish_reason.
+        `grammar` (GBNF) or `json_schema` ({} for any JSON) constrains the output; ValueError if invalid."""
         if not prompt_tokens:
             raise ValueError("empty prompt")
         if len(prompt_tokens) >= self.n_ctx:
             raise ValueError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {self.n_ctx}")
-        sampler = Sampler(SamplingParams(**sampling), self.model.args.n_vocab)
+        constraint = None
+        if grammar is not None or json_schema is not None:
+            constraint = self.grammar_vocab().compile(gbnf=grammar, json_schema=json_schema).constraint()
+        sampler = Sampler(SamplingParams(**sampling), self.model.args.n_vocab, constraint)
         detok = self.tokenizer.detokenizer(skip_special=True)
         stops = StopStrings(stop)
         gen = generate(self.sequence, list(prompt_tokens), sampler,
@@ -98,9 +105,16 @@ class Llama:
                 return
             if step.stop is not None:
                 tail, _ = stops.push(detok.flush())
-                yield Completion(text + tail + stops.flush(), step.token, "length")
+                finish = "stop" if step.stop == StopReason.GRAMMAR else "length"
+                yield Completion(text + tail + stops.flush(), step.token, finish)
                 return
             yield Completion(text, step.token)
+
+    def grammar_vocab(self) -> GrammarVocab:
+        """llguidance's view of the vocabulary, built on first use (about a second for 151k tokens)."""
+        if self._grammar_vocab is None:
+            self._grammar_vocab = GrammarVocab.from_tokenizer(self.tokenizer)
+        return self._grammar_vocab
 
     def complete(self, prompt: str, max_tokens: int = 128, stream: bool = False, **kw) -> str | Iterator[str]:
         """Continue `prompt` (BOS added per the model); returns the text, or an iterator of pieces."""

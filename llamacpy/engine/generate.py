@@ -16,6 +16,7 @@ class StopReason(str, enum.Enum):
     EOS = "eos"          # an end-of-generation token
     LENGTH = "length"    # n_predict reached
     CONTEXT = "context"  # the context is full
+    GRAMMAR = "grammar"  # the sampler's constraint is complete (the token is part of the output)
 
 
 @dataclass
@@ -44,6 +45,9 @@ def generate(seq: Sequence, prompt: list[int], sampler: Sampler, params: Generat
         n += 1
         if token in eog_ids and not params.ignore_eos:
             yield Step(token, logits, StopReason.EOS)
+            return
+        if sampler.constraint_done:
+            yield Step(token, logits, StopReason.GRAMMAR)
             return
         if params.n_predict >= 0 and n >= params.n_predict:
             yield Step(token, logits, StopReason.LENGTH)

@@ -49,3 +49,19 @@ def test_seeded_sampling_repeats(llm):
 def test_prompt_longer_than_context_is_a_clear_error(llm):
     with pytest.raises(ValueError, match="does not fit the context"):
         llm.complete("word " * 600, max_tokens=1)
+
+
+@pytest.mark.slow
+def test_grammar_and_json_schema_constrain_the_reply(llm):
+    import json
+
+    question = [{"role": "user", "content": "Is the sky blue? Answer yes or no."}]
+    reply = llm.chat(question, max_tokens=16, temperature=0.8, seed=3, grammar='root ::= ("yes" | "no")')
+    assert reply in ("yes", "no")
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    tokens = llm.tokenize("A JSON object with a number n:\n")
+    pieces = list(llm.stream_tokens(tokens, 64, temperature=0, json_schema=schema))
+    assert isinstance(json.loads("".join(p.text for p in pieces))["n"], int)
+    assert pieces[-1].finish_reason == "stop"
+    with pytest.raises(ValueError, match="foo"):
+        llm.complete("x", grammar="root ::= foo")
