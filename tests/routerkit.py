@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from serverkit import LlamacpyServer
 
 LISTENING = re.compile(r"router: listening on http://127\.0\.0\.1:(\d+)")
 
@@ -27,29 +24,20 @@ def models_dir(root: Path, models: dict[str, Path]) -> Path:
     return folder
 
 
-class RouterProcess:
-    """`llamacpy server --port 0 FLAGS...` (router flags among them); `url` once it listens."""
+class RouterProcess(LlamacpyServer):
+    """`llamacpy server --port 0 FLAGS...` (router flags among them); `url` and `http` once it listens."""
 
     def __init__(self, *flags: str, timeout: float = 60.0):
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open for the process's lifetime
-            "w+", prefix="llamacpy-router-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "llamacpy", "server", "--port", "0", *flags]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ})
-        self.url = ""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if m := LISTENING.search(self.log_text()):
-                self.url = f"http://127.0.0.1:{m.group(1)}"
-                self.http = httpx.Client(base_url=self.url, timeout=120.0)
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the router did not start:\n{self.log_text()}")
+        super().__init__(*flags, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, timeout=120.0)
 
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+    def port_when_ready(self, log: str) -> str | None:
+        m = LISTENING.search(log)
+        return m.group(1) if m else None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int | None:  # it stops its children first
+        self.http.close()
+        return super().stop(sig, timeout)
 
     def statuses(self) -> dict[str, dict]:
         return {m["id"]: m["status"] for m in self.http.get("/v1/models").json()["data"]}
@@ -70,14 +58,3 @@ class RouterProcess:
             for pid in (task / "children").read_text().split():
                 out.append(int(pid))
         return out
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode

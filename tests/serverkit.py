@@ -1,4 +1,5 @@
-"""A real `llamacpy server` process (one model), started on a free port: for the server tests and benchmarks."""
+"""Real `llamacpy server` processes on free ports, for the tests and benchmarks: one model
+(`ServerProcess`), or a router (`routerkit.RouterProcess`)."""
 
 from __future__ import annotations
 
@@ -17,27 +18,31 @@ READY = re.compile(r"model .* ready in")
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
 
-class ServerProcess:
-    """`llamacpy server -m MODEL --port 0 FLAGS...`; `url` once the model is ready."""
+class LlamacpyServer:
+    """`llamacpy server --port 0 ARGS...`, its output in a log file; `url` once `port_when_ready` finds the
+    port in that log. Stopped (SIGINT, then SIGKILL after `timeout`) by `stop()`."""
 
-    def __init__(self, model: Path, *flags: str, timeout: float = 180.0):
+    def __init__(self, *args: str, timeout: float = 180.0, cwd: Path | None = None):
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open for the process's lifetime
             "w+", prefix="llamacpy-server-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "llamacpy", "server", "-m", str(model), "--port", "0", *flags]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ})
+        cmd = [sys.executable, "-m", "llamacpy", "server", "--port", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ}, cwd=cwd)
         self.url = ""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log_text()
-            port = LISTENING.search(text)
-            if port and READY.search(text):
-                self.url = f"http://127.0.0.1:{port.group(1)}"
+            port = self.port_when_ready(self.log_text())
+            if port:
+                self.url = f"http://127.0.0.1:{port}"
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the server did not start:\n{self.log_text()}")
+
+    def port_when_ready(self, log: str) -> str | None:
+        port = LISTENING.search(log)
+        return port.group(1) if port and READY.search(log) else None
 
     @property
     def pid(self) -> int:
@@ -55,7 +60,7 @@ class ServerProcess:
     def client(self, **kw) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 60.0), **kw)
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int | None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -65,3 +70,10 @@ class ServerProcess:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+class ServerProcess(LlamacpyServer):
+    """`llamacpy server -m MODEL --port 0 FLAGS...`; `url` once the model is ready."""
+
+    def __init__(self, model: Path, *flags: str, timeout: float = 180.0, cwd: Path | None = None):
+        super().__init__("-m", str(model), *flags, timeout=timeout, cwd=cwd)

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from serverkit import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("LLAMACPY_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-READY = re.compile(r"model .* ready in")
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 # Replies in tests: greedy, so a run is repeatable; the settings dialog can still change them per test.
 DEFAULT_SETTINGS = {"system": "", "temperature": 0.0, "top_p": 0.95, "max_tokens": 64}
 
@@ -60,47 +54,19 @@ class ServerView:
         return len(busy), sum(s["next_token"]["n_decoded"] for s in busy)
 
 
-class UiServer(ServerView):
-    """`llamacpy server -m MODEL --port 0 FLAGS...`, ready to serve once constructed."""
+class UiServer(ServerView, ServerProcess):
+    """`llamacpy server -m MODEL --port 0 -c 4096 FLAGS...` (with `key`: `--api-key KEY`), ready once constructed."""
 
     def __init__(self, model: Path, *flags: str, key: str | None = None, timeout: float = 180.0):
         self.key = key
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="llamacpy-ui-server-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-m", "llamacpy", "server", "-m", str(model), "--port", "0", "-c", "4096", *flags]
-        if key:
-            cmd += ["--api-key", key]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = ""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_text()
-            port = LISTENING.search(text)
-            if port and READY.search(text):
-                self.url = f"http://127.0.0.1:{port.group(1)}"
-                break
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        if not self.url:
-            self.stop()
-            raise RuntimeError(f"the server did not start:\n{self.log_text()}")
+        super().__init__(model, "-c", "4096", *flags, *(["--api-key", key] if key else []), timeout=timeout, cwd=ROOT)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60.0)
-
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
         if hasattr(self, "http"):
             self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        super().stop()
         os.unlink(self.log.name)
 
 
