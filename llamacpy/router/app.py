@@ -29,7 +29,7 @@ from .. import __version__
 from ..server.errors import EXCEPTION_HANDLERS, LOADING, ApiError
 from ..server.gate import Gate
 from ..server.jsonio import JsonResponse
-from ..server.params import parse_json
+from ..server.params import parse_json, read_body
 from ..server.settings import ServerSettings
 from ..server.stream_routes import HEADER as CONVERSATION_HEADER
 from ..server.stream_routes import MISSING_ID
@@ -59,18 +59,7 @@ def _state(request: Request) -> RouterState:
 
 
 async def _read_body(request: Request) -> bytes:
-    limit = _state(request).settings.max_body_bytes
-    too_big = ApiError(413, f"the request body is larger than {limit} bytes")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_big
-    chunks, n = [], 0
-    async for chunk in request.stream():
-        n += len(chunk)
-        if n > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, _state(request).settings.max_body_bytes)
 
 
 def _autoload(request: Request) -> bool:

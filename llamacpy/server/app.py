@@ -35,7 +35,16 @@ from .formats import (
 from .gate import Gate
 from .generation import Generation, Piece
 from .jsonio import JsonResponse
-from .params import Body, GenArgs, check_tokens, common_args, constraint_spec, parse_json, prompt_pieces
+from .params import (
+    Body,
+    GenArgs,
+    check_tokens,
+    common_args,
+    constraint_spec,
+    parse_json,
+    prompt_pieces,
+    read_body,
+)
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 
@@ -51,19 +60,7 @@ def _ctx(request: Request) -> ServerContext:
 
 
 async def _body(request: Request) -> Body:
-    """The JSON object of the request, refusing bodies over the size limit before reading them whole."""
-    limit = _ctx(request).settings.max_body_bytes
-    too_big = ApiError(413, f"the request body is larger than {limit} bytes")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_big
-    chunks, n = [], 0
-    async for chunk in request.stream():
-        n += len(chunk)
-        if n > limit:
-            raise too_big
-        chunks.append(chunk)
-    return Body(parse_json(b"".join(chunks)))
+    return Body(parse_json(await read_body(request, _ctx(request).settings.max_body_bytes)))
 
 
 # -- prompts -----------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import Request
+
 from ..engine import GenRequest
 from ..sampling import SamplingParams
 from ..sampling.chain import SEED_RANDOM
@@ -18,6 +20,21 @@ from ..sampling.grammar import Grammar
 from .errors import ApiError, bad_request
 
 _MISSING: Any = object()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) past `limit` bytes before it is read whole."""
+    too_big = ApiError(413, f"the request body is larger than {limit} bytes")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes) -> dict:
