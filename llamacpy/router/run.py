@@ -27,10 +27,8 @@ class _RouterServer(GracefulServer):
         await super().startup(sockets)
         if self.should_exit:
             return
-        host, port = self.servers[0].sockets[0].getsockname()[:2]
-        host = f"[{host}]" if ":" in host else host
         reg = self.state.registry
-        log.info("router: listening on http://%s:%d, %d models, at most %d loaded%s", host, port, len(reg.models),
+        log.info("router: listening on %s, %d models, at most %d loaded%s", self.address(), len(reg.models),
                  reg.models_max, " (API key required)" if self.state.settings.api_keys() else "")
         for model in reg.models.values():
             if model.source.load_on_startup:

@@ -31,6 +31,11 @@ class GracefulServer(uvicorn.Server):
 
     exit_code = 0
 
+    def address(self) -> str:
+        """http://host:port actually listened on (the real port when --port 0)."""
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
     def watch_stdin(self) -> None:
         def wait_for_eof() -> None:
             for line in sys.stdin:
@@ -65,9 +70,7 @@ class _Server(GracefulServer):
         await super().startup(sockets)
         if self.should_exit:  # could not bind
             return
-        host, port = self.servers[0].sockets[0].getsockname()[:2]  # the real port when --port 0
-        host = f"[{host}]" if ":" in host else host
-        log.info("listening on http://%s:%d%s", host, port, " (API key required)" if self.ctx.api_keys else "")
+        log.info("listening on %s%s", self.address(), " (API key required)" if self.ctx.api_keys else "")
         asyncio.get_running_loop().create_task(self._watch_loading())
         self.ctx.streams.start()
 
