@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
@@ -43,6 +43,7 @@ from .sources import ModelSource
 log = logging.getLogger("llamacpy.router")
 
 PUBLIC_PATHS = {"/", "/health", "/v1/health", "/models", "/v1/models"}
+MAX_OWNERS = 100_000  # conversation ids remembered (a stream's owner); DELETE forgets one
 STREAM_LOOKUP_TIMEOUT = 0.25  # seconds, router -> child JSON calls of the stream routes (llama-server's)
 
 
@@ -50,7 +51,7 @@ class RouterState:
     def __init__(self, settings: ServerSettings, registry: Registry, client: httpx.AsyncClient,
                  scan: Callable[[], dict[str, ModelSource]]):
         self.settings, self.registry, self.client, self.scan = settings, registry, client, scan
-        self.owners: dict[str, str] = {}  # conversation id -> model name
+        self.owners: OrderedDict[str, str] = OrderedDict()  # conversation id -> model name, newest last
         self.parked: dict[str, asyncio.Event] = {}  # conversation id -> cancel, while its model loads
 
 
@@ -79,6 +80,9 @@ async def proxy_post(request: Request):
     cancelled = None
     if cid:
         st.owners[cid] = model.source.name
+        st.owners.move_to_end(cid)
+        if len(st.owners) > MAX_OWNERS:  # best effort, as llama-server's map: the oldest ids are forgotten
+            st.owners.popitem(last=False)
         if model.status != LOADED:
             cancelled = st.parked[cid] = asyncio.Event()
     try:
