@@ -88,7 +88,12 @@ class Registry:
             model.ready = asyncio.get_running_loop().create_future()
             model.ready.add_done_callback(lambda f: f.exception())  # nobody waiting is fine
             model.last_used = time.monotonic()
-            await child.start()
+            try:
+                await child.start()
+            except OSError as e:  # could not even start the process
+                model.status, model.failed = UNLOADED, True
+                model.ready.set_exception(ChildFailed(f"model '{model.source.name}' could not start: {e}"))
+                return model.ready
             asyncio.get_running_loop().create_task(self._bring_up(model, child))
             return model.ready
 
