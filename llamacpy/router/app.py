@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -44,6 +44,7 @@ log = logging.getLogger("llamacpy.router")
 
 PUBLIC_PATHS = {"/", "/health", "/v1/health", "/models", "/v1/models"}
 MAX_OWNERS = 100_000  # conversation ids remembered (a stream's owner); DELETE forgets one
+EVENTS_PING_SECONDS = 15.0  # /models/sse keep-alive
 STREAM_LOOKUP_TIMEOUT = 0.25  # seconds, router -> child JSON calls of the stream routes (llama-server's)
 
 
@@ -130,6 +131,30 @@ async def models(request: Request):
         await st.registry.reload(sources)
     data = [m.describe() for m in st.registry.models.values()]
     return JsonResponse({"object": "list", "data": data})
+
+
+async def models_events(request: Request):
+    """GET /models/sse: `event: model_status` with {"model", "status"} at every status change, after one
+    such event per model for the current state; keep-alive comments meanwhile."""
+    registry = _state(request).registry
+    queue = registry.subscribe()
+
+    def frame(event: dict) -> bytes:
+        return f"event: model_status\ndata: {json.dumps(event)}\n\n".encode()
+
+    async def events():
+        try:
+            for m in list(registry.models.values()):
+                yield frame({"model": m.source.name, "status": m.describe()["status"]})
+            while True:
+                try:
+                    yield frame(await asyncio.wait_for(queue.get(), EVENTS_PING_SECONDS))
+                except TimeoutError:
+                    yield b": ping\n\n"
+        finally:
+            registry.unsubscribe(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
 async def _named_model(request: Request) -> Model:
@@ -240,6 +265,7 @@ ROUTES = [
     ("GET", "/props", props),
     ("GET", "/models", models),
     ("GET", "/v1/models", models),
+    ("GET", "/models/sse", models_events),
     ("POST", "/models/load", models_load),
     ("POST", "/models/unload", models_unload),
     ("GET", "/slots", proxy_get),

@@ -22,6 +22,7 @@ from .sources import ModelSource
 log = logging.getLogger("llamacpy.router")
 
 UNLOADED, LOADING, LOADED = "unloaded", "loading", "loaded"
+EVENTS_QUEUED = 1000  # status events a /models/sse reader may lag behind before it is dropped
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Registry:
         self.names = {alias: name for name, s in sources.items() for alias in [name, *s.aliases]}
         self.router_flags, self.models_max, self.client = router_flags, max(1, models_max), client
         self._lock = asyncio.Lock()
+        self.listeners: set[asyncio.Queue] = set()
 
     def resolve(self, name: object) -> Model:
         """The model a request's "model" names (an alias resolves to its model), or a 400."""
@@ -63,6 +65,25 @@ class Registry:
         if canonical is None:
             raise ApiError(400, f"model '{name}' not found")
         return self.models[canonical]
+
+    # -- status events (GET /models/sse) ----------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue:
+        """A queue of every status change from now on ({"model", "status"}); `unsubscribe` when done."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=EVENTS_QUEUED)
+        self.listeners.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.listeners.discard(queue)
+
+    def _publish(self, model: Model) -> None:
+        event = {"model": model.source.name, "status": model.describe()["status"]}
+        for queue in list(self.listeners):
+            if queue.full():  # a reader that stopped reading: it gets no more
+                self.listeners.discard(queue)
+            else:
+                queue.put_nowait(event)
 
     def running(self) -> list[Model]:
         return [m for m in self.models.values() if m.status != UNLOADED]
@@ -85,6 +106,7 @@ class Registry:
                 await self._stop(victim)
             child = Child(model.source, self.router_flags, self._child_exited)
             model.child, model.status, model.failed, model.exit_code = child, LOADING, False, None
+            self._publish(model)
             model.ready = asyncio.get_running_loop().create_future()
             model.ready.add_done_callback(lambda f: f.exception())  # nobody waiting is fine
             model.last_used = time.monotonic()
@@ -92,6 +114,7 @@ class Registry:
                 await child.start()
             except OSError as e:  # could not even start the process
                 model.status, model.failed = UNLOADED, True
+                self._publish(model)
                 model.ready.set_exception(ChildFailed(f"model '{model.source.name}' could not start: {e}"))
                 return model.ready
             asyncio.get_running_loop().create_task(self._bring_up(model, child))
@@ -107,6 +130,7 @@ class Registry:
             return
         if model.child is child and model.status == LOADING:
             model.status = LOADED
+            self._publish(model)
             log.info("model %s loaded in %.1f s (port %d)", model.source.name, time.perf_counter() - t0, child.port)
             model.ready.set_result(child)
 
@@ -141,6 +165,7 @@ class Registry:
     async def _stop(self, model: Model) -> None:
         child = model.child
         model.status = UNLOADED
+        self._publish(model)
         if model.ready is not None and not model.ready.done():
             model.ready.set_exception(ChildFailed(f"model '{model.source.name}' was unloaded while loading"))
         if child is not None:
@@ -153,6 +178,7 @@ class Registry:
         if not child.stopping:  # a crash, a kill, or a failed load
             model.failed, model.exit_code = True, code
         model.status = UNLOADED
+        self._publish(model)
         if model.ready is not None and not model.ready.done():
             model.ready.set_exception(child.failure())
 

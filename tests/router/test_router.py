@@ -312,3 +312,39 @@ def test_reload_rescans_the_folder(router, smollm2_path):
     assert router.http.post("/v1/completions", json={"model": "late", "prompt": "Hi"}).status_code == 400
     assert not [pid for pid in router.child_pids()
                 if b"late" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # its child was stopped
+
+
+def test_status_events(router):
+    model = SLASHED
+    if router.statuses()[model]["value"] != "unloaded":
+        router.http.post("/models/unload", json={"model": model})
+    seen: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        with router.http.stream("GET", "/models/sse") as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            event = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "model_status":
+                    data = json.loads(line[6:])
+                    seen.append((data["model"], data["status"]["value"]))
+                    if seen[-1] == (model, "unloaded") and (model, "loaded") in seen:
+                        break
+        done.set()
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while (model, "unloaded") not in seen:  # the current state of every model comes first
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert {m for m, _ in seen} >= {"smollm2", "gemma", model}
+    router.http.post("/models/load", json={"model": model})
+    router.wait_status(model, "loaded")
+    router.http.post("/models/unload", json={"model": model})
+    assert done.wait(30), seen
+    mine = [v for m, v in seen if m == model]
+    assert mine == ["unloaded", "loading", "loaded", "unloaded"]
