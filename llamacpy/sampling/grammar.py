@@ -95,13 +95,15 @@ class GrammarVocab:
                  (time.perf_counter() - t0) * 1e3)
         return cls(lltok, tokenizer.n_vocab)
 
-    def compile(self, gbnf: str | None = None, json_schema: Any = None) -> Grammar:
-        """A checked grammar from GBNF text or a JSON schema (a dict; `True` for any JSON value).
-        Raises ValueError with llguidance's message when it is invalid."""
-        if (gbnf is None) == (json_schema is None):
+    def compile(self, gbnf: str | None = None, json_schema: Any = None, lark: str | None = None) -> Grammar:
+        """A checked grammar from GBNF text, a JSON schema (a dict; `True` for any JSON value) or llguidance's
+        Lark text. Raises ValueError with llguidance's message when it is invalid."""
+        if sum(x is not None for x in (gbnf, json_schema, lark)) != 1:
             raise ValueError("give exactly one of a grammar or a JSON schema")
         try:
-            if gbnf is not None:
+            if lark is not None:
+                spec = llguidance.grammar_from("lark", lark)
+            elif gbnf is not None:
                 spec = llguidance.grammar_from("gbnf", gbnf)
             else:
                 schema = ANY_JSON if json_schema is True or json_schema == {} else closed_objects(json_schema)

@@ -37,6 +37,7 @@ from .generation import Generation, Piece
 from .jsonio import JsonResponse
 from .params import (
     Body,
+    ConstraintSpec,
     GenArgs,
     check_tokens,
     common_args,
@@ -47,6 +48,7 @@ from .params import (
 )
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
+from .tool_calls import ToolSetup, tool_grammar, tool_setup
 
 log = logging.getLogger("llamacpy.server")
 
@@ -160,15 +162,22 @@ def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     return args
 
 
-async def _constrain(ctx: ServerContext, body: Body, args: GenArgs, chat: bool) -> None:
-    """Attach the request's grammar / JSON schema (compiled off the event loop); invalid ones are a 400."""
+async def _constrain(ctx: ServerContext, body: Body, args: GenArgs, chat: bool,
+                     tools: ToolSetup | None = None) -> None:
+    """Attach the request's grammar / JSON schema (compiled off the event loop); invalid ones are a 400.
+    A forced tool call (`tool_choice` "required" or a named function) is a grammar of its own."""
     spec = constraint_spec(body, chat)
+    if tools is not None and tools.forced:
+        if spec is not None:
+            raise bad_request("a forced 'tool_choice' cannot be combined with 'response_format' or 'json_schema'")
+        spec = ConstraintSpec(lark=tool_grammar(tools))
     if spec is None:
         return
     try:
         args.grammar = await asyncio.to_thread(ctx.compile_grammar, spec)
     except ValueError as e:
-        raise bad_request(f"invalid {'grammar' if spec.gbnf is not None else 'JSON schema'}: {e}") from None
+        what = "grammar" if spec.gbnf is not None else "tool parameters schema" if spec.lark else "JSON schema"
+        raise bad_request(f"invalid {what}: {e}") from None
 
 
 # -- generation routes -------------------------------------------------------------------------------------
@@ -198,22 +207,28 @@ def _log_end(gen: Generation, last: Piece) -> None:
 async def chat_completions(request: Request):
     ctx = _ctx(request)
     body = await _body(request)
+    tools = tool_setup(body.data, ctx.template.source)
+    if tools is not None and body.has("grammar"):
+        raise bad_request("cannot use a custom grammar together with tools")
     text = await _chat_prompt(ctx, body)
     _check_length_bound(ctx, text)
     tokens = await _encode(ctx, text, add_special=True)
     _check_fits(ctx, tokens)
     args = _args(ctx, body, tokens)
-    await _constrain(ctx, body, args, chat=True)
+    await _constrain(ctx, body, args, chat=True, tools=tools)
     if body.bool("logprobs"):
+        if tools is not None and args.stream:
+            raise bad_request("logprobs is not supported with tools and streaming")
         args.logprobs, args.n_probs = True, body.int("top_logprobs", 20, minimum=0, maximum=20)
     elif body.has("top_logprobs"):
         raise bad_request("top_logprobs requires logprobs to be set to true")
     meta = OaiMeta(ctx.model_name, "chatcmpl")
+    parse = tools if tools is not None and tools.parse else None
 
     async def whole(gen: Generation) -> dict:
-        return chat_response(meta, await gen.result(), args)
+        return chat_response(meta, await gen.result(), args, parse)
 
-    return _respond(ctx, args, lambda gen: chat_events(meta, gen), True, whole)
+    return _respond(ctx, args, lambda gen: chat_events(meta, gen, parse), True, whole)
 
 
 async def completions_oai(request: Request):

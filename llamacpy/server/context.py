@@ -91,7 +91,7 @@ class ServerContext:
         with self._grammar_lock:
             if self._grammar_vocab is None:
                 self._grammar_vocab = GrammarVocab.from_tokenizer(self.tokenizer)
-        return self._grammar_vocab.compile(gbnf=spec.gbnf, json_schema=spec.json_schema)
+        return self._grammar_vocab.compile(gbnf=spec.gbnf, json_schema=spec.json_schema, lark=spec.lark)
 
     def token_text(self, which: str) -> str:
         tid = getattr(self.tokenizer, f"{which}_id")

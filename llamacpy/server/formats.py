@@ -15,6 +15,7 @@ from .. import __version__
 from ..engine import Stats
 from .generation import Generation, Piece, Result
 from .params import GenArgs
+from .tool_calls import ToolCallStream, ToolSetup, parse_tool_calls
 
 FINGERPRINT = f"b0-llamacpy{__version__}"
 
@@ -63,35 +64,63 @@ def _logprobs(probs: list[dict]) -> dict:
 
 # -- /v1/chat/completions ---------------------------------------------------------------------------------
 
-def chat_response(meta: OaiMeta, r: Result, args: GenArgs) -> dict:
-    choice = {"index": 0, "finish_reason": r.finish, "message": {"role": "assistant", "content": r.content}}
+def chat_response(meta: OaiMeta, r: Result, args: GenArgs, tools: ToolSetup | None = None) -> dict:
+    """`tools`: parse the reply for tool calls (given when the request has tools and tool_choice is not none)."""
+    message = {"role": "assistant", "content": r.content}
+    finish = r.finish
+    if tools is not None:
+        content, calls = parse_tool_calls(r.content)
+        if calls:
+            calls = calls if tools.parallel else calls[:1]
+            message = {"role": "assistant", "content": content, "tool_calls": [c.json() for c in calls]}
+            finish = "tool_calls" if finish == "stop" else finish
+    choice = {"index": 0, "finish_reason": finish, "message": message}
     if args.logprobs:
         choice["logprobs"] = _logprobs(r.probs)
     return {**meta.head("chat.completion"), "choices": [choice], "usage": usage(r.stats),
             "timings": timings(r.stats)}
 
 
-async def chat_events(meta: OaiMeta, gen: Generation) -> AsyncIterator[dict]:
-    """Role delta with the first token, content deltas, a finish chunk, the usage chunk if asked."""
+async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = None) -> AsyncIterator[dict]:
+    """Role delta with the first token, content (or tool call) deltas, a finish chunk, the usage chunk if
+    asked. With `tools` the text goes through the tool-call parser (logprobs are refused then)."""
     args, first = gen.args, True
     last: Piece | None = None
+    parser = ToolCallStream() if tools is not None else None
+    n_calls = 0
     async for piece in gen.pieces():
         if first:
             first = False
             yield _chat_chunk(meta, {"role": "assistant", "content": None})
-        if piece.text or piece.probs:
+        if parser is not None:
+            events = parser.feed(piece.text) + (parser.finish() if piece.finish else [])
+            for kind, value in events:
+                if kind == "content":
+                    yield _chat_chunk(meta, {"content": value})
+                elif tools.parallel or n_calls == 0:
+                    for delta in _call_deltas(n_calls, value):
+                        yield _chat_chunk(meta, {"tool_calls": [delta]})
+                    n_calls += 1
+        elif piece.text or piece.probs:
             chunk = _chat_chunk(meta, {"content": piece.text})
             if args.logprobs:
                 chunk["choices"][0]["logprobs"] = _logprobs(piece.probs)
             yield chunk
         last = piece
-    end = _chat_chunk(meta, {}, last.finish)
+    finish = "tool_calls" if n_calls and last.finish == "stop" else last.finish
+    end = _chat_chunk(meta, {}, finish)
     if args.include_usage:
         yield end
         yield {**meta.head("chat.completion.chunk"), "choices": [], "usage": usage(last.stats),
                "timings": timings(last.stats)}
     else:
         yield {**end, "timings": timings(last.stats)}
+
+
+def _call_deltas(index: int, call) -> list[dict]:
+    """OpenAI's stream shape of one call: id, type and name first, then the arguments."""
+    return [{"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}},
+            {"index": index, "function": {"arguments": call.arguments}}]
 
 
 def _chat_chunk(meta: OaiMeta, delta: dict, finish: str | None = None) -> dict:

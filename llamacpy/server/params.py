@@ -240,6 +240,7 @@ class ConstraintSpec:
 
     gbnf: str | None = None
     json_schema: dict | None = None
+    lark: str | None = None  # llguidance's Lark text (forced tool calls)
 
 
 def constraint_spec(body: Body, chat: bool) -> ConstraintSpec | None:
