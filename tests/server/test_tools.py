@@ -147,3 +147,27 @@ def test_bad_tool_requests_are_400_and_the_server_goes_on(client):
             client.chat.completions.create(model="m", messages=ASK, max_tokens=4, **extra)
     r = client.chat.completions.create(model="m", messages=ASK, max_tokens=4)
     assert r.choices[0].message.content is not None
+
+
+def test_auto_parses_the_models_own_call_streamed_and_not(client):
+    """Unconstrained (`auto`): whatever the model writes, no `<tool_call>` markup reaches the content, and
+    the streamed reply carries the same calls as the whole one (greedy decoding)."""
+    r = client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], **GREEDY)
+    whole = r.choices[0]
+    assert "<tool_call>" not in (whole.message.content or "")
+    assert [c.function.name for c in whole.message.tool_calls] == ["get_weather"]  # this model does call it
+    stream = client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], stream=True, **GREEDY)
+    names, arguments, content, finish = [], [], "", None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        for d in delta.tool_calls or []:
+            if d.id:
+                names.append(d.function.name)
+                arguments.append("")
+            arguments[d.index] += d.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert "<tool_call>" not in content and finish == whole.finish_reason
+    assert names == [c.function.name for c in whole.message.tool_calls or []]
+    assert [json.loads(a) for a in arguments] == [json.loads(c.function.arguments)
+                                                   for c in whole.message.tool_calls or []]
