@@ -27,7 +27,7 @@ from .threads import (
 MATVEC_BATCH = 2
 SMALL_BATCH = 32
 # `mul` (ggml's numerics) takes the integer vec_dot kernels up to this many rows, f32 tiles + BLAS above.
-VEC_DOT_BATCH = 32
+VEC_DOT_BATCH = 64
 # f32 elements per dequantized tile of the BLAS path, per thread (4 MiB): BLAS repacks X for every
 # tile, so tiles must be wide (64-row tiles ran at half the speed of 1024-row tiles on 4096 x 4096).
 TILE_ELEMS = 1 << 20

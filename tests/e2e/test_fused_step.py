@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from llamacpy.gguf import GGUFFile
+from llamacpy.kernels.weight import VEC_DOT_BATCH
 from llamacpy.models import Segment, load_model
 from llamacpy.models.base import DecoderModel
 
@@ -15,11 +16,11 @@ from llamacpy.models.base import DecoderModel
 @pytest.mark.parametrize("fixture", ["smollm2_path", "qwen05_path"])
 def test_fused_step_equals_layer_by_layer(fixture, request):
     model = load_model(GGUFFile(request.getfixturevalue(fixture)))
-    fused_cache, ref_cache = model.new_cache(48, 2), model.new_cache(48, 2)
+    fused_cache, ref_cache = model.new_cache(112, 2), model.new_cache(112, 2)
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, model.args.n_vocab, 20)
-    batches = [(tokens, [Segment(0, 0, 12), Segment(1, 0, 8)])]
-    batches += [(rng.integers(0, model.args.n_vocab, 2), [Segment(0, 12 + i, 1), Segment(1, 8 + i, 1)])
+    tokens = rng.integers(0, model.args.n_vocab, VEC_DOT_BATCH)  # the largest batch the fused step takes
+    batches = [(tokens, [Segment(0, 0, 40), Segment(1, 0, VEC_DOT_BATCH - 40)])]
+    batches += [(rng.integers(0, model.args.n_vocab, 2), [Segment(0, 40 + i, 1), Segment(1, 24 + i, 1)])
                 for i in range(3)]
     for toks, segs in batches:
         fused = model.forward(toks, segs, fused_cache)

@@ -3,8 +3,8 @@ the reply the same request gets alone, memory flat.
 
 Why a batched reply may differ from the same request served alone, and only at a near-tie: a row's
 numbers must not depend on what else is in its batch. The fused llama/qwen2 layer step computes each of up to
-32 rows exactly as it computes a single row, so decoding slots together is bit-identical to decoding alone; but a
-step over more than 32 rows (a prompt chunk beside decoding slots) goes through BLAS on dequantized tiles,
+64 rows (VEC_DOT_BATCH) exactly as it computes a single row, so decoding slots together is bit-identical to decoding alone; but a
+step over more than 64 rows (a prompt chunk beside decoding slots) goes through BLAS on dequantized tiles,
 whose summation order differs in the last bits, and a prompt whose prefix came from the cache was evaluated
 in other chunks than alone. Activation quantization (Q8 rounding) and 30 layers amplify last-bit
 differences: perturbing smollm2's input by 1e-5 relative moves its logits by up to ~1 nat. So where the
