@@ -224,3 +224,23 @@ def test_model_picker_router_mode(browser, router):
     assert partial["status"] == "stopped" and len(partial["content"]) >= 30
     ctx.close()
     assert not chat.errors, chat.errors
+
+
+def test_router_picker_follows_status_events(browser, router):
+    """Loads and unloads made elsewhere (here: the API) show in the open page's picker without a touch: the
+    page follows the router's /models/sse."""
+    gemma = "gemma"
+    if router.statuses()[gemma]["value"] != "unloaded":
+        router.http.post("/models/unload", json={"model": gemma})
+    ctx = new_context(browser)
+    page = ctx.new_page()
+    chat = Chat(page, router).open()
+    shown = "m => document.querySelector(`#model-picker option[value='${m}']`).dataset.status"
+    page.wait_for_function(f"m => ({shown})(m) === 'unloaded'", arg=gemma)
+    assert router.http.post("/models/load", json={"model": gemma}).json() == {"success": True}
+    page.wait_for_function(f"m => ({shown})(m) === 'loaded'", arg=gemma, timeout=120_000)
+    assert router.http.post("/models/unload", json={"model": gemma}).json() == {"success": True}
+    page.wait_for_function(f"m => ({shown})(m) === 'unloaded'", arg=gemma, timeout=30_000)
+    assert picker_statuses(page)[gemma] == "gemma (unloaded)"
+    ctx.close()
+    assert not chat.errors, chat.errors

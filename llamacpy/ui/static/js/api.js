@@ -56,6 +56,8 @@ async function json(path, init) {
 export const health = () => fetch('health').then((r) => r.status).catch(() => 0);
 export const props = () => json('props');
 export const models = () => json('v1/models').then((body) => body.data || []);
+/** Router mode's feed of model status changes (SSE: `event: model_status`, data {model, status}). */
+export const modelEvents = () => call('models/sse');
 
 export function postChat(body, identity, signal) {
   return call('v1/chat/completions', {

@@ -6,11 +6,13 @@ import * as api from './api.js';
 import * as db from './db.js';
 import { Generation } from './generation.js';
 import * as resume from './resume.js';
+import { dataOf, readLines } from './sse.js';
 import * as view from './view.js';
 
 const MODEL_KEY = 'llamacpy.model';
 const REMOTE_POLL_MS = 2000; // while another tab or device generates, how often its spinner is re-checked
 const HEALTH_POLL_MS = 1000;
+const MODEL_EVENTS_RETRY_MS = 5000; // router mode: how soon a dropped /models/sse feed is reopened
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -24,6 +26,7 @@ const app = {
   models: [],
   model: localStorage.getItem(MODEL_KEY),
   router: false, // router mode: requests name a model and identities are `<conv>::<model>`
+  watchingModels: false, // router mode: following /models/sse
   ready: false,
   openToken: 0,
   pollTimer: null,
@@ -306,6 +309,31 @@ async function loadModels() {
   view.renderModels(app.models, app.model);
 }
 
+/** Router mode: model statuses change while the page is open (loads, unloads, crashes); follow them. */
+async function watchModelEvents() {
+  for (;;) {
+    try {
+      const res = await api.modelEvents();
+      if (res.ok && res.body) {
+        await readLines(res.body.getReader(), (line) => {
+          const event = dataOf(line);
+          if (event?.model && event.status) updateModelStatus(event.model, event.status);
+        });
+      }
+    } catch {
+      // the server went away: try again shortly
+    }
+    await new Promise((r) => setTimeout(r, MODEL_EVENTS_RETRY_MS));
+  }
+}
+
+function updateModelStatus(id, status) {
+  const model = app.models.find((m) => m.id === id);
+  if (!model) return; // a model the list does not have yet: the next loadModels() brings it
+  model.status = status;
+  view.renderModels(app.models, app.model);
+}
+
 async function watchServer() {
   const status = await api.health();
   if (status !== 200) {
@@ -320,6 +348,10 @@ async function watchServer() {
     view.setServerStatus(e.message, 'error');
   }
   await loadModels();
+  if (app.router && !app.watchingModels) {
+    app.watchingModels = true;
+    watchModelEvents();
+  }
   app.ready = true;
   if (app.current) await discoverStream(app.current);
   syncRemote();
