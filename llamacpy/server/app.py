@@ -6,10 +6,11 @@ Handlers do the text work (JSON, chat templates, tokenizing); the engine thread 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +28,8 @@ from .formats import (
     OaiMeta,
     chat_events,
     chat_response,
+    interleave,
+    merge_choices,
     native_events,
     native_response,
     text_events,
@@ -39,10 +42,13 @@ from .params import (
     Body,
     ConstraintSpec,
     GenArgs,
+    check_choice_count,
     check_tokens,
     common_args,
     constraint_spec,
+    n_choices,
     parse_json,
+    prompt_list,
     prompt_pieces,
     read_body,
 )
@@ -182,18 +188,61 @@ async def _constrain(ctx: ServerContext, body: Body, args: GenArgs, chat: bool,
 
 # -- generation routes -------------------------------------------------------------------------------------
 
-def _respond(ctx: ServerContext, args: GenArgs, events: Callable[[Generation], object], oai: bool,
-             whole: Callable[[Generation], Awaitable[dict]]) -> object:
-    """Submit the generation; stream it (SSE) or answer once it is complete, cancelling it if the client
-    leaves first."""
-    gen = Generation(ctx.engine, ctx.tokenizer, args, on_end=_log_end)
-    if args.stream:
-        return EventStream(sse_bytes(events(gen), oai, ctx.settings.sse_ping_interval), gen.cancel)
+def _max_choices(ctx: ServerContext) -> int:
+    """The most generations one request may ask for (prompts x `n`)."""
+    return max(16, 4 * ctx.settings.n_slots)
+
+
+def _respond(ctx: ServerContext, runs: list[GenArgs], events: Callable[[Generation, int], AsyncIterator[dict]],
+             oai: bool, whole: Callable[[list[Generation]], Awaitable[object]]) -> object:
+    """Submit the generations (one per prompt and choice; they run side by side on the slots); stream them
+    (SSE, chunks interleaved, each naming its index) or answer once all are complete, cancelling every one
+    if the client leaves first."""
+    gens: list[Generation] = []
+
+    def cancel() -> None:
+        for gen in gens:
+            gen.cancel()
+
+    try:
+        for args in runs:
+            gens.append(Generation(ctx.engine, ctx.tokenizer, args, on_end=_log_end))
+    except BaseException:
+        cancel()
+        raise
+    if runs[0].stream:
+        if len(gens) == 1:
+            source = events(gens[0], 0)
+        else:
+            source = _cancelling(interleave([events(g, i) for i, g in enumerate(gens)], oai), cancel)
+        return EventStream(sse_bytes(source, oai, ctx.settings.sse_ping_interval), cancel)
 
     async def produce() -> Response:
-        return JsonResponse(await whole(gen))
+        try:
+            return JsonResponse(await whole(gens))
+        finally:
+            cancel()  # one failed: the others are not wanted any more (no-op for those that ended)
 
-    return GuardedResponse(produce, gen.cancel)
+    return GuardedResponse(produce, cancel)
+
+
+async def _cancelling(events: AsyncIterator[dict], cancel: Callable[[], None]) -> AsyncIterator[dict]:
+    try:
+        async for obj in events:
+            yield obj
+    finally:
+        cancel()
+        await events.aclose()
+
+
+async def _all(gens: list[Generation]) -> list:
+    return await asyncio.gather(*(gen.result() for gen in gens))
+
+
+def _runs(args: GenArgs, prompts: list[list[int]], n: int) -> list[GenArgs]:
+    """One generation's arguments per prompt and choice, in index order (prompt i, choice j: i * n + j).
+    Every choice gets the request's seed, as llama-server does (a fixed seed gives n equal samples)."""
+    return [dataclasses.replace(args, prompt=tokens) for tokens in prompts for _ in range(n)]
 
 
 def _log_end(gen: Generation, last: Piece) -> None:
@@ -210,6 +259,8 @@ async def chat_completions(request: Request):
     tools = tool_setup(body.data, ctx.template.source)
     if tools is not None and body.has("grammar"):
         raise bad_request("cannot use a custom grammar together with tools")
+    n = n_choices(body)
+    check_choice_count(1, n, _max_choices(ctx))
     text = await _chat_prompt(ctx, body)
     _check_length_bound(ctx, text)
     tokens = await _encode(ctx, text, add_special=True)
@@ -225,10 +276,24 @@ async def chat_completions(request: Request):
     meta = OaiMeta(ctx.model_name, "chatcmpl")
     parse = tools if tools is not None and tools.parse else None
 
-    async def whole(gen: Generation) -> dict:
-        return chat_response(meta, await gen.result(), args, parse)
+    async def whole(gens: list[Generation]) -> dict:
+        results = await _all(gens)
+        return merge_choices([chat_response(meta, r, args, parse, i) for i, r in enumerate(results)])
 
-    return _respond(ctx, args, lambda gen: chat_events(meta, gen, parse), True, whole)
+    return _respond(ctx, _runs(args, [tokens], n), lambda gen, i: chat_events(meta, gen, parse, i), True, whole)
+
+
+async def _prompts(ctx: ServerContext, body: Body) -> tuple[list[list[str | int]], list[list[int]], int]:
+    """The request's prompts (as given, and as tokens) and its completions per prompt, bounded."""
+    given = prompt_list(body.data.get("prompt"))
+    n = n_choices(body)
+    check_choice_count(len(given), n, _max_choices(ctx))
+    prompts = []
+    for pieces in given:
+        tokens = await _prompt_tokens(ctx, pieces)
+        _check_fits(ctx, tokens)
+        prompts.append(tokens)
+    return given, prompts, n
 
 
 async def completions_oai(request: Request):
@@ -236,37 +301,45 @@ async def completions_oai(request: Request):
     body = await _body(request)
     if body.bool("echo") or body.int("best_of", 1) != 1 or body.str("suffix"):
         raise bad_request("'echo', 'best_of' and 'suffix' are not supported")
-    tokens = await _prompt_tokens(ctx, prompt_pieces(body.data.get("prompt")))
-    _check_fits(ctx, tokens)
-    args = _args(ctx, body, tokens)
+    _, prompts, n = await _prompts(ctx, body)
+    args = _args(ctx, body, prompts[0])
     await _constrain(ctx, body, args, chat=False)
     if body.has("logprobs"):
         args.logprobs, args.n_probs = True, body.int("logprobs", 0, minimum=0, maximum=20)
     meta = OaiMeta(ctx.model_name, "cmpl")
 
-    async def whole(gen: Generation) -> dict:
-        return text_response(meta, await gen.result(), args)
+    async def whole(gens: list[Generation]) -> dict:
+        results = await _all(gens)
+        return merge_choices([text_response(meta, r, args, i) for i, r in enumerate(results)])
 
-    return _respond(ctx, args, lambda gen: text_events(meta, gen), True, whole)
+    return _respond(ctx, _runs(args, prompts, n), lambda gen, i: text_events(meta, gen, i), True, whole)
 
 
 async def completion_native(request: Request):
+    """llama-server's /completion: one result object, or an array of them for several prompts or `n` > 1."""
     ctx = _ctx(request)
     body = await _body(request)
-    pieces = prompt_pieces(body.data.get("prompt"))
-    tokens = await _prompt_tokens(ctx, pieces)
-    _check_fits(ctx, tokens)
-    args = _args(ctx, body, tokens)
+    given, prompts, n = await _prompts(ctx, body)
+    args = _args(ctx, body, prompts[0])
     await _constrain(ctx, body, args, chat=False)
     args.n_probs = body.int("n_probs", 0, minimum=0, maximum=MAX_N_PROBS)
     args.logprobs = args.n_probs > 0
-    prompt = "".join(p if isinstance(p, str) else ctx.tokenizer.token_to_piece(p).decode("utf-8", "replace")
-                     for p in pieces)
+    texts = [_prompt_text(ctx, pieces) for pieces in given for _ in range(n)]
+    return _respond_native(ctx, args, _runs(args, prompts, n), texts)
 
-    async def whole(gen: Generation) -> dict:
-        return native_response(ctx.model_name, prompt, await gen.result(), args)
 
-    return _respond(ctx, args, lambda gen: native_events(ctx.model_name, prompt, gen), False, whole)
+def _prompt_text(ctx: ServerContext, pieces: list[str | int]) -> str:
+    return "".join(p if isinstance(p, str) else ctx.tokenizer.token_to_piece(p).decode("utf-8", "replace")
+                   for p in pieces)
+
+
+def _respond_native(ctx: ServerContext, args: GenArgs, runs: list[GenArgs], texts: list[str]) -> object:
+    async def whole(gens: list[Generation]) -> dict | list:
+        results = await _all(gens)
+        out = [native_response(ctx.model_name, texts[i], r, args, i) for i, r in enumerate(results)]
+        return out[0] if len(out) == 1 else out
+
+    return _respond(ctx, runs, lambda gen, i: native_events(ctx.model_name, texts[i], gen, i), False, whole)
 
 
 # -- token utilities ---------------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ frames them); each `*_response` builds the non-streamed body.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+import anyio
 
 from .. import __version__
 from ..engine import Stats
@@ -64,7 +67,7 @@ def _logprobs(probs: list[dict]) -> dict:
 
 # -- /v1/chat/completions ---------------------------------------------------------------------------------
 
-def chat_response(meta: OaiMeta, r: Result, args: GenArgs, tools: ToolSetup | None = None) -> dict:
+def chat_response(meta: OaiMeta, r: Result, args: GenArgs, tools: ToolSetup | None = None, index: int = 0) -> dict:
     """`tools`: parse the reply for tool calls (given when the request has tools and tool_choice is not none)."""
     message = {"role": "assistant", "content": r.content}
     finish = r.finish
@@ -74,14 +77,15 @@ def chat_response(meta: OaiMeta, r: Result, args: GenArgs, tools: ToolSetup | No
             calls = calls if tools.parallel else calls[:1]
             message = {"role": "assistant", "content": content, "tool_calls": [c.json() for c in calls]}
             finish = "tool_calls" if finish == "stop" else finish
-    choice = {"index": 0, "finish_reason": finish, "message": message}
+    choice = {"index": index, "finish_reason": finish, "message": message}
     if args.logprobs:
         choice["logprobs"] = _logprobs(r.probs)
     return {**meta.head("chat.completion"), "choices": [choice], "usage": usage(r.stats),
             "timings": timings(r.stats)}
 
 
-async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = None) -> AsyncIterator[dict]:
+async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = None,
+                      index: int = 0) -> AsyncIterator[dict]:
     """Role delta with the first token, content (or tool call) deltas, a finish chunk, the usage chunk if
     asked. With `tools` the text goes through the tool-call parser (logprobs are refused then)."""
     args, first = gen.args, True
@@ -91,24 +95,24 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
     async for piece in gen.pieces():
         if first:
             first = False
-            yield _chat_chunk(meta, {"role": "assistant", "content": None})
+            yield _chat_chunk(meta, {"role": "assistant", "content": None}, index=index)
         if parser is not None:
             events = parser.feed(piece.text) + (parser.finish() if piece.finish else [])
             for kind, value in events:
                 if kind == "content":
-                    yield _chat_chunk(meta, {"content": value})
+                    yield _chat_chunk(meta, {"content": value}, index=index)
                 elif tools.parallel or n_calls == 0:
                     for delta in _call_deltas(n_calls, value):
-                        yield _chat_chunk(meta, {"tool_calls": [delta]})
+                        yield _chat_chunk(meta, {"tool_calls": [delta]}, index=index)
                     n_calls += 1
         elif piece.text or piece.probs:
-            chunk = _chat_chunk(meta, {"content": piece.text})
+            chunk = _chat_chunk(meta, {"content": piece.text}, index=index)
             if args.logprobs:
                 chunk["choices"][0]["logprobs"] = _logprobs(piece.probs)
             yield chunk
         last = piece
     finish = "tool_calls" if n_calls and last.finish == "stop" else last.finish
-    end = _chat_chunk(meta, {}, finish)
+    end = _chat_chunk(meta, {}, finish, index)
     if args.include_usage:
         yield end
         yield {**meta.head("chat.completion.chunk"), "choices": [], "usage": usage(last.stats),
@@ -123,25 +127,26 @@ def _call_deltas(index: int, call) -> list[dict]:
             {"index": index, "function": {"arguments": call.arguments}}]
 
 
-def _chat_chunk(meta: OaiMeta, delta: dict, finish: str | None = None) -> dict:
-    return {**meta.head("chat.completion.chunk"), "choices": [{"index": 0, "finish_reason": finish, "delta": delta}]}
+def _chat_chunk(meta: OaiMeta, delta: dict, finish: str | None = None, index: int = 0) -> dict:
+    return {**meta.head("chat.completion.chunk"),
+            "choices": [{"index": index, "finish_reason": finish, "delta": delta}]}
 
 
 # -- /v1/completions --------------------------------------------------------------------------------------
 
-def text_response(meta: OaiMeta, r: Result, args: GenArgs) -> dict:
-    choice = {"text": r.content, "index": 0, "logprobs": _logprobs(r.probs) if args.logprobs else None,
+def text_response(meta: OaiMeta, r: Result, args: GenArgs, index: int = 0) -> dict:
+    choice = {"text": r.content, "index": index, "logprobs": _logprobs(r.probs) if args.logprobs else None,
               "finish_reason": r.finish}
     return {**meta.head("text_completion"), "choices": [choice], "usage": usage(r.stats),
             "timings": timings(r.stats)}
 
 
-async def text_events(meta: OaiMeta, gen: Generation) -> AsyncIterator[dict]:
+async def text_events(meta: OaiMeta, gen: Generation, index: int = 0) -> AsyncIterator[dict]:
     args = gen.args
     last: Piece | None = None
     async for piece in gen.pieces():
         if piece.text or piece.probs or piece.finish:
-            choice = {"text": piece.text, "index": 0,
+            choice = {"text": piece.text, "index": index,
                       "logprobs": _logprobs(piece.probs) if args.logprobs else None, "finish_reason": piece.finish}
             chunk = {**meta.head("text_completion"), "choices": [choice]}
             if piece.finish and not args.include_usage:
@@ -155,8 +160,8 @@ async def text_events(meta: OaiMeta, gen: Generation) -> AsyncIterator[dict]:
 
 # -- /completion (native) ---------------------------------------------------------------------------------
 
-def native_response(model: str, prompt: str, r: Result, args: GenArgs) -> dict:
-    out = {"index": 0, "content": r.content, "tokens": r.tokens if args.return_tokens else [],
+def native_response(model: str, prompt: str, r: Result, args: GenArgs, index: int = 0) -> dict:
+    out = {"index": index, "content": r.content, "tokens": r.tokens if args.return_tokens else [],
            "id_slot": r.stats.id_slot, "stop": True, "model": model, "tokens_predicted": r.stats.n_decoded,
            "tokens_evaluated": r.stats.n_prompt, "generation_settings": args.settings_json(), "prompt": prompt,
            "has_new_line": "\n" in r.content, "truncated": False, "stop_type": r.stop_type,
@@ -167,7 +172,7 @@ def native_response(model: str, prompt: str, r: Result, args: GenArgs) -> dict:
     return out
 
 
-async def native_events(model: str, prompt: str, gen: Generation) -> AsyncIterator[dict]:
+async def native_events(model: str, prompt: str, gen: Generation, index: int = 0) -> AsyncIterator[dict]:
     """A frame per piece of text ("stop": false), then the final frame with the statistics; no [DONE]."""
     args = gen.args
     async for piece in gen.pieces():
@@ -175,17 +180,73 @@ async def native_events(model: str, prompt: str, gen: Generation) -> AsyncIterat
             last = Result("", piece.tokens, piece.probs, piece.stats, piece.finish, piece.stop_type,
                           piece.stopping_word)
             if piece.text:
-                yield _native_partial(piece, args)
+                yield _native_partial(piece, args, index)
                 last.tokens, last.probs = [], []
-            yield native_response(model, prompt, last, args)
+            yield native_response(model, prompt, last, args, index)
         else:
-            yield _native_partial(piece, args)
+            yield _native_partial(piece, args, index)
 
 
-def _native_partial(piece: Piece, args: GenArgs) -> dict:
-    out = {"index": 0, "content": piece.text, "tokens": piece.tokens if args.return_tokens else [],
+def _native_partial(piece: Piece, args: GenArgs, index: int = 0) -> dict:
+    out = {"index": index, "content": piece.text, "tokens": piece.tokens if args.return_tokens else [],
            "stop": False, "id_slot": piece.stats.id_slot, "tokens_predicted": piece.stats.n_decoded,
            "tokens_evaluated": piece.stats.n_prompt}
     if args.n_probs > 0:
         out["completion_probabilities"] = piece.probs
     return out
+
+
+# -- several choices in one response (several prompts, `n` > 1) -----------------------------------------------
+
+def sum_usage(usages: list[dict]) -> dict:
+    out = {"completion_tokens": 0, "prompt_tokens": 0, "total_tokens": 0, "prompt_tokens_details": {"cached_tokens": 0}}
+    for u in usages:
+        for key in ("completion_tokens", "prompt_tokens", "total_tokens"):
+            out[key] += u[key]
+        out["prompt_tokens_details"]["cached_tokens"] += u["prompt_tokens_details"]["cached_tokens"]
+    return out
+
+
+def merge_choices(responses: list[dict]) -> dict:
+    """One OpenAI response of several: every choice (each already carries its index), usage summed; the
+    other fields (id, timings) are the first response's."""
+    out = dict(responses[0])
+    out["choices"] = [c for r in responses for c in r["choices"]]
+    out["usage"] = sum_usage([r["usage"] for r in responses])
+    return out
+
+
+async def interleave(streams: list[AsyncIterator[dict]], oai: bool) -> AsyncIterator[dict]:
+    """The events of several generations as they come (each chunk names its choice's index). OpenAI
+    streams: the usage chunks (`choices: []`) are held back and sent once, summed, at the end."""
+    pending = {asyncio.ensure_future(anext(s)): s for s in streams}
+    usages: list[dict] = []
+    last_usage: dict | None = None
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: streams.index(pending[f])):
+                stream = pending.pop(fut)
+                try:
+                    obj = fut.result()
+                except StopAsyncIteration:
+                    continue
+                pending[asyncio.ensure_future(anext(stream))] = stream
+                if oai and obj.get("choices") == [] and "usage" in obj:
+                    usages.append(obj["usage"])
+                    last_usage = last_usage or obj
+                    continue
+                yield obj
+        if last_usage is not None:
+            yield {**last_usage, "usage": sum_usage(usages)}
+    finally:
+        with anyio.CancelScope(shield=True):  # the client may be gone: clean up regardless
+            for fut in pending:
+                fut.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            for fut in pending:
+                if not fut.cancelled():
+                    fut.exception()  # retrieved: the stream is being closed anyway
+            for stream in streams:
+                await stream.aclose()

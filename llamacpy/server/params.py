@@ -211,8 +211,6 @@ def stop_strings(body: Body) -> list[str]:
 def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab: int, tokenize,
                 server_n_predict: int = -1, ignore_eos: bool = False) -> GenArgs:
     """The fields every completion route shares (the route sets logprobs its own way)."""
-    if body.int("n", 1) != 1 or body.int("n_cmpl", 1) != 1:
-        raise bad_request("only one completion per request is supported ('n' must be 1)")
     n_predict = body.first_int(("n_predict", "max_tokens", "max_completion_tokens"), -1, minimum=-1)
     if server_n_predict >= 0:
         n_predict = server_n_predict if n_predict < 0 else min(n_predict, server_n_predict)
@@ -289,6 +287,35 @@ def check_tokens(tokens: list, n_vocab: int, what: str = "prompt") -> list[int]:
     return tokens
 
 
+def n_choices(body: Body) -> int:
+    """Completions per prompt: OpenAI's `n`, llama-server's `n_cmpl` (an alias)."""
+    key = "n_cmpl" if body.has("n_cmpl") else "n"
+    return body.int(key, 1, minimum=1)
+
+
+def check_choice_count(n_prompts: int, n: int, cap: int) -> None:
+    """Prompts x completions per prompt is bounded: each is a generation on a slot."""
+    if n_prompts * n > cap:
+        raise bad_request(f"too many completions in one request: {n_prompts} prompt(s) x n={n} is "
+                          f"{n_prompts * n}, the most is {cap}")
+
+
+def _is_mixed(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value))
+
+
+def prompt_list(value: Any) -> list[list[str | int]]:
+    """Native / OpenAI `prompt` as llama-server reads it: a string, token ids or a mixed array of both is
+    one prompt; an array of strings, or of such arrays, is one prompt each (multi-prompt)."""
+    if isinstance(value, list) and value and not any(isinstance(v, int) and not isinstance(v, bool)
+                                                     for v in value):
+        if not all(isinstance(v, list | str | dict) for v in value):
+            raise bad_request("'prompt' must be a string, an array of token ids, or a mixed array of both")
+        return [prompt_pieces(v) for v in value]
+    return [prompt_pieces(value)]
+
+
 def prompt_pieces(value: Any) -> list[str | int]:
     """A native prompt: a string, token ids, or a mixed array of both (one prompt only)."""
     if isinstance(value, dict):
@@ -297,11 +324,7 @@ def prompt_pieces(value: Any) -> list[str | int]:
         value = value.get("prompt_string")
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str | int) and not isinstance(v, bool)
-                                                 for v in value):
-        if sum(isinstance(v, str) for v in value) > 1 and not any(isinstance(v, int) for v in value):
-            raise bad_request("several prompts in one request are not supported; send one request each")
+    if _is_mixed(value):
         return value
-    if isinstance(value, list) and value and all(isinstance(v, list | str | dict) for v in value):
-        raise bad_request("several prompts in one request are not supported; send one request each")
-    raise bad_request("'prompt' must be a string, an array of token ids, or a mixed array of both")
+    raise bad_request("'prompt' must be a string, an array of token ids, or a mixed array of both (or an "
+                      "array of such prompts)")

@@ -71,7 +71,7 @@ CASES = [
     ("negative token id", "POST", "/completion", {"json": {"prompt": [-1]}}, 400, "invalid_request_error"),
     ("top_logprobs without logprobs", "POST", "/v1/chat/completions", {"json": {**CHAT, "top_logprobs": 2}}, 400,
      "invalid_request_error"),
-    ("several completions", "POST", "/v1/chat/completions", {"json": {**CHAT, "n": 3}}, 400,
+    ("too many completions", "POST", "/v1/chat/completions", {"json": {**CHAT, "n": 100}}, 400,
      "invalid_request_error"),
     ("logit_bias not a map", "POST", "/completion", {"json": {"prompt": "a", "logit_bias": "abc"}}, 400,
      "invalid_request_error"),
