@@ -4,6 +4,7 @@
 >>> llm = Llama("smollm2-135m-instruct")          # a catalog name (pulled on first use) or a .gguf path
 >>> llm.complete("The capital of France is", max_tokens=8, temperature=0)
 >>> for piece in llm.chat([{"role": "user", "content": "Hi"}], stream=True): print(piece, end="")
+>>> llm.create_chat_completion(messages=[...])   # llama-cpp-python's calls and result dicts (oai.py)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
+from . import oai
 from .catalog import resolve_model
 from .engine import GenerationParams, Sequence, StopReason, generate
 from .engine.thread_tuner import ThreadTuner
@@ -31,9 +33,12 @@ class Llama:
 
     def __init__(self, model: str | os.PathLike | None = None, n_ctx: int = 4096, n_threads: int | None = None,
                  n_batch: int = 512, chat_template: str | None = None,
-                 progress: Callable[[str], None] | None = None):
-        log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.path = resolve_model(model, log)
+                 progress: Callable[[str], None] | None = None, *, model_path: str | os.PathLike | None = None,
+                 verbose: bool = True, n_gpu_layers: int = 0):
+        """`model_path`, `verbose` and `n_gpu_layers` (ignored: CPU only) as llama-cpp-python names them."""
+        quiet = (lambda msg: None) if not verbose else None
+        log = progress or quiet or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.path = resolve_model(model if model is not None else model_path, log)
         threads = set_num_threads(n_threads)  # None: one per physical core
         t0 = time.perf_counter()
         self.gguf = GGUFFile(self.path)
@@ -128,6 +133,18 @@ class Llama:
         tokens = self.tokenizer.encode(prompt, add_special=True, parse_special=True)
         pieces = (c.text for c in self.stream_tokens(tokens, max_tokens, **kw))
         return pieces if stream else "".join(pieces)
+
+    # -- llama-cpp-python's OpenAI-shaped calls (oai.py) -----------------------------------------------
+    def create_completion(self, prompt: str, max_tokens: int | None = 16, **kw) -> dict | Iterator[dict]:
+        """{"choices": [{"text", "finish_reason"}], "usage": ...}; chunk dicts with stream=True."""
+        return oai.create_completion(self, prompt, max_tokens, **kw)
+
+    __call__ = create_completion
+
+    def create_chat_completion(self, messages: list[dict], max_tokens: int | None = None, **kw) -> dict | Iterator[dict]:
+        """{"choices": [{"message": {"role", "content"}, "finish_reason"}], "usage": ...}; with stream=True,
+        chunk dicts with `delta`. `response_format` json_object / json_schema constrain the reply."""
+        return oai.create_chat_completion(self, messages, max_tokens, **kw)
 
     def eval_logits(self, tokens: list[int]) -> object:
         """Logits (len(tokens), n_vocab) of every position of a fresh sequence."""
