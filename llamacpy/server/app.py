@@ -37,6 +37,7 @@ from .formats import (
 )
 from .gate import Gate
 from .generation import Generation, Piece
+from .infill import FimTokens, infill_input, infill_tokens
 from .jsonio import JsonResponse
 from .params import (
     Body,
@@ -328,6 +329,41 @@ async def completion_native(request: Request):
     return _respond_native(ctx, args, _runs(args, prompts, n), texts)
 
 
+async def infill(request: Request):
+    """llama-server's /infill: a fill-in-the-middle prompt from the model's FIM tokens (infill.py), answered
+    as /completion answers."""
+    ctx = _ctx(request)
+    fim = FimTokens.of(ctx.tokenizer.vocab.ids)
+    fim.check()
+    body = await _body(request)
+    inp = infill_input(body.data)
+    n = n_choices(body)
+    check_choice_count(1, n, _max_choices(ctx))
+    _check_length_bound(ctx, inp.prompt)
+    # the prefix keeps its end and the suffix its start, up to a batch: longer texts are trimmed (with room
+    # to spare) before tokenizing; the extra context must fit the slot
+    keep = 2 * ctx.settings.batch_size * ctx.max_piece_bytes
+    inp = dataclasses.replace(inp, prefix=inp.prefix[-keep:], suffix=inp.suffix[:keep])
+    _check_length_bound(ctx, "".join(t for _, t in inp.extra))
+    args = _args(ctx, body, [])
+    tok = ctx.tokenizer
+    bos = tok.bos_id if tok.add_bos else None
+
+    def build() -> list[int]:
+        return infill_tokens(fim, inp, lambda text, special: tok.encode(text, False, special), bos,
+                             ctx.settings.batch_size, ctx.n_ctx_slot, args.n_predict)
+
+    size = len(inp.prefix) + len(inp.suffix) + len(inp.prompt) + sum(len(t) for _, t in inp.extra)
+    tokens = await asyncio.to_thread(build) if size > BIG_TEXT else build()
+    _check_fits(ctx, tokens)
+    args.prompt = tokens
+    await _constrain(ctx, body, args, chat=False)
+    args.n_probs = body.int("n_probs", 0, minimum=0, maximum=MAX_N_PROBS)
+    args.logprobs = args.n_probs > 0
+    text = b"".join(tok.token_to_piece(t, special=True) for t in tokens).decode("utf-8", "replace")
+    return _respond_native(ctx, args, _runs(args, [tokens], n), [text] * n)
+
+
 def _prompt_text(ctx: ServerContext, pieces: list[str | int]) -> str:
     return "".join(p if isinstance(p, str) else ctx.tokenizer.token_to_piece(p).decode("utf-8", "replace")
                    for p in pieces)
@@ -509,6 +545,7 @@ ROUTES = [
     ("POST", "/v1/completions", resumable(completions_oai)),
     ("POST", "/chat/completions", resumable(chat_completions)),
     ("POST", "/v1/chat/completions", resumable(chat_completions)),
+    ("POST", "/infill", resumable(infill)),
     ("GET", "/v1/stream/{conv_id:path}", stream_get),
     ("GET", "/v1/stream", stream_get),
     ("DELETE", "/v1/stream/{conv_id:path}", stream_delete),
