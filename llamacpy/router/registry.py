@@ -56,6 +56,7 @@ class Registry:
         self.router_flags, self.models_max, self.client = router_flags, max(1, models_max), client
         self._lock = asyncio.Lock()
         self.listeners: set[asyncio.Queue] = set()
+        self._tasks: set[asyncio.Task] = set()
 
     def resolve(self, name: object) -> Model:
         """The model a request's "model" names (an alias resolves to its model), or a 400."""
@@ -117,7 +118,9 @@ class Registry:
                 self._publish(model)
                 model.ready.set_exception(ChildFailed(f"model '{model.source.name}' could not start: {e}"))
                 return model.ready
-            asyncio.get_running_loop().create_task(self._bring_up(model, child))
+            task = asyncio.get_running_loop().create_task(self._bring_up(model, child))
+            self._tasks.add(task)  # held: the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
             return model.ready
 
     async def _bring_up(self, model: Model, child: Child) -> None:
