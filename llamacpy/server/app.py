@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -22,7 +22,7 @@ from ..sampling import SamplingParams
 from ..tokenizer.chat_template import ChatTemplateError
 from ..ui import WebUI
 from .context import ServerContext
-from .errors import EXCEPTION_HANDLERS, NOT_FOUND, ApiError, bad_request, exceeds_context
+from .errors import EXCEPTION_HANDLERS, ApiError, bad_request, exceeds_context
 from .formats import (
     FINGERPRINT,
     OaiMeta,
@@ -520,19 +520,9 @@ async def metrics(request: Request):
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
-async def index(request: Request):
-    if not _ctx(request).settings.webui:
-        raise NOT_FOUND
-    return HTMLResponse("<!doctype html><title>llamacpy</title><h1>llamacpy server</h1>"
-                        "<p>OpenAI-compatible API at <code>/v1</code> (chat/completions, completions, models); "
-                        "llama-server's <code>/completion</code>, <code>/tokenize</code>, <code>/props</code>, "
-                        "<code>/slots</code>, <code>/health</code>.</p>")
-
-
 # -- the route table ---------------------------------------------------------------------------------------
 
 ROUTES = [
-    ("GET", "/", index),
     ("GET", "/health", health),
     ("GET", "/v1/health", health),
     ("GET", "/props", props),
