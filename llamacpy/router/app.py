@@ -54,6 +54,7 @@ class RouterState:
         self.settings, self.registry, self.client, self.scan = settings, registry, client, scan
         self.owners: OrderedDict[str, str] = OrderedDict()  # conversation id -> model name, newest last
         self.parked: dict[str, asyncio.Event] = {}  # conversation id -> cancel, while its model loads
+        self.stopping = asyncio.Event()  # set at shutdown: /models/sse feeds end
 
 
 def _state(request: Request) -> RouterState:
@@ -146,11 +147,20 @@ async def models_events(request: Request):
         try:
             for m in list(registry.models.values()):
                 yield frame({"model": m.source.name, "status": m.describe()["status"]})
-            while True:
-                try:
-                    yield frame(await asyncio.wait_for(queue.get(), EVENTS_PING_SECONDS))
-                except TimeoutError:
-                    yield b": ping\n\n"
+            stopping = asyncio.ensure_future(_state(request).stopping.wait())
+            try:
+                while not stopping.done():
+                    get = asyncio.ensure_future(queue.get())
+                    await asyncio.wait([get, stopping], timeout=EVENTS_PING_SECONDS,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if get.done():
+                        yield frame(get.result())
+                    else:
+                        get.cancel()
+                        if not stopping.done():
+                            yield b": ping\n\n"
+            finally:
+                stopping.cancel()
         finally:
             registry.unsubscribe(queue)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import uvicorn
 
-from ..server.run import GracefulServer, configure_logging
+from ..server.run import GRACEFUL_SECONDS, GracefulServer, configure_logging
 from ..server.settings import ServerSettings
 from .app import RouterState, create_router_app
 from .registry import Registry
@@ -36,6 +36,7 @@ class _RouterServer(GracefulServer):
 
     async def shutdown(self, sockets=None) -> None:
         log.info("router: stopping %d model(s)", len(self.state.registry.running()))
+        self.state.stopping.set()
         await self.state.registry.stop_all()
         await super().shutdown(sockets)
         await self.state.client.aclose()
@@ -60,7 +61,8 @@ def serve_router(settings: ServerSettings, scan: Callable[[], dict[str, ModelSou
     registry = Registry(sources, child_flags, settings.models_max, client)
     state = RouterState(settings, registry, client, scan)
     config = uvicorn.Config(create_router_app(state), host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, lifespan="off", timeout_keep_alive=settings.timeout)
+                            access_log=False, lifespan="off", timeout_keep_alive=settings.timeout,
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
     server = _RouterServer(config, state)
     server.run()
     return server.exit_code or (0 if server.started else 1)

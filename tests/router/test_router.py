@@ -289,9 +289,16 @@ def test_api_key_and_shutdown_stop_every_child(tmp_path, smollm2_path):
         assert ok.status_code == 200
         children = r.child_pids()
         assert len(children) == 1
+        # a page following the model statuses must not hold the shutdown up
+        u = urlparse(r.url)
+        watcher = socket.create_connection((u.hostname, u.port), timeout=30)
+        watcher.sendall(b"GET /models/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekrit\r\n\r\n")
+        assert read_until(watcher, b"model_status").startswith(b"HTTP/1.1 200")
     finally:
+        t0 = time.monotonic()
         code = r.stop()
-    assert code == 0
+    assert code == 0 and time.monotonic() - t0 < 10
+    watcher.close()
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
