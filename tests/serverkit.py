@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -77,3 +78,13 @@ class ServerProcess(LlamacpyServer):
 
     def __init__(self, model: Path, *flags: str, timeout: float = 180.0, cwd: Path | None = None):
         super().__init__("-m", str(model), *flags, timeout=timeout, cwd=cwd)
+
+
+def sse_events(lines) -> list:
+    """The `data:` payloads of an SSE body (JSON decoded; "[DONE]" kept as a string)."""
+    out = []
+    for line in lines:
+        if line.startswith("data: "):
+            payload = line[6:]
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out

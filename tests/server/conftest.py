@@ -23,15 +23,3 @@ def start_server():
     for server in started:
         server.stop()
         os.unlink(server.log.name)
-
-
-def sse_events(lines) -> list:
-    """The `data:` payloads of an SSE body (JSON decoded; "[DONE]" kept as a string)."""
-    import json
-
-    out = []
-    for line in lines:
-        if line.startswith("data: "):
-            payload = line[6:]
-            out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out

@@ -8,8 +8,8 @@ import socket
 import time
 
 import pytest
-from conftest import sse_events
 from openai import AsyncOpenAI, OpenAI
+from serverkit import sse_events
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import threading
 
 import httpx
 import pytest
-from conftest import sse_events
+from serverkit import sse_events
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import sse_events
 from openai import BadRequestError, OpenAI
+from serverkit import sse_events
 
 pytestmark = pytest.mark.slow
 

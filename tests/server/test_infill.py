@@ -4,7 +4,7 @@ whole and streamed), its input checks, and the 501 of a model without FIM tokens
 from __future__ import annotations
 
 import pytest
-from conftest import sse_events
+from serverkit import sse_events
 
 from llamacpy.server.errors import ApiError
 from llamacpy.server.infill import SNIPPET, FimTokens, InfillInput, infill_input, infill_tokens
