@@ -216,10 +216,12 @@ def test_delete_stops_the_generation_and_frees_its_slot(server):
     assert server.busy_slots() == 1
     t0 = time.monotonic()
     assert server.client.delete("/v1/stream/to-stop").status_code == 204
-    while server.busy_slots() and time.monotonic() - t0 < 5:
-        pass
+    while server.busy_slots() and time.monotonic() - t0 < 10:
+        time.sleep(0.02)  # not a busy loop: on two cores it would starve the server it polls
     freed_in = time.monotonic() - t0
-    assert server.busy_slots() == 0 and freed_in < 1.0, freed_in  # a decoding step is ~20-50 ms here
+    # a decoding step is ~10-50 ms here (freed in ~0.02 s on a quiet machine); the bound leaves room for a
+    # loaded CI machine and is still far below the ~10 s that the remaining ~1000 tokens would take
+    assert server.busy_slots() == 0 and freed_in < 3.0, freed_in
     body = s.read_all()  # the original client's stream ends, without [DONE]
     s.close()
     assert not body.endswith(b"[DONE]\n\n") and text_of(body).count(" ") < 900

@@ -340,7 +340,7 @@ def test_cancelling_the_session_stops_the_generation_mid_wait():
         return s, gen, stopped_in, body
 
     s, gen, stopped_in, body = asyncio.run(main())
-    assert gen.closed and s.done and stopped_in < 0.05 + 0.5
+    assert gen.closed and s.done and stopped_in < 1.5  # a chunk is 0.05 s; all 1000 would take 50 s
     assert gen.produced < 1000 and not body.endswith(b"[DONE]\n\n")
     assert body == read_all(s)
 
