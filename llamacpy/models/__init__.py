@@ -7,10 +7,11 @@ import importlib
 from ..gguf import GGUFFile
 from .base import DecoderModel, KVCache, ModelArgs, ModelError, Segment
 
-ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "gemma3": "gemma3"}
+ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "gemma3": "gemma3", "bert": "bert"}
 
 
 def load_model(g: GGUFFile) -> DecoderModel:
+    """The architecture's `Model` (for encoders such as bert, not a DecoderModel: it has `is_encoder`)."""
     arch = g.architecture
     if arch not in ARCHITECTURES:
         raise ModelError(f"{g.path}: architecture {arch!r} is not supported "

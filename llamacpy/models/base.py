@@ -163,6 +163,20 @@ class DecoderModel:
             x *= np.float32(self.embed_scale)
         return x
 
+    def hidden_states(self, tokens: np.ndarray, lengths: list[int]) -> np.ndarray:
+        """Embeddings of a decoder (llama-server --embeddings): consecutive sequences of `lengths` tokens, each
+        from position 0 in a cache of its own, -> their hidden states after the final norm (T, n_embd)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if not lengths or min(lengths) <= 0 or sum(lengths) != len(tokens):
+            raise ValueError(f"sequence lengths {lengths} do not cover {len(tokens)} tokens")
+        cache = self.new_cache(max(lengths), len(lengths))
+        segments = [Segment(i, 0, n) for i, n in enumerate(lengths)]
+        positions = np.concatenate([np.arange(n) for n in lengths])
+        x = self.embed(tokens)  # (T, n_embd)
+        for i in range(self.args.n_layer):
+            x = self.block(i, x, positions, segments, cache)
+        return rms_norm(x, self.output_norm, self.args.rms_eps)  # (T, n_embd)
+
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
                 output_rows: np.ndarray | None = None, trace: dict | None = None) -> np.ndarray:
         """Run the tokens of `segments` (concatenated in order) through the model, filling the cache.

@@ -248,3 +248,57 @@ def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
         p = q_pos0 + i
         lo = 0 if window <= 0 else max(0, p - window + 1)
         attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h])
+
+
+BIDIR_NUMBA_MAX = 64  # segment length up to which the numba loop beats per-segment BLAS calls
+
+
+@njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def _attention_bidir_small(q, k, v, starts, lens, scale, out):
+    """Softmax attention of every token of a segment over all tokens of that segment; one (segment, head)
+    per work item. q, k, v: (T, n_head, hd) f32; out: (T, n_head, hd)."""
+    n_head, hd = q.shape[1], q.shape[2]
+    for job in prange(starts.shape[0] * n_head):
+        s, h = job // n_head, job % n_head
+        s0, n = starts[s], lens[s]
+        p = np.empty(n, np.float32)
+        for i in range(s0, s0 + n):
+            m = np.float32(-np.inf)
+            for j in range(n):
+                acc = np.float32(0.0)
+                for d in range(hd):
+                    acc += q[i, h, d] * k[s0 + j, h, d]
+                p[j] = acc * scale
+                m = max(m, p[j])
+            total = np.float32(0.0)
+            for j in range(n):
+                p[j] = np.exp(p[j] - m)
+                total += p[j]
+            inv = np.float32(1.0) / total
+            for d in range(hd):
+                out[i, h, d] = 0.0
+            for j in range(n):
+                w = p[j] * inv
+                for d in range(hd):
+                    out[i, h, d] += w * v[s0 + j, h, d]
+
+
+def attention_bidir(q: np.ndarray, k: np.ndarray, v: np.ndarray, lengths: list[int], scale: float) -> np.ndarray:
+    """Non-causal attention (encoders such as BERT): q, k, v (T, n_head, hd) hold consecutive segments of
+    `lengths` tokens; each token sees every token of its own segment. Returns (T, n_head * hd)."""
+    q, k, v = (np.ascontiguousarray(a, dtype=np.float32) for a in (q, k, v))
+    T, n_head, hd = q.shape
+    out = np.empty((T, n_head, hd), np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    lens = np.asarray(lengths, np.int64)
+    small = lens <= BIDIR_NUMBA_MAX
+    if small.any():
+        _attention_bidir_small(q, k, v, starts[small], lens[small], np.float32(scale), out)
+    for s0, n in zip(starts[~small], lens[~small]):
+        qs, ks, vs = (a[s0:s0 + n].transpose(1, 0, 2) for a in (q, k, v))  # (n_head, n, hd)
+        scores = np.matmul(qs, ks.transpose(0, 2, 1)) * np.float32(scale)  # (n_head, n, n)
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out[s0:s0 + n] = np.matmul(scores, vs).transpose(1, 0, 2)
+    return out.reshape(T, n_head * hd)

@@ -7,6 +7,8 @@ last-bit difference here into visible noise.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -141,3 +143,47 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - m)
     return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _layer_norm_rows(x, w, b, eps, out):
+    """ggml_norm then * w + b: mean and variance of each row (sums in f64), y = (x - mean) / sqrt(var + eps)."""
+    n = x.shape[1]
+    for t in range(x.shape[0]):
+        s = 0.0
+        for i in range(n):
+            s += np.float64(x[t, i])
+        mean = np.float32(s / n)
+        s2 = 0.0
+        for i in range(n):
+            d = np.float64(x[t, i] - mean)
+            s2 += d * d
+        scale = np.float32(1.0) / np.sqrt(np.float32(s2 / n) + eps)
+        for i in range(n):
+            out[t, i] = (x[t, i] - mean) * scale * w[i] + b[i]
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last axis with weight and bias (float32 of that length)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    out = np.empty_like(x)
+    _layer_norm_rows(x.reshape(-1, n), weight, bias, np.float32(eps), out.reshape(-1, n))
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _gelu_erf_rows(x, out):
+    for t in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            v = x[t, i]
+            out[t, i] = np.float32(0.5) * v * (np.float32(1.0) + math.erf(v * np.float32(0.7071067811865476)))
+
+
+def gelu_erf(x: np.ndarray) -> np.ndarray:
+    """GELU with the exact error function (BERT's `hidden_act: gelu`, as transformers computes it)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    out = np.empty_like(x)
+    _gelu_erf_rows(x.reshape(-1, n), out.reshape(-1, n))
+    return out

@@ -266,8 +266,8 @@ async def streams_lookup(request: Request):
 # -- the route table ---------------------------------------------------------------------------------------------
 
 PROXIED_POSTS = ["/completion", "/completions", "/v1/completions", "/chat/completions", "/v1/chat/completions",
-                 "/infill", "/embedding", "/embeddings", "/v1/embeddings", "/rerank", "/v1/rerank", "/tokenize",
-                 "/detokenize", "/apply-template", "/props"]
+                 "/infill", "/embedding", "/embeddings", "/v1/embeddings", "/rerank", "/v1/rerank", "/reranking",
+                 "/v1/reranking", "/tokenize", "/detokenize", "/apply-template", "/props"]
 
 ROUTES = [
     ("GET", "/health", health),

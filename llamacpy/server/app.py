@@ -22,6 +22,7 @@ from ..sampling import SamplingParams
 from ..tokenizer.chat_template import ChatTemplateError
 from ..ui import WebUI
 from .context import ServerContext
+from .embeddings import check_generating, embeddings_native, embeddings_oai, rerank
 from .errors import EXCEPTION_HANDLERS, ApiError, bad_request, exceeds_context
 from .formats import (
     FINGERPRINT,
@@ -256,6 +257,7 @@ def _log_end(gen: Generation, last: Piece) -> None:
 
 async def chat_completions(request: Request):
     ctx = _ctx(request)
+    check_generating(ctx)
     body = await _body(request)
     tools = tool_setup(body.data, ctx.template.source)
     if tools is not None and body.has("grammar"):
@@ -299,6 +301,7 @@ async def _prompts(ctx: ServerContext, body: Body) -> tuple[list[list[str | int]
 
 async def completions_oai(request: Request):
     ctx = _ctx(request)
+    check_generating(ctx)
     body = await _body(request)
     if body.bool("echo") or body.int("best_of", 1) != 1 or body.str("suffix"):
         raise bad_request("'echo', 'best_of' and 'suffix' are not supported")
@@ -319,6 +322,7 @@ async def completions_oai(request: Request):
 async def completion_native(request: Request):
     """llama-server's /completion: one result object, or an array of them for several prompts or `n` > 1."""
     ctx = _ctx(request)
+    check_generating(ctx)
     body = await _body(request)
     given, prompts, n = await _prompts(ctx, body)
     args = _args(ctx, body, prompts[0])
@@ -333,6 +337,7 @@ async def infill(request: Request):
     """llama-server's /infill: a fill-in-the-middle prompt from the model's FIM tokens (infill.py), answered
     as /completion answers."""
     ctx = _ctx(request)
+    check_generating(ctx)
     fim = FimTokens.of(ctx.tokenizer.vocab.ids)
     fim.check()
     body = await _body(request)
@@ -443,7 +448,7 @@ async def props(request: Request):
         "ui": s.webui, "ui_settings": {}, "chat_template": ctx.template.source,
         "chat_template_caps": ctx.template_caps(), "bos_token": ctx.token_text("bos"),
         "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT, "is_sleeping": False,
-        "cors_proxy_enabled": False,
+        "cors_proxy_enabled": False, "embedding": s.embedding, "pooling": ctx.pooling if s.embedding else None,
     })
 
 
@@ -459,7 +464,7 @@ async def models(request: Request):
                   "owned_by": "llamacpp", "meta": meta}],
         "models": [{"name": ctx.model_name, "model": ctx.model_name, "modified_at": "", "size": str(f["size"]),
                     "digest": "", "type": "model", "description": "", "tags": [""],
-                    "capabilities": ["completion"], "parameters": "",
+                    "capabilities": ["embedding" if ctx.settings.embedding else "completion"], "parameters": "",
                     "details": {"parent_model": "", "format": "gguf", "family": f["arch"], "families": [f["arch"]],
                                 "parameter_size": str(f["n_params"]), "quantization_level": ""}}],
     })
@@ -536,6 +541,10 @@ ROUTES = [
     ("POST", "/chat/completions", resumable(chat_completions)),
     ("POST", "/v1/chat/completions", resumable(chat_completions)),
     ("POST", "/infill", resumable(infill)),
+    ("POST", "/v1/embeddings", embeddings_oai),
+    ("POST", "/embedding", embeddings_native),
+    ("POST", "/embeddings", embeddings_native),
+    *(("POST", path, rerank) for path in ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking")),
     ("GET", "/v1/stream/{conv_id:path}", stream_get),
     ("GET", "/v1/stream", stream_get),
     ("DELETE", "/v1/stream/{conv_id:path}", stream_delete),

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from ..catalog import resolve_model
 from ..engine import Engine, EngineConfig
+from ..engine.embedding import EmbeddingEngine
 from ..gguf import GGUFFile
-from ..models import DecoderModel, load_model
+from ..models import DecoderModel, ModelError, load_model
 from ..sampling.grammar import Grammar, GrammarVocab
 from ..tokenizer import Tokenizer
 from ..tokenizer.chat_template import ChatTemplate
@@ -32,8 +33,9 @@ class ServerContext:
         self.settings = settings
         self.api_keys = settings.api_keys()
         self.model_name = settings.alias[0] if settings.alias else settings.model
-        self.engine = Engine(self._load, EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size,
-                                                      n_threads=settings.threads))
+        config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads)
+        self.engine = EmbeddingEngine(self._load, config) if settings.embedding else Engine(self._load, config)
+        self.pooling = "none"  # the embeddings' pooling (--pooling, else the model's), set when loaded
         self.path: Path | None = None
         self.gguf: GGUFFile | None = None
         self.tokenizer: Tokenizer | None = None
@@ -57,6 +59,7 @@ class ServerContext:
         g = GGUFFile(self.path)
         tokenizer = Tokenizer.from_gguf(g)
         model = load_model(g)
+        self.pooling = self._pooling(model)
         self.template = self._template(g, tokenizer)
         n_train = model.args.n_ctx_train
         self.n_ctx = min(s.ctx_size, n_train) if s.ctx_size > 0 else n_train
@@ -74,6 +77,17 @@ class ServerContext:
         }
         self.gguf, self.tokenizer = g, tokenizer
         return model, tokenizer.eog_ids
+
+    def _pooling(self, model) -> str:
+        """The embeddings' pooling; refuses what cannot be served (an encoder without --embeddings, rank)."""
+        s = self.settings
+        encoder = getattr(model, "is_encoder", False)
+        if encoder and not s.embedding:
+            raise ModelError(f"{model.args.arch} is an embedding model: start the server with --embeddings")
+        if s.reranking or s.pooling == "rank":
+            raise ModelError("reranking (rank pooling) needs a reranker model with a classification head; "
+                             "llamacpy does not run one yet")
+        return s.pooling or (model.args.pooling if encoder else "none")
 
     def _template(self, g: GGUFFile, tokenizer: Tokenizer) -> ChatTemplate:
         source = self.settings.chat_template_source()

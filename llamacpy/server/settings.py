@@ -20,9 +20,9 @@ AUTO_SLOTS = 4  # -np -1 (auto), as llama-server
 ROUTER_SECRET_ENV = "LLAMACPY_ROUTER_SECRET"  # a router gives its child servers their secret in this variable
 
 
-def _flag(*flags: str, help: str, metavar: str | None = None) -> dict:
+def _flag(*flags: str, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> dict:
     """Field metadata: the field gets a command-line flag."""
-    return {"flags": flags, "help": help, "metavar": metavar}
+    return {"flags": flags, "help": help, "metavar": metavar, "choices": choices}
 
 
 def _comma_list(text: str) -> list[str]:
@@ -91,6 +91,19 @@ class ServerSettings:
         help="router mode: most models loaded at once; the least recently used is unloaded first (default: 4)"))
     models_autoload: bool = field(default=True, metadata=_flag(
         "--models-autoload", help="router mode: a request for an unloaded model loads it (default: on)"))
+    # embeddings (engine/embedding.py): the server embeds instead of generating
+    embedding: bool = field(default=False, metadata=_flag(
+        "--embedding", "--embeddings",
+        help="embeddings server: /v1/embeddings, /embedding and /embeddings; completions answer 501"))
+    pooling: str | None = field(default=None, metadata=_flag(
+        "--pooling", choices=("none", "mean", "cls", "last", "rank"),
+        help="pooling of the embeddings (default: the model's; none for decoders)"))
+    embd_normalize: int = field(default=2, metadata=_flag(
+        "--embd-normalize", metavar="N",
+        help="normalisation of pooled embeddings: -1 none, 0 max-abs int16, 1 taxicab, 2 euclidean, >2 p-norm "
+             "(default: 2)"))
+    reranking: bool = field(default=False, metadata=_flag(
+        "--rerank", "--reranking", help="reranking server (needs a reranker model: not supported yet)"))
     max_body_bytes: int = 16 << 20  # larger request bodies get 413
     router_secret: str | None = None  # set in a router's child (from ROUTER_SECRET_ENV): only the router gets in
 
@@ -130,6 +143,8 @@ class ServerSettings:
             kw: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata["help"]}
             if f.metadata["metavar"]:
                 kw["metavar"] = f.metadata["metavar"]
+            if f.metadata.get("choices"):
+                kw["choices"] = f.metadata["choices"]
             if isinstance(default, bool):
                 kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
             elif isinstance(default, list):

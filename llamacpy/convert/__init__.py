@@ -1,0 +1,63 @@
+"""Hugging Face model folders -> GGUF (llama.cpp's convert_hf_to_gguf.py), one module per architecture.
+
+>>> convert_hf("all-MiniLM-L6-v2/", "minilm.gguf", outtype="f16")
+
+The architecture comes from config.json's `architectures`; the files are written with the `gguf` package's
+GGUFWriter under llama.cpp's key and tensor names, so llama.cpp reads them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .common import OUTTYPES, ConvertError
+
+# config.json architectures -> converter module (each defines `convert(folder, config, out, outtype, progress)`)
+CONVERTERS = {"BertModel": "bert", "BertForMaskedLM": "bert", "BertForSequenceClassification": "bert"}
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not folder.is_dir():
+        raise ConvertError(f"{folder}: not a folder (expected a Hugging Face model folder)")
+    if not path.is_file():
+        raise ConvertError(f"{folder}: no config.json (expected a Hugging Face model folder)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConvertError(f"{path}: not valid JSON ({e})") from None
+
+
+def convert_hf(folder: str | os.PathLike, out: str | os.PathLike, outtype: str = "f16",
+               progress: Callable[[str], None] = _log) -> Path:
+    """Convert the model in `folder` to the GGUF file `out` (written whole or not at all); returns its path."""
+    import importlib
+
+    folder, out = Path(folder), Path(out)
+    if outtype not in OUTTYPES:
+        raise ConvertError(f"--outtype must be one of {', '.join(OUTTYPES)}, not {outtype!r}")
+    config = read_config(folder)
+    archs = config.get("architectures") or []
+    known = [a for a in archs if a in CONVERTERS]
+    if not known:
+        raise ConvertError(f"{folder}: architecture {', '.join(archs) or config.get('model_type', '?')} is not "
+                           f"supported (supported: {', '.join(CONVERTERS)})")
+    module = importlib.import_module(f".{CONVERTERS[known[0]]}", __name__)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        module.convert(folder, config, tmp, outtype, progress)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+__all__ = ["CONVERTERS", "OUTTYPES", "ConvertError", "convert_hf"]

@@ -1,0 +1,183 @@
+"""The embedding engine (a server started with --embeddings): one thread owns the model and turns token
+sequences into vectors. Token ids in, float32 arrays out; no text, no JSON.
+
+Requests queue up; each step takes every waiting sequence it can fit in one batch of `n_batch` tokens (a
+longer sequence runs alone), runs them through the model together (each sequence attends only to itself),
+pools and normalizes them, and hands each request its vectors through `done`, on this thread.
+It answers the server's questions the generation engine answers (`ready`, `slots`, `counters`...), so
+/health, /slots and /metrics work the same.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..kernels import set_num_threads
+from ..ops.pooling import normalize, pool
+from .loop import SHUTDOWN_MESSAGE, EngineConfig, SlotInfo
+from .scheduler import Counters
+
+
+@dataclass
+class EmbedRequest:
+    """Sequences of token ids to embed; `done(vectors, error)` gets one array per sequence: (1, n_embd)
+    pooled and normalized with `embd_normalize`, or (n_tokens, n_embd) unnormalized for pooling "none"."""
+
+    prompts: list[list[int]]
+    pooling: str
+    embd_normalize: float = 2
+    done: Callable[[list[np.ndarray] | None, str | None], None] = field(default=lambda v, e: None, repr=False)
+    results: list[np.ndarray | None] = field(default_factory=list, repr=False)
+    failed: bool = False
+
+
+def hidden_states(model, tokens: np.ndarray, lengths: list[int]) -> np.ndarray:
+    """The model's last hidden states (T, n_embd) for consecutive sequences of `lengths` tokens."""
+    return model.hidden_states(tokens, lengths)
+
+
+class EmbeddingEngine:
+    """Owns the model on one thread. `load()` returns (model, _) as for `Engine`."""
+
+    def __init__(self, load: Callable[[], tuple[object, set[int]]], config: EngineConfig,
+                 log: Callable[[str], None] = lambda msg: None):
+        self.load, self.config, self.log = load, config, log
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.finished = threading.Event()
+        self.error: str | None = None
+        self._counters = Counters()
+        self._busy = 0
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="llamacpy-embeddings", daemon=True)
+
+    # -- API for other threads -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (self.ready.is_set() or self.finished.is_set()):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.ready.wait(0.05)
+        return self.ready.is_set()
+
+    def submit(self, req: EmbedRequest) -> None:
+        with self._lock:
+            if not self._stopping:
+                self.tasks.put(req)
+                return
+        req.done(None, self.error or SHUTDOWN_MESSAGE)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            self._stopping = True
+        self.tasks.put(None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def slots(self) -> list[SlotInfo]:
+        c = self.config
+        return [SlotInfo(i, c.n_ctx_slot, None, 0, 0) for i in range(c.n_slots)] if self.ready.is_set() else []
+
+    def counters(self) -> Counters:
+        return self._counters
+
+    def n_waiting(self) -> int:
+        return self.tasks.qsize()
+
+    # -- the thread ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            set_num_threads(self.config.n_threads)
+            self.model, _ = self.load()
+            hidden_states(self.model, np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
+        except Exception as e:  # noqa: BLE001 - reported to the server, which exits
+            self.error = f"{type(e).__name__}: {e}"
+            self.finished.set()
+            return
+        self.ready.set()
+        try:
+            self._loop()
+        finally:
+            with self._lock:
+                self._stopping = True
+            self.finished.set()
+            self._drain(SHUTDOWN_MESSAGE)
+
+    def _drain(self, message: str) -> None:
+        while True:
+            try:
+                req = self.tasks.get_nowait()
+            except queue.Empty:
+                return
+            if req is not None:
+                req.done(None, message)
+
+    def _loop(self) -> None:
+        pending: list[EmbedRequest] = []
+        while True:
+            if not pending:
+                pending.append(self.tasks.get())
+            while True:
+                try:
+                    pending.append(self.tasks.get_nowait())
+                except queue.Empty:
+                    break
+            if any(r is None for r in pending):
+                for r in pending:
+                    if r is not None:
+                        r.done(None, SHUTDOWN_MESSAGE)
+                return
+            pending = self._step(pending)
+
+    def _step(self, pending: list[EmbedRequest]) -> list[EmbedRequest]:
+        """Embed the next batch of sequences, oldest request first; returns the requests not finished."""
+        batch: list[tuple[EmbedRequest, int]] = []
+        n_tokens = 0
+        for req in pending:
+            if not req.results:
+                req.results = [None] * len(req.prompts)
+            for i, r in enumerate(req.results):
+                n = len(req.prompts[i])
+                if r is None and (not batch or n_tokens + n <= self.config.n_batch):
+                    batch.append((req, i))
+                    n_tokens += n
+        t0 = time.perf_counter()
+        try:
+            tokens = np.concatenate([req.prompts[i] for req, i in batch]).astype(np.int64)
+            hidden = hidden_states(self.model, tokens, [len(req.prompts[i]) for req, i in batch])
+        except Exception as e:  # noqa: BLE001 - a bad batch fails its requests, not the engine
+            for req, _ in batch:
+                req.failed = True
+            for req in {id(r): r for r, _ in batch}.values():
+                req.done(None, f"{type(e).__name__}: {e}")
+            return [r for r in pending if not r.failed]
+        start = 0
+        for req, i in batch:
+            n = len(req.prompts[i])
+            vec = pool(hidden[start:start + n], [n], req.pooling)[0]
+            req.results[i] = vec if req.pooling == "none" else normalize(vec, req.embd_normalize)
+            start += n
+        c = self._counters
+        c.prompt_tokens += n_tokens
+        c.prompt_seconds += time.perf_counter() - t0
+        c.n_decode += 1
+        c.n_tokens_max = max(c.n_tokens_max, max(len(req.prompts[i]) for req, i in batch))
+        left = []
+        for req in pending:
+            if all(r is not None for r in req.results):
+                req.done(req.results, None)
+            else:
+                left.append(req)
+        return left
