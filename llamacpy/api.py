@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from . import oai
+from . import oai, textembed
 from .catalog import resolve_model
 from .engine import GenerationParams, Sequence, StopReason, generate
 from .engine.thread_tuner import ThreadTuner
@@ -34,8 +34,11 @@ class Llama:
     def __init__(self, model: str | os.PathLike | None = None, n_ctx: int = 4096, n_threads: int | None = None,
                  n_batch: int = 512, chat_template: str | None = None,
                  progress: Callable[[str], None] | None = None, *, model_path: str | os.PathLike | None = None,
-                 verbose: bool = True, n_gpu_layers: int = 0):
-        """`model_path`, `verbose` and `n_gpu_layers` (ignored: CPU only) as llama-cpp-python names them."""
+                 verbose: bool = True, n_gpu_layers: int = 0, embedding: bool = False,
+                 pooling_type: int | str | None = None):
+        """`model_path`, `verbose` and `n_gpu_layers` (ignored: CPU only) as llama-cpp-python names them.
+        `embedding=True` allows `embed` / `create_embedding` (`pooling_type`: none, mean, cls, last or 0-3;
+        default the model's); an embedding model (bert) is loaded for embeddings only."""
         quiet = (lambda msg: None) if not verbose else None
         log = progress or quiet or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.path = resolve_model(model if model is not None else model_path, log)
@@ -46,6 +49,13 @@ class Llama:
             f"{self.gguf.architecture}, {threads} threads)")
         self.tokenizer = Tokenizer.from_gguf(self.gguf)
         self.model = load_model(self.gguf)
+        self.embedding, self.n_batch = embedding, n_batch
+        self.pooling = textembed.pooling_name(pooling_type, self.model)
+        if getattr(self.model, "is_encoder", False):  # nothing to generate with: no cache, no template
+            self.embedding, self.n_ctx = True, min(n_ctx, self.model.args.n_ctx_train) or self.model.args.n_ctx_train
+            self.load_seconds = time.perf_counter() - t0
+            log(f"llamacpy: ready in {self.load_seconds:.2f} s (embeddings, {self.pooling} pooling)")
+            return
         self.chat_template = self._template(chat_template)
         self.n_ctx = min(n_ctx, self.model.args.n_ctx_train) if n_ctx > 0 else self.model.args.n_ctx_train
         self.cache = self.model.new_cache(self.n_ctx)
@@ -88,6 +98,8 @@ class Llama:
                       **sampling) -> Iterator[Completion]:
         """Generate from token ids; yields text pieces (complete UTF-8 only), the last with finish_reason.
         `grammar` (GBNF) or `json_schema` ({} for any JSON) constrains the output; ValueError if invalid."""
+        if getattr(self.model, "is_encoder", False):
+            raise ValueError(f"{self.path.name} is an embedding model: use embed() or create_embedding()")
         if not prompt_tokens:
             raise ValueError("empty prompt")
         if len(prompt_tokens) >= self.n_ctx:
@@ -145,6 +157,32 @@ class Llama:
         """{"choices": [{"message": {"role", "content"}, "finish_reason"}], "usage": ...}; with stream=True,
         chunk dicts with `delta`. `response_format` json_object / json_schema constrain the reply."""
         return oai.create_chat_completion(self, messages, max_tokens, **kw)
+
+    # -- embeddings (llama-cpp-python's embed / create_embedding) ------------------------------------------
+    def embed(self, input: str | list[str], normalize: bool = True, truncate: bool = True,
+              return_count: bool = False):
+        """Embedding of a text (a list of floats), or of each text of a list; with pooling none, a list of
+        per-token vectors each. `normalize`: L2 (pooled only); `truncate`: cut inputs to the context
+        (else a longer one is a ValueError); `return_count` adds the number of tokens."""
+        if not self.embedding:
+            raise RuntimeError("Llama model must be created with embedding=True to call this method")
+        texts = [input] if isinstance(input, str) else list(input)
+        prompts = [self.tokenize(t, add_special=True, parse_special=False) for t in texts]
+        for i, p in enumerate(prompts):
+            if len(p) > self.n_ctx:
+                if not truncate:
+                    raise ValueError(f"input {i} has {len(p)} tokens, more than the context of {self.n_ctx}")
+                prompts[i] = p[:self.n_ctx]
+            if not prompts[i]:
+                raise ValueError(f"input {i} is empty")
+        vectors = textembed.embed_tokens(self.model, prompts, self.pooling, 2 if normalize else -1, self.n_batch)
+        out = [v.tolist() for v in vectors]
+        result = out[0] if isinstance(input, str) else out
+        return (result, sum(map(len, prompts))) if return_count else result
+
+    def create_embedding(self, input: str | list[str], model: str | None = None) -> dict:
+        """{"object": "list", "data": [{"object": "embedding", "embedding", "index"}], "model", "usage"}."""
+        return oai.create_embedding(self, input, model)
 
     def eval_logits(self, tokens: list[int]) -> object:
         """Logits (len(tokens), n_vocab) of every position of a fresh sequence."""

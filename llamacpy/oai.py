@@ -122,3 +122,12 @@ def create_chat_completion(llm: Llama, messages: list[dict], max_tokens: int | N
         finish = choice["finish_reason"] or finish
     choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
     return {**run.head("chat.completion"), "choices": [choice], "usage": run.usage()}
+
+
+def create_embedding(llm: Llama, input: str | list[str], model: str | None = None) -> dict:
+    """llama-cpp-python's create_embedding: pooled, L2-normalized vectors in the OpenAI shape."""
+    texts = [input] if isinstance(input, str) else list(input)
+    vectors, n_tokens = llm.embed(texts, return_count=True)
+    data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": model or str(llm.path),
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}

@@ -101,3 +101,28 @@ def test_wordpiece_ids_match_hf_tokenizers(minilm_path, reference):
     differ = [c for c in cases if tok.encode(c, add_special=True, parse_special=True) != hf.encode(c).ids]
     assert len(cases) == 436 and differ == []
 
+
+
+@pytest.mark.slow
+def test_python_api_like_llama_cpp_python(minilm_path, reference, smollm2_path):
+    from llamacpy import Llama
+
+    ref, _ = reference
+    llm = Llama(model_path=str(minilm_path), verbose=False)
+    r = llm.create_embedding(SENTENCES[:2])
+    assert r["object"] == "list" and [d["index"] for d in r["data"]] == [0, 1]
+    assert r["usage"] == {"prompt_tokens": 19, "total_tokens": 19}
+    got = np.array([d["embedding"] for d in r["data"]])
+    assert np.abs(got - ref[:2]).max() < 5e-4
+    one = llm.embed(FOOD)
+    assert len(one) == 384 and np.abs(np.array(one) - got[0]).max() < 1e-6
+    raw = np.array(llm.embed(FOOD, normalize=False))
+    assert np.linalg.norm(raw) > 1.5 and np.abs(raw / np.linalg.norm(raw) - got[0]).max() < 1e-6
+    with pytest.raises(ValueError, match="embedding model"):
+        llm.complete("x")
+    per_token = Llama(str(minilm_path), verbose=False, embedding=True, pooling_type=0).embed([FOOD])
+    assert len(per_token[0]) == 8 and np.abs(np.mean(per_token[0], axis=0) - raw).max() < 1e-4
+    decoder = Llama(str(smollm2_path), n_ctx=256, verbose=False)
+    with pytest.raises(RuntimeError, match="embedding=True"):
+        decoder.embed("x")
+    assert len(Llama(str(smollm2_path), n_ctx=256, verbose=False, embedding=True, pooling_type="last").embed("x")) == 576

@@ -1,0 +1,37 @@
+"""Embeddings for the Python API (`Llama.embed`, `Llama.create_embedding`, as llama-cpp-python has them):
+texts -> token ids -> the model's hidden states, batched, pooled and normalized."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ops.pooling import POOLING, POOLING_NAMES, normalize, pool
+
+
+def pooling_name(pooling_type: int | str | None, model) -> str:
+    """llama-cpp-python's `pooling_type` (an int, -1/None = the model's) or a name; decoders default to none."""
+    if pooling_type is None or pooling_type == -1:
+        return model.args.pooling if getattr(model, "is_encoder", False) else "none"
+    name = POOLING_NAMES.get(pooling_type) if isinstance(pooling_type, int) else pooling_type
+    if name not in POOLING or name == "rank":
+        raise ValueError(f"pooling_type must be one of none, mean, cls, last (or 0-3), not {pooling_type!r}")
+    return name
+
+
+def embed_tokens(model, prompts: list[list[int]], pooling: str, embd_normalize: float,
+                 n_batch: int) -> list[np.ndarray]:
+    """One array per prompt: (n_embd,) pooled and normalized, or (n_tokens, n_embd) for pooling "none".
+    Prompts run together in batches of up to `n_batch` tokens (a longer prompt runs alone)."""
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(prompts):
+        j, n = i + 1, len(prompts[i])
+        while j < len(prompts) and n + len(prompts[j]) <= n_batch:
+            n += len(prompts[j])
+            j += 1
+        lengths = [len(p) for p in prompts[i:j]]
+        hidden = model.hidden_states(np.concatenate(prompts[i:j]).astype(np.int64), lengths)
+        for v in pool(hidden, lengths, pooling):
+            out.append(v if pooling == "none" else normalize(v, embd_normalize)[0])
+        i = j
+    return out
