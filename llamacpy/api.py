@@ -17,6 +17,14 @@ from collections.abc import Callable, Iterator
 from . import oai, textembed
 from .catalog import resolve_model
 from .engine import GenerationParams, Sequence, StopReason, generate
+from .engine.speculative import (
+    CallableDrafter,
+    Drafter,
+    DraftParams,
+    DraftStats,
+    ModelDrafter,
+    compatibility_error,
+)
 from .engine.thread_tuner import ThreadTuner
 from .gguf import GGUFFile
 from .kernels import set_num_threads
@@ -35,10 +43,19 @@ class Llama:
                  n_batch: int = 512, chat_template: str | None = None,
                  progress: Callable[[str], None] | None = None, *, model_path: str | os.PathLike | None = None,
                  verbose: bool = True, n_gpu_layers: int = 0, embedding: bool = False,
-                 pooling_type: int | str | None = None):
+                 pooling_type: int | str | None = None, draft_model: object = None, draft_max: int = 16,
+                 draft_min: int = 0, draft_p_min: float = 0.75, n_ctx_draft: int = 0,
+                 n_threads_draft: int | None = None):
         """`model_path`, `verbose` and `n_gpu_layers` (ignored: CPU only) as llama-cpp-python names them.
         `embedding=True` allows `embed` / `create_embedding` (`pooling_type`: none, mean, cls, last or 0-3;
-        default the model's); an embedding model (bert) is loaded for embeddings only."""
+        default the model's); an embedding model (bert) is loaded for embeddings only.
+
+        `draft_model` turns on speculative decoding (the same tokens, faster): a catalog name or .gguf path
+        of a small model with the same vocabulary, a loaded `Llama`, or llama-cpp-python's draft interface
+        (a callable: token ids so far -> draft ids, e.g. its prompt lookup). `draft_max`, `draft_min`,
+        `draft_p_min`, `n_ctx_draft` (0: n_ctx) and `n_threads_draft` (None: as n_threads) are llama.cpp's
+        --draft-max, --draft-min, --draft-p-min, -cd and -td. `draft_stats` counts the last generation's
+        drafted and accepted tokens."""
         quiet = (lambda msg: None) if not verbose else None
         log = progress or quiet or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.path = resolve_model(model if model is not None else model_path, log)
@@ -63,9 +80,35 @@ class Llama:
         tuner = ThreadTuner(threads) if n_threads is None and threads > 1 else None
         self.sequence = Sequence(self.model, self.cache, n_batch=n_batch, tuner=tuner)
         self._grammar_vocab: GrammarVocab | None = None
+        self.draft_stats = DraftStats()
+        self.drafter = None if draft_model is None else self._drafter(
+            draft_model, DraftParams(draft_max, draft_min, draft_p_min), n_ctx_draft or self.n_ctx, log,
+            n_threads_draft, tuner.n_max if tuner is not None else 0)
         self.load_seconds = time.perf_counter() - t0
         log(f"llamacpy: ready in {self.load_seconds:.2f} s (context {self.n_ctx}, "
             f"KV cache {self.cache.nbytes / 2**20:.0f} MiB)")
+
+    def _drafter(self, draft_model: object, params: DraftParams, n_ctx: int, log: Callable[[str], None],
+                 n_threads: int | None, tuned_threads: int) -> Drafter:
+        """`n_threads`: the draft's fixed thread count (None: the target's; tuned when `tuned_threads`)."""
+        params.validate()
+        if callable(draft_model) and not isinstance(draft_model, Llama):
+            return CallableDrafter(draft_model, self.tokenizer.n_vocab, params.n_max)
+        if isinstance(draft_model, Llama):
+            path, tokenizer, g = draft_model.path, draft_model.tokenizer, None
+        else:
+            path = resolve_model(draft_model, log)
+            g = GGUFFile(path)
+            tokenizer = Tokenizer.from_gguf(g)
+        error = compatibility_error(self.tokenizer, tokenizer)  # before loading the weights
+        if error:
+            raise ValueError(f"draft model {path.name} cannot draft for {self.path.name} (the vocabularies must "
+                             f"match): {error}")
+        model = draft_model.model if g is None else load_model(g)
+        n_ctx = min(n_ctx, model.args.n_ctx_train)
+        tuner = ThreadTuner(tuned_threads) if n_threads is None and tuned_threads > 1 else None
+        log(f"llamacpy: draft model {path.name} (context {n_ctx}, up to {params.n_max} tokens per draft)")
+        return ModelDrafter(model, n_ctx, params, self.model.args.n_vocab, n_threads, tuner)
 
     def _template(self, chat_template: str | None) -> ChatTemplate:
         """The model's template, or a built-in one by name, or a Jinja source given by the user."""
@@ -110,8 +153,10 @@ class Llama:
         sampler = Sampler(SamplingParams(**sampling), self.model.args.n_vocab, constraint)
         detok = self.tokenizer.detokenizer(skip_special=True)
         stops = StopStrings(stop)
+        self.draft_stats = DraftStats()
         gen = generate(self.sequence, list(prompt_tokens), sampler,
-                       GenerationParams(n_predict=max_tokens, ignore_eos=ignore_eos), self.tokenizer.eog_ids)
+                       GenerationParams(n_predict=max_tokens, ignore_eos=ignore_eos), self.tokenizer.eog_ids,
+                       self.drafter, self.draft_stats)
         for step in gen:
             if step.stop == StopReason.EOS:
                 yield Completion(stops.flush() + detok.flush(), None, "stop")

@@ -7,7 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from .options import add_model, add_runtime, add_sampling, load_llama, sampling_kwargs
+from .options import (
+    add_draft,
+    add_model,
+    add_runtime,
+    add_sampling,
+    draft_kwargs,
+    load_llama,
+    sampling_kwargs,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,11 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perf", action="store_true", help="print timings to stderr at the end")
     add_runtime(p)
     add_sampling(p)
+    add_draft(p)
 
 
 def run(a: argparse.Namespace) -> int:
     prompt = a.prompt if a.prompt is not None else Path(a.file).read_text(encoding="utf-8")
-    llm = load_llama(a)
+    llm = load_llama(a, **draft_kwargs(a))
     tokens = llm.tokenize(prompt, add_special=True, parse_special=True)
     t0 = time.perf_counter()
     t_first = None
@@ -42,4 +51,6 @@ def run(a: argparse.Namespace) -> int:
         print(f"prompt: {len(tokens)} tokens in {t_first - t0:.2f} s ({len(tokens) / (t_first - t0):.1f} t/s); "
               f"generated: {n} tokens in {t_end - t_first:.2f} s ({max(n - 1, 0) / max(t_end - t_first, 1e-9):.1f} t/s)",
               file=sys.stderr)
+    if llm.drafter is not None:
+        print(llm.draft_stats.summary(), file=sys.stderr)
     return 0

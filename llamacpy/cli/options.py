@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..catalog import DEFAULT_MODEL
+from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
 
 
@@ -18,6 +19,32 @@ def add_runtime(p: argparse.ArgumentParser, ctx_default: int = 4096) -> None:
     p.add_argument("-c", "--ctx-size", type=int, default=ctx_default,
                    help=f"context size in tokens (default: {ctx_default}; 0 = the model's)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per batch (default: 512)")
+
+
+def add_draft(p: argparse.ArgumentParser) -> None:
+    """Speculative decoding with a draft model (llama.cpp's flags)."""
+    d = DraftParams()
+    g = p.add_argument_group("speculative decoding")
+    g.add_argument("-md", "--model-draft", metavar="FNAME", default=None,
+                   help="draft model (GGUF path or catalog name) with the model's vocabulary: speculative decoding")
+    g.add_argument("--draft-max", "--draft", "--draft-n", dest="draft_max", type=int, default=d.n_max, metavar="N",
+                   help=f"most tokens drafted per round (default: {d.n_max})")
+    g.add_argument("--draft-min", "--draft-n-min", dest="draft_min", type=int, default=d.n_min, metavar="N",
+                   help=f"fewest drafted tokens worth checking (default: {d.n_min})")
+    g.add_argument("--draft-p-min", type=float, default=d.p_min, metavar="P",
+                   help=f"stop drafting at a token the draft model gives less than P (default: {d.p_min})")
+    g.add_argument("-cd", "--ctx-size-draft", type=int, default=0, metavar="N",
+                   help="the draft model's context (default: 0 = the model's context)")
+    g.add_argument("-td", "--threads-draft", type=int, default=None, metavar="N",
+                   help="threads of the draft model (default: as -t)")
+
+
+def draft_kwargs(a: argparse.Namespace) -> dict:
+    """`Llama`'s draft arguments from the flags of `add_draft` (none without -md)."""
+    if not a.model_draft:
+        return {}
+    return {"draft_model": a.model_draft, "draft_max": a.draft_max, "draft_min": a.draft_min,
+            "draft_p_min": a.draft_p_min, "n_ctx_draft": a.ctx_size_draft, "n_threads_draft": a.threads_draft}
 
 
 def add_sampling(p: argparse.ArgumentParser) -> None:

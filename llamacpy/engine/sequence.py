@@ -24,20 +24,22 @@ class Sequence:
         return self.cache.n_ctx
 
     def common_prefix(self, tokens: list[int]) -> int:
-        n = 0
-        for a, b in zip(self.tokens, tokens):
-            if a != b:
-                break
-            n += 1
+        # compared in blocks at C speed: a drafter calls this every few tokens on the whole context
+        a, n = self.tokens, min(len(self.tokens), len(tokens))
+        for start in range(0, n, 256):
+            end = min(n, start + 256)
+            if a[start:end] != tokens[start:end]:
+                return next(i for i in range(start, end) if a[i] != tokens[i])
         return n
 
     def reset(self, keep: int = 0) -> None:
         del self.tokens[keep:]
 
-    def feed(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+    def feed(self, tokens: list[int], all_logits: bool = False, row_exact: bool = False) -> np.ndarray:
         """Append tokens to the sequence; return logits of the last token (or of every token).
 
-        Long inputs are processed in batches of n_batch tokens.
+        Long inputs are processed in batches of n_batch tokens. `row_exact`: each token's logits are
+        those a one-token feed gives (`DecoderModel.forward`), for checking a draft.
         """
         if not tokens:
             raise ValueError("feed() needs at least one token")
@@ -54,7 +56,7 @@ class Sequence:
                 logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows)
                 self.tuner.record(time.perf_counter() - t0, 1, decode_only=True)
             else:
-                logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows)
+                logits = self.model.forward(np.asarray(chunk), [seg], self.cache, rows, row_exact=row_exact)
             self.tokens.extend(chunk)
             outs.append(logits)
         return np.concatenate(outs) if all_logits else outs[-1][-1]

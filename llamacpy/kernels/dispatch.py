@@ -25,6 +25,9 @@ KINDS = {
     (GGMLType.Q3_K, False): 8, (GGMLType.Q4_K, False): 9, (GGMLType.Q4_K, True): 10, (GGMLType.Q5_K, False): 11,
     (GGMLType.Q6_K, False): 12,
 }  # fmt: skip
+# the repacked kinds computed row by row as a one-row step does (`rows_repack_gemv`): a chunk whose rows
+# must each get the logits of one-row decoding (checking a draft); no llama.cpp counterpart, so no KINDS key
+ROW_EXACT = {1: 13, 7: 14, 10: 15}
 # which activation format each kind reads: 0 = Q8_0, 1 = Q8_1, 2 = Q8_K
 FORMATS = {GGMLType.Q8_0: 0, GGMLType.Q8_1: 1, GGMLType.Q8_K: 2}
 
@@ -56,8 +59,14 @@ def rows_dot(kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
         q4_k.rows_repack(data, qk, dk, sk, out, r, r1)
     elif kind == 11:
         q5_k.rows(data, qk, dk, sk, out, r, r1)
-    else:
+    elif kind == 12:
         q6_k.rows(data, qk, dk, sk, out, r, r1)
+    elif kind == 13:
+        q4_0.rows_repack_gemv(data, q, d, s0, out, r, r1)
+    elif kind == 14:
+        q2_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)
+    else:
+        q4_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)
 
 
 @njit(cache=True, nogil=True)

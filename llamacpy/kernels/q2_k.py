@@ -163,6 +163,26 @@ def rows_repack(data, xq, xd, xs, out, r, r1):
         r += 1
 
 
+@njit(**FAST)
+def rows_repack_gemv(data, xq, xd, xs, out, r, r1):
+    """rows_repack with every activation row computed as a one-row step computes it (ggml's gemv, never
+    its 4-row gemm, whose float sums round differently): checking drafted tokens (engine/speculative.py)
+    must give the logits decoding gives. Each 4 weight rows stay in L1 across the activation rows."""
+    T = xq.shape[0]
+    while r < r1:
+        if r + 4 <= r1:
+            for i in range(4):
+                prefetch_row(data, r + i)
+            for t in range(T):
+                _rdot1x4(data, xq, xd, xs, out, r, t)
+            r += 4
+            continue
+        prefetch_row(data, r)
+        for t in range(T):
+            _rdot1(data, xq, xd, xs, out, r, t)
+        r += 1
+
+
 @njit(**FAST_PAR)
 def vec_dot_repack(data, xq, xd, xs, out):
     """vec_dot with the arithmetic of ggml's repacked 8-row kernels (ggml_gemv_q2_K_8x8_q8_K)."""

@@ -178,11 +178,13 @@ class DecoderModel:
         return rms_norm(x, self.output_norm, self.args.rms_eps)  # (T, n_embd)
 
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
-                output_rows: np.ndarray | None = None, trace: dict | None = None) -> np.ndarray:
+                output_rows: np.ndarray | None = None, trace: dict | None = None,
+                row_exact: bool = False) -> np.ndarray:
         """Run the tokens of `segments` (concatenated in order) through the model, filling the cache.
 
         Returns logits (R, n_vocab) for `output_rows` (indices into tokens; default: the last token of
-        each segment). `trace`, when given, collects intermediates (see `block`).
+        each segment). `trace`, when given, collects intermediates (see `block`). `row_exact` asks for
+        each row's one-row-step bits (llama.Model honours it; this layer-by-layer path does not promise it).
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         positions = np.concatenate([np.arange(s.pos0, s.pos0 + s.n) for s in segments])

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..gguf import GGUFFile
 from ..kernels import Activations
-from ..kernels.dispatch import FORMATS, KINDS
+from ..kernels.dispatch import FORMATS, KINDS, ROW_EXACT
 from ..kernels.threads import ensure_threads
 from ..kernels.weight import VEC_DOT_BATCH, repacked_by_ggml
 from ..ops import RopeTable, attention, rms_norm, swiglu
@@ -40,11 +40,14 @@ class Model(DecoderModel):
         self.scale = 1.0 / np.sqrt(args.head_dim)
 
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
-                output_rows: np.ndarray | None = None, trace: dict | None = None) -> np.ndarray:
+                output_rows: np.ndarray | None = None, trace: dict | None = None,
+                row_exact: bool = False) -> np.ndarray:
         """As `DecoderModel.forward`; batches of up to VEC_DOT_BATCH tokens run each layer as one numba
-        call (`llama_step.layer_step`: same kernels, same results, no Python between operations)."""
+        call (`llama_step.layer_step`: same kernels, same results, no Python between operations).
+        `row_exact`: every row gets the bits a one-row step gives it (repacked weights without ggml's
+        4-row gemm kernels), for checking drafted tokens; batches of up to VEC_DOT_BATCH tokens."""
         tokens = np.asarray(tokens, dtype=np.int64)
-        steps = self._layer_steps()
+        steps = self._layer_steps(row_exact)
         if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH:
             return super().forward(tokens, segments, cache, output_rows, trace)
         a = self.args
@@ -63,11 +66,21 @@ class Model(DecoderModel):
                        a.n_rot, a.rope_neox, cache.k[i].view(np.uint16), cache.v[i].view(np.uint16), a.n_head,
                        a.head_dim, scale)
         x = rms_norm(x[output_rows], self.output_norm, a.rms_eps)  # (R, n_embd)
+        w = self.output.w
+        if row_exact and len(x) >= 4 and w.vec_dot_type is not None and repacked_by_ggml(w.type, w.n_out):
+            return np.concatenate([self.output(x[i:i + 1]) for i in range(len(x))])  # (R, n_vocab)
         return self.output(x)  # (R, n_vocab)
 
-    def _layer_steps(self) -> list[tuple] | None:
+    def _layer_steps(self, row_exact: bool = False) -> list[tuple] | None:
         """Per layer, the arguments `layer_step` needs about the weights (None: some weight has a type
         the integer kernels do not cover, e.g. F16; the layer-by-layer path handles those)."""
+        if row_exact:
+            if not hasattr(self, "_steps_exact"):
+                steps = self._layer_steps()
+                self._steps_exact = steps and [
+                    (w, np.array([ROW_EXACT.get(int(k), int(k)) for k in kinds], np.int64), *rest)
+                    for w, kinds, *rest in steps]
+            return self._steps_exact
         if not hasattr(self, "_steps"):
             self._steps = None
             steps = []

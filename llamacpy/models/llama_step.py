@@ -62,9 +62,9 @@ def _attention(q, kc, vc, seq, pos, scale, out):
 def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_bias, cos, sin, n_rot, neox,
                kc, vc, n_head, hd, scale):
     """One llama block for the T rows of x (T, n_embd), in place. w: the 7 weights' blocks (q, k, v, o,
-    gate, up, down), kinds their `dispatch.KINDS`, need (4, 3): activation formats needed at the four
-    product inputs; bias (3 vectors) added to q, k, v where has_bias; kc, vc: the layer's cache as f16
-    bits (n_seq, n_kv, n_ctx, hd)."""
+    gate, up, down), kinds their `dispatch.KINDS` (or `ROW_EXACT` kinds), need (4, 3): activation formats
+    needed at the four product inputs; bias (3 vectors) added to q, k, v where has_bias; kc, vc: the layer's
+    cache as f16 bits (n_seq, n_kv, n_ctx, hd)."""
     T, n_embd = x.shape
     n_kv = kc.shape[1]
     # -- attention
