@@ -22,6 +22,7 @@ from ..kernels import set_num_threads
 from ..ops.pooling import normalize, pool
 from .loop import SHUTDOWN_MESSAGE, EngineConfig, SlotInfo
 from .scheduler import Counters
+from .thread_tuner import ThreadTuner
 
 
 @dataclass
@@ -56,6 +57,7 @@ class EmbeddingEngine:
         self._busy = 0
         self._stopping = False
         self._lock = threading.Lock()
+        self.tuner: ThreadTuner | None = None
         self._thread = threading.Thread(target=self._run, name="llamacpy-embeddings", daemon=True)
 
     # -- API for other threads -----------------------------------------------------------------------------
@@ -99,7 +101,9 @@ class EmbeddingEngine:
 
     def _run(self) -> None:
         try:
-            set_num_threads(self.config.n_threads)
+            n_threads = set_num_threads(self.config.n_threads)
+            # threads not given: pick between all and one per batch, as the generation engine does
+            self.tuner = ThreadTuner(n_threads) if self.config.n_threads is None and n_threads > 1 else None
             self.model, _ = self.load()
             hidden_states(self.model, np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
         except Exception as e:  # noqa: BLE001 - reported to the server, which exits
@@ -153,10 +157,14 @@ class EmbeddingEngine:
                 if r is None and (not batch or n_tokens + n <= self.config.n_batch):
                     batch.append((req, i))
                     n_tokens += n
+        if self.tuner is not None:
+            self.tuner.threads_for_next_step()
         t0 = time.perf_counter()
         try:
             tokens = np.concatenate([req.prompts[i] for req, i in batch]).astype(np.int64)
             hidden = hidden_states(self.model, tokens, [len(req.prompts[i]) for req, i in batch])
+            if self.tuner is not None:  # batches vary in length: time per token, compared within a size class
+                self.tuner.record((time.perf_counter() - t0) / n_tokens, n_tokens.bit_length(), True)
         except Exception as e:  # noqa: BLE001 - a bad batch fails its requests, not the engine
             for req, _ in batch:
                 req.failed = True
