@@ -81,9 +81,12 @@ class _Server(GracefulServer):
             self.exit_code, self.should_exit = 1, True
             return
         f, s = ctx.model_facts, ctx.settings
-        log.info("model %s ready in %.1f s: %s, %.0fM parameters, %d MiB; context %d tokens = %d slots x %d",
-                 ctx.path.name, time.perf_counter() - t0, f["arch"], f["n_params"] / 1e6, f["size"] >> 20,
-                 ctx.n_ctx, s.n_slots, ctx.n_ctx_slot)
+        if s.embedding:  # no cache kept: any input may use the whole context
+            serving = f"embeddings ({ctx.pooling} pooling), inputs of up to {ctx.n_ctx} tokens"
+        else:
+            serving = f"context {ctx.n_ctx} tokens = {s.n_slots} slots x {ctx.n_ctx_slot}"
+        log.info("model %s ready in %.1f s: %s, %.0fM parameters, %d MiB; %s", ctx.path.name,
+                 time.perf_counter() - t0, f["arch"], f["n_params"] / 1e6, f["size"] >> 20, serving)
 
     async def shutdown(self, sockets=None) -> None:
         log.info("shutting down: ending %d request(s)", sum(1 for i in self.ctx.engine.slots() if i.request))
