@@ -117,6 +117,7 @@ class GGUFFile:
             raise GGUFError(f"{self.path}: cannot open: {e.strerror or e}") from e
         self._buf = np.frombuffer(self._mmap, dtype=np.uint8)
         self.metadata: dict[str, Any] = {}
+        self.kv_spans: dict[str, tuple[int, int]] = {}  # key -> (start, end) of its serialized entry
         self.tensors: dict[str, Tensor] = {}
         self._parse(memoryview(self._mmap))
 
@@ -132,8 +133,10 @@ class GGUFFile:
         if n_tensors > len(buf) or n_kv > len(buf):
             raise cur.fail(f"implausible header counts ({n_tensors} tensors, {n_kv} keys)")
         for _ in range(n_kv):
+            start = cur.pos
             key = cur.string()
             self.metadata[key] = cur.value(cur.u32())
+            self.kv_spans[key] = (start, cur.pos)
         infos = [self._tensor_info(cur) for _ in range(n_tensors)]
         align = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
         if align <= 0 or align & (align - 1):
@@ -186,6 +189,11 @@ class GGUFFile:
     def arch_get(self, key: str, default: Any = None) -> Any:
         """`{arch}.{key}` from the metadata, e.g. arch_get("block_count")."""
         return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    def raw_kv(self, key: str) -> bytes:
+        """The entry of `key` exactly as serialized (key, value type, value): for copying it unchanged."""
+        start, end = self.kv_spans[key]
+        return self._buf[start:end].tobytes()
 
     @property
     def file_size(self) -> int:

@@ -1,0 +1,85 @@
+"""Writing GGUF v3 files as ggml's gguf_write does: header, metadata entries, tensor infos, aligned data.
+
+Metadata entries are passed already serialized (`GGUFFile.raw_kv` copies one unchanged, `kv_u32` makes a
+new one), so values keep their exact types. The caller streams each tensor's bytes in order; sizes are
+declared up front, so the header is written first and nothing is buffered.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .constants import GGUF_MAGIC, GGMLType, ValueType
+
+GGUF_VERSION = 3
+
+
+def _string(s: str) -> bytes:
+    raw = s.encode("utf-8")
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def kv_u32(key: str, value: int) -> bytes:
+    """A serialized uint32 metadata entry."""
+    return _string(key) + struct.pack("<II", ValueType.UINT32, value)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor of the file to write: `ne` in GGUF order (ne0 = row length first), `nbytes` of data."""
+
+    name: str
+    ne: tuple[int, ...]
+    type: GGMLType
+    nbytes: int
+
+
+def n_dims(ne: tuple[int, ...]) -> int:
+    """ggml_n_dims: the dimensions up to the last one that is not 1 (at least 1)."""
+    n = len(ne)
+    while n > 1 and ne[n - 1] == 1:
+        n -= 1
+    return max(n, 1)
+
+
+def pad(n: int, align: int) -> int:
+    return -(-n // align) * align
+
+
+class GGUFStreamWriter:
+    """Write the header, then each tensor's bytes in order with `write_tensor_data`, then `close`.
+
+    >>> w = GGUFStreamWriter(fh, kvs, infos, alignment=32); w.write_tensor_data(b"..."); w.close()
+    """
+
+    def __init__(self, fh: BinaryIO, kvs: Iterable[bytes], infos: list[TensorInfo], alignment: int):
+        self.fh, self.infos, self.align = fh, infos, alignment
+        kvs = list(kvs)
+        head = [GGUF_MAGIC, struct.pack("<IQQ", GGUF_VERSION, len(infos), len(kvs)), *kvs]
+        offset = 0
+        for t in infos:
+            nd = n_dims(t.ne)
+            head.append(_string(t.name) + struct.pack(f"<I{nd}QIQ", nd, *t.ne[:nd], t.type, offset))
+            offset += pad(t.nbytes, alignment)
+        header = b"".join(head)
+        fh.write(header + bytes(pad(len(header), alignment) - len(header)))
+        self.next = 0  # index of the tensor whose data comes next
+        self.written = 0  # bytes of that tensor written so far
+
+    def write_tensor_data(self, data: bytes | memoryview) -> None:
+        """Append bytes of the current tensor; it is padded and the next begins once it is complete."""
+        t = self.infos[self.next]
+        self.written += len(data)
+        if self.written > t.nbytes:
+            raise ValueError(f"{t.name}: {self.written} bytes written, {t.nbytes} declared")
+        self.fh.write(data)
+        if self.written == t.nbytes:
+            self.fh.write(bytes(pad(t.nbytes, self.align) - t.nbytes))
+            self.next, self.written = self.next + 1, 0
+
+    def close(self) -> None:
+        if self.next != len(self.infos):
+            raise ValueError(f"only {self.next} of {len(self.infos)} tensors were written")
