@@ -1,5 +1,9 @@
 """llamacpy: llama.cpp rebuilt in Python. GGUF models on the CPU, an OpenAI-compatible server, a web UI."""
 
+from . import numba_cache
+
+numba_cache.configure()  # before any module imports numba
+
 __version__ = "0.1.0"
 
 
