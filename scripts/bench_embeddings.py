@@ -18,8 +18,7 @@ import time
 
 import httpx
 
-WORDS = ("the a man woman dog cat eats runs reads quickly slowly bread food park river city bright dark old new "
-         "music plays under over near house garden morning evening").split()
+WORDS = ["the", "a", "man", "woman", "dog", "cat", "eats", "runs", "reads", "quickly", "slowly", "bread", "food", "park", "river", "city", "bright", "dark", "old", "new", "music", "plays", "under", "over", "near", "house", "garden", "morning", "evening"]
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
