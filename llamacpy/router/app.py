@@ -267,7 +267,10 @@ async def streams_lookup(request: Request):
 
 PROXIED_POSTS = ["/completion", "/completions", "/v1/completions", "/chat/completions", "/v1/chat/completions",
                  "/infill", "/embedding", "/embeddings", "/v1/embeddings", "/rerank", "/v1/rerank", "/reranking",
-                 "/v1/reranking", "/tokenize", "/detokenize", "/apply-template", "/props"]
+                 "/v1/reranking", "/tokenize", "/detokenize", "/apply-template", "/props",
+                 "/v1/messages", "/v1/messages/count_tokens", "/responses", "/v1/responses",
+                 "/chat/completions/input_tokens", "/v1/chat/completions/input_tokens", "/responses/input_tokens",
+                 "/v1/responses/input_tokens"]
 
 ROUTES = [
     ("GET", "/health", health),

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from ..sampling import SamplingParams
 from ..tokenizer.chat_template import ChatTemplateError
 from ..ui import WebUI
+from . import anthropic, responses
 from .context import ServerContext
 from .embeddings import check_generating, embeddings_native, embeddings_oai, rerank
 from .errors import EXCEPTION_HANDLERS, ApiError, bad_request, exceeds_context
@@ -48,6 +49,7 @@ from .params import (
     check_tokens,
     common_args,
     constraint_spec,
+    draft_params,
     n_choices,
     parse_json,
     prompt_list,
@@ -165,6 +167,7 @@ def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     s = ctx.settings
     args = common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
                        lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos)
+    args.draft = draft_params(body, s.draft)
     if args.id_slot >= s.n_slots:
         raise bad_request(f"'id_slot' must be below the number of slots ({s.n_slots})")
     return args
@@ -196,10 +199,10 @@ def _max_choices(ctx: ServerContext) -> int:
 
 
 def _respond(ctx: ServerContext, runs: list[GenArgs], events: Callable[[Generation, int], AsyncIterator[dict]],
-             oai: bool, whole: Callable[[list[Generation]], Awaitable[object]]) -> object:
+             oai: bool, whole: Callable[[list[Generation]], Awaitable[object]], named: bool = False) -> object:
     """Submit the generations (one per prompt and choice; they run side by side on the slots); stream them
-    (SSE, chunks interleaved, each naming its index) or answer once all are complete, cancelling every one
-    if the client leaves first."""
+    (SSE, chunks interleaved, each naming its index; `named`: `event:` frames) or answer once all are
+    complete, cancelling every one if the client leaves first."""
     gens: list[Generation] = []
 
     def cancel() -> None:
@@ -217,7 +220,7 @@ def _respond(ctx: ServerContext, runs: list[GenArgs], events: Callable[[Generati
             source = events(gens[0], 0)
         else:
             source = _cancelling(interleave([events(g, i) for i, g in enumerate(gens)], oai), cancel)
-        return EventStream(sse_bytes(source, oai, ctx.settings.sse_ping_interval), cancel)
+        return EventStream(sse_bytes(source, oai, ctx.settings.sse_ping_interval, named), cancel)
 
     async def produce() -> Response:
         try:
@@ -255,21 +258,33 @@ def _log_end(gen: Generation, last: Piece) -> None:
              last.stop_type)
 
 
+async def _chat_tokens(ctx: ServerContext, body: Body) -> list[int]:
+    """The templated prompt of a chat request, as tokens."""
+    text = await _chat_prompt(ctx, body)
+    _check_length_bound(ctx, text)
+    return await _encode(ctx, text, add_special=True)
+
+
+async def _chat_setup(ctx: ServerContext, body: Body) -> tuple[GenArgs, ToolSetup | None]:
+    """A chat request's generation (one choice) and its tools: what every chat-speaking route shares."""
+    tools = tool_setup(body.data, ctx.template.source)
+    if tools is not None and body.has("grammar"):
+        raise bad_request("cannot use a custom grammar together with tools")
+    tokens = await _chat_tokens(ctx, body)
+    _check_fits(ctx, tokens)
+    args = _args(ctx, body, tokens)
+    await _constrain(ctx, body, args, chat=True, tools=tools)
+    return args, tools
+
+
 async def chat_completions(request: Request):
     ctx = _ctx(request)
     check_generating(ctx)
     body = await _body(request)
-    tools = tool_setup(body.data, ctx.template.source)
-    if tools is not None and body.has("grammar"):
-        raise bad_request("cannot use a custom grammar together with tools")
     n = n_choices(body)
     check_choice_count(1, n, _max_choices(ctx))
-    text = await _chat_prompt(ctx, body)
-    _check_length_bound(ctx, text)
-    tokens = await _encode(ctx, text, add_special=True)
-    _check_fits(ctx, tokens)
-    args = _args(ctx, body, tokens)
-    await _constrain(ctx, body, args, chat=True, tools=tools)
+    args, tools = await _chat_setup(ctx, body)
+    tokens = args.prompt
     if body.bool("logprobs"):
         if tools is not None and args.stream:
             raise bad_request("logprobs is not supported with tools and streaming")
@@ -383,6 +398,65 @@ def _respond_native(ctx: ServerContext, args: GenArgs, runs: list[GenArgs], text
     return _respond(ctx, runs, lambda gen, i: native_events(ctx.model_name, texts[i], gen, i), False, whole)
 
 
+# -- the other chat APIs: Anthropic Messages, OpenAI Responses (converted to chat) ---------------------------
+
+async def anthropic_messages(request: Request):
+    ctx = _ctx(request)
+    try:
+        check_generating(ctx)
+        data = parse_json(await read_body(request, ctx.settings.max_body_bytes))
+        args, tools = await _chat_setup(ctx, Body(anthropic.to_chat(data)))
+    except ApiError as e:
+        raise anthropic.AnthropicError.of(e) from None
+    meta = anthropic.MessageMeta(ctx.model_name)
+    parse = tools if tools is not None and tools.parse else None
+
+    async def whole(gens: list[Generation]) -> dict:
+        try:
+            return anthropic.message(meta, await gens[0].result(), parse)
+        except ApiError as e:
+            raise anthropic.AnthropicError.of(e) from None
+
+    return _respond(ctx, [args], lambda gen, i: anthropic.message_events(meta, gen, parse), False, whole,
+                    named=True)
+
+
+async def anthropic_count_tokens(request: Request):
+    ctx = _ctx(request)
+    try:
+        data = parse_json(await read_body(request, ctx.settings.max_body_bytes))
+        tokens = await _chat_tokens(ctx, Body(anthropic.to_chat(data, count_only=True)))
+    except ApiError as e:
+        raise anthropic.AnthropicError.of(e) from None
+    return JsonResponse({"input_tokens": len(tokens)})
+
+
+async def responses_create(request: Request):
+    ctx = _ctx(request)
+    check_generating(ctx)
+    data = (await _body(request)).data
+    args, tools = await _chat_setup(ctx, Body(responses.to_chat(data)))
+    meta = responses.ResponseMeta(ctx.model_name, data)
+    parse = tools if tools is not None and tools.parse else None
+
+    async def whole(gens: list[Generation]) -> dict:
+        return responses.response(meta, await gens[0].result(), parse)
+
+    return _respond(ctx, [args], lambda gen, i: responses.response_events(meta, gen, parse), False, whole,
+                    named=True)
+
+
+async def chat_input_tokens(request: Request):
+    tokens = await _chat_tokens(_ctx(request), await _body(request))
+    return JsonResponse({"object": "response.input_tokens", "input_tokens": len(tokens)})
+
+
+async def responses_input_tokens(request: Request):
+    body = Body(responses.to_chat((await _body(request)).data))
+    tokens = await _chat_tokens(_ctx(request), body)
+    return JsonResponse({"object": "response.input_tokens", "input_tokens": len(tokens)})
+
+
 # -- token utilities ---------------------------------------------------------------------------------------
 
 async def tokenize(request: Request):
@@ -449,6 +523,7 @@ async def props(request: Request):
         "chat_template_caps": ctx.template_caps(), "bos_token": ctx.token_text("bos"),
         "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT, "is_sleeping": False,
         "cors_proxy_enabled": False, "embedding": s.embedding, "pooling": ctx.pooling if s.embedding else None,
+        "model_draft_path": str(ctx.draft_path) if ctx.draft_path else None,
     })
 
 
@@ -487,7 +562,7 @@ async def slots(request: Request):
                           top_k=req.sampling.top_k, top_p=req.sampling.top_p, min_p=req.sampling.min_p,
                           n_probs=req.n_probs, ignore_eos=req.ignore_eos, cache_prompt=req.cache_prompt)
         n_remain = -1 if req is None or req.n_predict < 0 else req.n_predict - i.n_decoded
-        out.append({"id": i.id, "id_task": req.id if req else -1, "n_ctx": i.n_ctx, "speculative": False,
+        out.append({"id": i.id, "id_task": req.id if req else -1, "n_ctx": i.n_ctx, "speculative": i.speculative,
                     "is_processing": req is not None, "params": params,
                     "next_token": {"has_next_token": req is not None, "has_new_line": False, "n_remain": n_remain,
                                    "n_decoded": i.n_decoded if req else 0, "stopping_word": ""}})
@@ -519,6 +594,9 @@ async def metrics(request: Request):
     rows = [(name, kind, help_text, value(c)) for name, kind, help_text, value in METRICS]
     rows += [("requests_processing", "gauge", "Number of requests processing.", busy),
              ("requests_deferred", "gauge", "Number of requests deferred.", ctx.engine.n_waiting())]
+    if ctx.draft_path is not None:
+        rows += [("n_draft_total", "counter", "Number of tokens drafted.", c.n_drafted),
+                 ("n_draft_accepted_total", "counter", "Number of drafted tokens accepted.", c.n_draft_accepted)]
     lines = []
     for name, kind, help_text, value in rows:
         lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
@@ -540,6 +618,14 @@ ROUTES = [
     ("POST", "/v1/completions", resumable(completions_oai)),
     ("POST", "/chat/completions", resumable(chat_completions)),
     ("POST", "/v1/chat/completions", resumable(chat_completions)),
+    ("POST", "/v1/messages", resumable(anthropic_messages)),
+    ("POST", "/v1/messages/count_tokens", anthropic_count_tokens),
+    ("POST", "/responses", resumable(responses_create)),
+    ("POST", "/v1/responses", resumable(responses_create)),
+    ("POST", "/chat/completions/input_tokens", chat_input_tokens),
+    ("POST", "/v1/chat/completions/input_tokens", chat_input_tokens),
+    ("POST", "/responses/input_tokens", responses_input_tokens),
+    ("POST", "/v1/responses/input_tokens", responses_input_tokens),
     ("POST", "/infill", resumable(infill)),
     ("POST", "/v1/embeddings", embeddings_oai),
     ("POST", "/embedding", embeddings_native),

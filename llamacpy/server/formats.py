@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -18,7 +19,7 @@ from .. import __version__
 from ..engine import Stats
 from .generation import Generation, Piece, Result
 from .params import GenArgs
-from .tool_calls import ToolCallStream, ToolSetup, parse_tool_calls
+from .tool_calls import ToolCall, ToolCallStream, ToolSetup, parse_tool_calls
 
 FINGERPRINT = f"b0-llamacpy{__version__}"
 
@@ -26,7 +27,7 @@ FINGERPRINT = f"b0-llamacpy{__version__}"
 def timings(s: Stats) -> dict:
     """llama-server's `timings` object."""
     prompt_n = s.n_prompt - s.n_cached
-    return {
+    out = {
         "cache_n": s.n_cached,
         "prompt_n": prompt_n,
         "prompt_ms": s.t_prompt_ms,
@@ -37,6 +38,9 @@ def timings(s: Stats) -> dict:
         "predicted_per_token_ms": s.t_gen_ms / s.n_decoded if s.n_decoded else 0.0,
         "predicted_per_second": 1e3 * s.n_decoded / s.t_gen_ms if s.t_gen_ms > 0 else 0.0,
     }
+    if s.n_drafted:  # speculative decoding, as llama-server reports it
+        out.update(draft_n=s.n_drafted, draft_n_accepted=s.n_draft_accepted)
+    return out
 
 
 def usage(s: Stats) -> dict:
@@ -130,6 +134,40 @@ def _call_deltas(index: int, call) -> list[dict]:
 def _chat_chunk(meta: OaiMeta, delta: dict, finish: str | None = None, index: int = 0) -> dict:
     return {**meta.head("chat.completion.chunk"),
             "choices": [{"index": index, "finish_reason": finish, "delta": delta}]}
+
+
+# -- replies as text and tool calls (the Anthropic and Responses APIs render these) ------------------------------
+
+def split_reply(r: Result, tools: ToolSetup | None) -> tuple[str, list[ToolCall]]:
+    """A whole reply's text and tool calls (the calls parsed when `tools` says so; only the first without
+    parallel calls)."""
+    if tools is None:
+        return r.content, []
+    content, calls = parse_tool_calls(r.content)
+    return content or "", calls if tools.parallel else calls[:1]
+
+
+async def reply_parts(gen: Generation, tools: ToolSetup | None) -> AsyncIterator[tuple[str, Any]]:
+    """A generation as ("start", first Piece), then ("text", str) and ("call", ToolCall) in order, then
+    ("end", last Piece): what chat_events streams, for the APIs that stream blocks instead of deltas."""
+    parser = ToolCallStream() if tools is not None else None
+    n_calls, first = 0, True
+    async for piece in gen.pieces():
+        if first:
+            first = False
+            yield "start", piece
+        if parser is None:
+            if piece.text:
+                yield "text", piece.text
+        else:
+            for kind, value in parser.feed(piece.text) + (parser.finish() if piece.finish else []):
+                if kind == "content":
+                    yield "text", value
+                elif tools.parallel or n_calls == 0:
+                    yield "call", value
+                    n_calls += 1
+        if piece.finish:
+            yield "end", piece
 
 
 # -- /v1/completions --------------------------------------------------------------------------------------

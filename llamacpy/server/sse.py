@@ -2,8 +2,9 @@
 
 `sse_bytes` produces the body of a streamed generation as byte chunks: `data: <json>\\n\\n` frames,
 keep-alive comments `:\\n\\n` after `ping_interval` seconds of silence, an error frame if generation fails
-after the stream started, and `data: [DONE]\\n\\n` at the end of OpenAI streams. `EventStream` writes those
-chunks and watches for the client leaving. Resumable streams (X-Conversation-Id, stream_routes.py)
+after the stream started, and `data: [DONE]\\n\\n` at the end of OpenAI streams (the Anthropic and Responses
+APIs name each frame instead, `event: <the object's type, or error>`, and have no [DONE]). `EventStream` writes
+those chunks and watches for the client leaving. Resumable streams (X-Conversation-Id, stream_routes.py)
 drain the chunks into a replay buffer instead, from which their responses read (see the marked line).
 """
 
@@ -32,8 +33,15 @@ def frame(obj: dict) -> bytes:
     return b"data: " + json_bytes(obj) + b"\n\n"
 
 
-async def sse_bytes(events: AsyncIterator[dict], oai: bool, ping_interval: float) -> AsyncIterator[bytes]:
-    """The SSE body of one generation (see the module docstring)."""
+def named_frame(obj: dict) -> bytes:
+    name = obj.get("type") if isinstance(obj.get("type"), str) else "error"
+    return f"event: {name}\n".encode() + frame(obj)
+
+
+async def sse_bytes(events: AsyncIterator[dict], oai: bool, ping_interval: float,
+                    named: bool = False) -> AsyncIterator[bytes]:
+    """The SSE body of one generation (see the module docstring); `named`: `event:` lines, no [DONE]."""
+    write = named_frame if named else frame
     pending: asyncio.Future | None = None
     started = False
     try:
@@ -49,15 +57,15 @@ async def sse_bytes(events: AsyncIterator[dict], oai: bool, ping_interval: float
             except ApiError as e:
                 if not started:
                     raise  # nothing sent yet: the writer answers with a plain JSON error and its status
-                yield frame(e.body())
+                yield write(e.body())
                 return
             except Exception as e:  # a bug must still end the stream with an error frame
                 log.exception("stream failed")
-                yield frame(ApiError(500, f"{type(e).__name__}: {e}").body())
+                yield write(ApiError(500, f"{type(e).__name__}: {e}").body())
                 return
             started = True
-            yield frame(obj)
-        if oai:
+            yield write(obj)
+        if oai and not named:
             yield DONE
     finally:
         with anyio.CancelScope(shield=True):  # the client may be gone: clean up regardless
