@@ -1,0 +1,92 @@
+"""`llamacpy quantize` on real models: all-MiniLM-L6-v2 f16 -> Q8_0 keeps its embeddings, smollm2 (Q4_1 with a
+Q8_0 token_embd) requantized to Q8_0 keeps its text and perplexity."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from test_bert import BREAD, FOOD, SBERT_COSINE, _embed
+
+from llamacpy.gguf import GGMLType, GGUFFile
+from llamacpy.kernels import dequantize
+
+TEXT = Path("/usr/share/common-licenses/GPL-3")
+
+
+def _quantize(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llamacpy", "quantize", *args], capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def _q8_0(x: np.ndarray) -> np.ndarray:
+    return gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0).view(np.uint8).reshape(x.shape[0], -1)
+
+
+@pytest.mark.slow
+def test_bert_f16_to_q8_0(minilm_path, tmp_path):
+    out = tmp_path / "minilm-q8_0.gguf"
+    r = _quantize(str(minilm_path), str(out), "Q8_0", "2")
+    assert r.returncode == 0, r.stderr
+    lines = re.findall(r"^\[ *(\d+)/ *101\] (\S+) +- \[.*\], type = +(\w+), (.*)$", r.stderr, re.M)
+    assert [int(i) for i, *_ in lines] == list(range(1, 102))
+    assert any(n == "blk.0.attn_q.weight" and t == "f16" and rest.startswith("converting to q8_0 .. size =")
+               for _, n, t, rest in lines)
+    assert re.search(r"quant size  = +\d+\.\d\d MiB \(8\.\d\d BPW\)", r.stderr)
+    src, dst = GGUFFile(minilm_path), GGUFFile(out)
+    assert dst.metadata["general.file_type"] == 7 and dst.metadata["general.quantization_version"] == 2
+    assert dst.raw_kv("tokenizer.ggml.tokens") == src.raw_kv("tokenizer.ggml.tokens")
+    for name, t in src.tensors.items():
+        q = dst.tensors[name]
+        if t.type == GGMLType.F16:  # every f16 matrix, the embeddings included
+            x = dequantize(t)
+            assert q.type == GGMLType.Q8_0
+            np.testing.assert_array_equal(q.data, _q8_0(x), err_msg=name)  # bit-exact with gguf-py
+            # half a step at most, plus the f16 rounding of the scale
+            assert float(np.abs(dequantize(q) - x).max()) <= float(np.abs(x).max()) * (0.5 / 127 + 2**-10), name
+        else:  # norms, biases, position and token-type embeddings stay f32
+            assert q.type == t.type and np.array_equal(q.data, t.data), name
+    e = _embed(dst, [FOOD, BREAD])
+    assert abs(float(e[0] @ e[1]) - SBERT_COSINE) < 0.01  # measured 0.7555 (f16: 0.7553)
+    assert np.abs(e - _embed(src, [FOOD, BREAD])).max() < 0.01
+
+
+def _ppl(path: Path, chunks: int) -> float:
+    from llamacpy.api import Llama
+    from llamacpy.engine.perplexity import perplexity
+
+    llm = Llama(str(path), n_ctx=256, n_threads=2, n_batch=256)
+    tok = llm.tokenizer
+    tokens = tok.encode(TEXT.read_text(encoding="utf-8"), add_special=True, parse_special=False)
+    return perplexity(llm.model, tokens, 256, chunks, 256, tok.bos_id if tok.add_bos else None).ppl
+
+
+@pytest.mark.slow
+def test_smollm2_requantized_to_q8_0(smollm2_path, tmp_path):
+    out = tmp_path / "smollm2-q8_0.gguf"
+    refused = _quantize(str(smollm2_path), str(out), "q8_0")
+    assert refused.returncode == 1 and "requantizing from type q4_1 is disabled" in refused.stderr
+    assert not out.exists()
+    r = _quantize("--allow-requantize", str(smollm2_path), str(out), "q8_0", "2")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"token_embd\.weight +- \[.*\], type = +q8_0, size = +28\.688 MiB", r.stderr)  # copied
+    src, dst = GGUFFile(smollm2_path), GGUFFile(out)
+    assert dst.tensors["token_embd.weight"].type == GGMLType.Q8_0
+    w = "blk.7.ffn_down.weight"
+    assert src.tensors[w].type == GGMLType.Q4_1 and dst.tensors[w].type == GGMLType.Q8_0
+    np.testing.assert_array_equal(dst.tensors[w].data, _q8_0(dequantize(src.tensors[w])))
+
+    from llamacpy.api import Llama
+
+    text = Llama(str(out), n_ctx=128, n_threads=2).complete("The capital of France is", max_tokens=8,
+                                                              temperature=0)
+    assert "Paris" in text
+    if not TEXT.exists():
+        pytest.skip("Debian's GPL-3 text (base-files) is not on this machine")
+    before, after = _ppl(smollm2_path, 4), _ppl(out, 4)
+    assert abs(after - before) / before < 0.01, (before, after)
