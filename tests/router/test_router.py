@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
+import anthropic
 import httpx
 import pytest
 from openai import OpenAI
@@ -355,3 +356,21 @@ def test_status_events(router):
     assert done.wait(30), seen
     mine = [v for m, v in seen if m == model]
     assert mine == ["unloaded", "loading", "loaded", "unloaded"]
+
+
+def test_messages_and_responses_reach_the_named_model(router):
+    """The Anthropic and Responses routes are proxied by the body's `model`, aliases included."""
+    claude = anthropic.Anthropic(base_url=router.url, api_key="none", max_retries=0, timeout=180)
+    hi = [{"role": "user", "content": "Hi"}]
+    for name, served in (("gemma", "gemma"), ("smol", SLASHED)):
+        m = claude.messages.create(model=name, max_tokens=4, messages=hi)
+        assert m.type == "message" and m.model == served
+    r = OpenAI(base_url=router.url + "/v1", api_key="none", max_retries=0).responses.create(
+        model="gemma", input="Hi", max_output_tokens=2)
+    assert r.object == "response" and r.model == "gemma"
+    counts = {}
+    for name in ("gemma", "smol"):
+        counts[name] = claude.messages.count_tokens(model=name, messages=hi).input_tokens
+        chat = router.http.post("/v1/chat/completions/input_tokens", json={"model": name, "messages": hi})
+        assert chat.json()["input_tokens"] == counts[name]
+    assert counts["gemma"] != counts["smol"]  # each model's own template and vocabulary
