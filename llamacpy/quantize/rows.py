@@ -57,10 +57,8 @@ def _minmax(x):
     lo, hi = np.float32(np.inf), np.float32(-np.inf)
     for j in range(x.shape[0]):
         v = x[j]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
+        lo = min(lo, v)
+        hi = max(hi, v)
     return lo, hi
 
 
@@ -72,7 +70,7 @@ def _q8_0_row(x, out):
         amax = F0
         for j in range(32):
             a = abs(blk[j])
-            amax = amax if amax > a else a
+            amax = max(a, amax)
         d = amax / np.float32(127.0)
         inv = np.float32(1.0) / d if d != F0 else F0
         _put_half(out, o, d)

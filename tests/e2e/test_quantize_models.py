@@ -33,7 +33,7 @@ def test_bert_f16_to_q8_0(minilm_path, tmp_path):
     out = tmp_path / "minilm-q8_0.gguf"
     r = _quantize(str(minilm_path), str(out), "Q8_0", "2")
     assert r.returncode == 0, r.stderr
-    lines = re.findall(r"^\[ *(\d+)/ *101\] (\S+) +- \[.*\], type = +(\w+), (.*)$", r.stderr, re.M)
+    lines = re.findall(r"^\[ *(\d+)/ *101\] (\S+) +- \[.*\], type = +(\w+), (.*)$", r.stderr, re.MULTILINE)
     assert [int(i) for i, *_ in lines] == list(range(1, 102))
     assert any(n == "blk.0.attn_q.weight" and t == "f16" and rest.startswith("converting to q8_0 .. size =")
                for _, n, t, rest in lines)
