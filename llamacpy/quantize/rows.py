@@ -57,8 +57,11 @@ def _minmax(x):
     lo, hi = np.float32(np.inf), np.float32(-np.inf)
     for j in range(x.shape[0]):
         v = x[j]
-        lo = min(lo, v)
-        hi = max(hi, v)
+        # ggml's comparisons, kept as written: min()/max() may treat -0.0 and NaN differently
+        if v < lo:  # noqa: PLR1730
+            lo = v
+        if v > hi:  # noqa: PLR1730
+            hi = v
     return lo, hi
 
 
@@ -70,7 +73,7 @@ def _q8_0_row(x, out):
         amax = F0
         for j in range(32):
             a = abs(blk[j])
-            amax = max(a, amax)
+            amax = amax if amax > a else a  # noqa: FURB136 - ggml's MAX(amax, fabsf(v)), operand order kept
         d = amax / np.float32(127.0)
         inv = np.float32(1.0) / d if d != F0 else F0
         _put_half(out, o, d)
