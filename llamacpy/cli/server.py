@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..sampling import SamplingParams
-from .options import add_model, add_runtime, add_sampling, sampling_kwargs
+from .options import add_draft, add_model, add_runtime, add_sampling, sampling_kwargs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
     add_runtime(p)
     ServerSettings.add_arguments(p)
+    add_draft(p)
     add_sampling(p)
 
 

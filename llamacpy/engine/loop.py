@@ -20,6 +20,7 @@ from ..kernels import set_num_threads
 from ..models import DecoderModel, Segment
 from .requests import DoneEvent, EndReason, GenRequest, Stats
 from .scheduler import Counters, Scheduler
+from .speculative import DraftSetup
 from .thread_tuner import ThreadTuner
 
 SHUTDOWN_MESSAGE = "the server is shutting down"
@@ -31,6 +32,7 @@ class EngineConfig:
     n_ctx_slot: int = 4096
     n_batch: int = 512
     n_threads: int | None = None
+    draft: DraftSetup | None = None  # speculative decoding (set by the load function, like n_ctx_slot)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class SlotInfo:
     request: GenRequest | None
     n_decoded: int
     n_cached_tokens: int
+    speculative: bool = False  # the slot drafts with a draft model
 
 
 class Engine:
@@ -119,7 +122,8 @@ class Engine:
     def slots(self) -> list[SlotInfo]:
         if self.scheduler is None:
             return []
-        return [SlotInfo(s.id, s.n_ctx, s.req, s.stats.n_decoded, len(s.seq.tokens)) for s in self.scheduler.slots]
+        return [SlotInfo(s.id, s.n_ctx, s.req, s.stats.n_decoded, len(s.seq.tokens), s.drafter is not None)
+                for s in self.scheduler.slots]
 
     def counters(self) -> Counters:
         return self.scheduler.counters if self.scheduler else Counters()
@@ -136,7 +140,7 @@ class Engine:
             c = self.config
             # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
             tuner = ThreadTuner(n_threads) if c.n_threads is None and n_threads > 1 else None
-            self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner)
+            self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft)
             self._warmup(model)
         except Exception as e:  # noqa: BLE001 - reported to the server, which exits
             self.error = f"{type(e).__name__}: {e}"
@@ -192,3 +196,9 @@ class Engine:
         for segments in batches:
             n = sum(s.n for s in segments)
             model.forward(np.zeros(n, np.int64), segments, sched.cache)
+        drafter = sched.slots[0].drafter
+        if drafter is not None:  # a draft round: the draft's steps, the check's row-exact one
+            n = min(17, n_ctx)
+            model.forward(np.zeros(n, np.int64), [Segment(0, 0, n)], sched.cache, np.arange(n), row_exact=True)
+            drafter.seq.feed([0])
+            drafter.seq.reset(0)

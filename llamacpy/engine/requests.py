@@ -15,6 +15,7 @@ from ..sampling import SamplingParams
 
 if TYPE_CHECKING:
     from ..sampling.grammar import Grammar
+    from .speculative import DraftParams
 
 
 class EndReason(str, enum.Enum):
@@ -39,6 +40,7 @@ class GenRequest:
     cache_prompt: bool = True    # reuse the longest common prefix cached in the chosen slot
     id_slot: int = -1            # -1: any slot
     grammar: Grammar | None = None  # constrain the output (a matcher is started on the engine thread)
+    draft: DraftParams | None = None  # speculative decoding's limits for this request (None: the server's)
     sink: Callable[[TokenEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
     id: int = -1                 # assigned by Engine.submit
 
@@ -53,6 +55,8 @@ class Stats:
     n_decoded: int = 0     # tokens sampled so far
     t_prompt_ms: float = 0.0  # prompt evaluation, up to the first sampled token
     t_gen_ms: float = 0.0     # from the first sampled token to the latest
+    n_drafted: int = 0        # speculative decoding: tokens drafted ...
+    n_draft_accepted: int = 0  # ... and accepted (sampled as drafted)
 
 
 @dataclass(slots=True)

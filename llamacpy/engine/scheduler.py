@@ -5,6 +5,11 @@ sampled token and slots still reading their prompt contribute a chunk of it (wit
 decoding slots first), so new requests join while others generate. A new request takes the idle slot
 whose cached tokens share the longest prefix with its prompt (least recently used on ties) and only
 evaluates the rest.
+
+With a draft model (speculative decoding, speculative.py), each decoding slot drafts a few tokens in its own
+draft cache and contributes [last sampled token] + draft; the step then gives every row of those segments
+its one-row logits (`row_exact`), and the slot samples them in order while they equal the draft. Steps with a
+prompt chunk do not draft (a prompt goes through at full batch size); without a draft nothing changes.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..kernels.threads import set_active_threads
+from ..kernels.weight import VEC_DOT_BATCH
 from ..models import DecoderModel, KVCache, Segment
 from ..sampling import Sampler
 from ..sampling.chain import log_softmax
 from .requests import DoneEvent, EndReason, GenRequest, Stats, TokenEvent
 from .sequence import Sequence
+from .speculative import DraftParams, DraftSetup, ModelDrafter
 from .thread_tuner import ThreadTuner
 
 
@@ -34,6 +42,8 @@ class Counters:
     n_decode: int = 0               # forward calls
     n_busy_slots: int = 0           # summed over forward calls
     n_tokens_max: int = 0           # most tokens held by one slot
+    n_drafted: int = 0              # speculative decoding: tokens drafted, and accepted
+    n_draft_accepted: int = 0
 
 
 class Slot:
@@ -53,6 +63,8 @@ class Slot:
         # the kernels' summation order depends on a batch's row count, and the model amplifies that
         # rounding to tenths of a nat, so a one-row re-evaluation could change a greedy reply.
         self.prompt_logits: tuple[int, np.ndarray] | None = None
+        self.drafter: ModelDrafter | None = None  # with a draft model: drafts in a cache of its own
+        self.draft_params: DraftParams | None = None  # the server's draft limits (a request may set its own)
 
     @property
     def n_ctx(self) -> int:
@@ -83,6 +95,8 @@ class Slot:
         self.sampler = Sampler(req.sampling, n_vocab, constraint)
         for t in req.prompt:
             self.sampler.accept(t)
+        if self.drafter is not None:
+            self.drafter.params = req.draft or self.draft_params
         return self.prompt_logits[1] if reuse else None
 
     def release(self, now: float) -> GenRequest:
@@ -98,7 +112,7 @@ class Scheduler:
     """
 
     def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
-                 tuner: ThreadTuner | None = None):
+                 tuner: ThreadTuner | None = None, draft: DraftSetup | None = None):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
@@ -110,6 +124,13 @@ class Scheduler:
         self.waiting: deque[GenRequest] = deque()
         self.counters = Counters()
         self.tuner = tuner  # picks the kernel threads of each step (thread_tuner.py); None: fixed
+        self.drafting = draft is not None
+        if draft is not None:
+            draft_tuner = ThreadTuner(tuner.n_max) if tuner is not None and draft.n_threads is None else None
+            for slot in self.slots:
+                slot.drafter = ModelDrafter(draft.model, draft.n_ctx_slot, replace(draft.params), self.n_vocab,
+                                            draft.n_threads, draft_tuner, n_batch)
+                slot.draft_params = draft.params
 
     # -- queue -------------------------------------------------------------------------------------------
 
@@ -163,6 +184,8 @@ class Scheduler:
         plan = self._plan()
         if not plan:
             return 0
+        if self.drafting and self._draft(plan):
+            return self._step_drafted(plan)
         tokens = [t for _, chunk in plan for t in chunk]
         segments = [Segment(slot.id, len(slot.seq.tokens), len(chunk)) for slot, chunk in plan]
         if self.tuner is not None:
@@ -188,9 +211,62 @@ class Scheduler:
                 self._sample(slot, row, now)
         return len(tokens)
 
-    def _sample(self, slot: Slot, logits: np.ndarray, now: float) -> None:
+    def _draft(self, plan: list[tuple[Slot, list[int]]]) -> bool:
+        """Extend each decoding slot's chunk with its draft (none while a prompt is evaluated); whether any
+        slot drafted. All the rows fit one row-exact step (VEC_DOT_BATCH)."""
+        if any(slot.prompting for slot, _ in plan):
+            return False
+        rows_left = VEC_DOT_BATCH - len(plan)
+        drafted = False
+        for slot, chunk in plan:
+            budget = min(rows_left, slot.n_ctx - len(slot.seq.tokens) - 2)
+            if slot.req.n_predict >= 0:
+                budget = min(budget, slot.req.n_predict - slot.stats.n_decoded - 1)
+            try:
+                draft = slot.drafter.draft(slot.seq.tokens + chunk, budget) if budget > 0 else []
+            except Exception:  # noqa: BLE001 - a draft only saves time: decode this slot without one
+                slot.drafter.seq.reset(0)
+                draft = []
+            chunk += draft
+            rows_left -= len(draft)
+            slot.stats.n_drafted += len(draft)
+            self.counters.n_drafted += len(draft)
+            drafted = drafted or bool(draft)
+        return drafted
+
+    def _step_drafted(self, plan: list[tuple[Slot, list[int]]]) -> int:
+        """One forward over [last token] + draft of every decoding slot, logits at every row, one-row bits
+        for each; each slot samples its rows in order while the draft holds."""
+        tokens = [t for _, chunk in plan for t in chunk]
+        segments = [Segment(slot.id, len(slot.seq.tokens), len(chunk)) for slot, chunk in plan]
+        if self.tuner is not None:
+            set_active_threads(self.tuner.choice)  # no probing on these steps: their shapes do not compare
+        t0 = time.perf_counter()
         try:
-            self._sample_unguarded(slot, logits, now)
+            logits = self.model.forward(np.asarray(tokens), segments, self.cache, np.arange(len(tokens)),
+                                        row_exact=True)  # (len(tokens), n_vocab)
+        except Exception as e:  # noqa: BLE001 - fail these requests, keep serving the others
+            for slot, _ in plan:
+                slot.seq.reset(0)
+                self._finish(slot, EndReason.ERROR, f"{type(e).__name__}: {e}")
+            return 0
+        now = time.perf_counter()
+        self._count(plan, now - t0)
+        start = 0
+        for slot, chunk in plan:
+            slot.pending = []
+            for i, row in enumerate(logits[start:start + len(chunk)]):
+                slot.seq.tokens.append(chunk[i])  # the last token, then each accepted draft token
+                drafted = chunk[i + 1] if i + 1 < len(chunk) else -1
+                self._sample(slot, row, now, drafted)
+                if not slot.busy or slot.pending != [drafted]:
+                    break  # the cache rows past the accepted tokens are overwritten by the next step
+            start += len(chunk)
+        return len(tokens)
+
+    def _sample(self, slot: Slot, logits: np.ndarray, now: float, drafted: int = -1) -> None:
+        try:
+            self._sample_unguarded(slot, logits, now, drafted)
         except Exception as e:  # noqa: BLE001 - e.g. parameters the sampler cannot honour: fail this one only
             if slot.busy:
                 self._finish(slot, EndReason.ERROR, f"sampling failed: {type(e).__name__}: {e}")
@@ -236,7 +312,7 @@ class Scheduler:
         c.predicted_seconds += seconds * (n_total - n_prompt) / n_total
         c.n_tokens_max = max(c.n_tokens_max, *(len(s.seq.tokens) + len(chunk) for s, chunk in plan))
 
-    def _sample_unguarded(self, slot: Slot, logits: np.ndarray, now: float) -> None:
+    def _sample_unguarded(self, slot: Slot, logits: np.ndarray, now: float, drafted: int = -1) -> None:
         req, st = slot.req, slot.stats
         if st.n_decoded == 0:
             slot.t_first = now
@@ -245,6 +321,9 @@ class Scheduler:
                 self._finish(slot, EndReason.LENGTH)
                 return
         token = slot.sampler.sample(logits)
+        if token == drafted:
+            st.n_draft_accepted += 1
+            self.counters.n_draft_accepted += 1
         st.n_decoded += 1
         st.t_gen_ms = (now - slot.t_first) * 1e3
         self.counters.tokens_predicted += 1

@@ -62,6 +62,16 @@ class DraftStats:
                 f"(acceptance {100 * self.acceptance:.1f}%)")
 
 
+@dataclass
+class DraftSetup:
+    """A draft model for the server's slots (llama-server's -md): each slot drafts in a cache of its own."""
+
+    model: DecoderModel
+    params: DraftParams
+    n_ctx_slot: int                # each slot's draft context (-cd split among the slots, else the slot's)
+    n_threads: int | None = None   # -td; None: as the target (tuned when the target's threads are)
+
+
 class Drafter(Protocol):
     def draft(self, context: list[int], n_max: int) -> list[int]:
         """At most n_max tokens likely to follow `context` (the whole sequence so far); [] for none."""

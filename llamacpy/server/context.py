@@ -14,6 +14,7 @@ from pathlib import Path
 from ..catalog import resolve_model
 from ..engine import Engine, EngineConfig
 from ..engine.embedding import EmbeddingEngine
+from ..engine.speculative import DraftSetup, compatibility_error
 from ..gguf import GGUFFile
 from ..models import DecoderModel, ModelError, load_model
 from ..sampling.grammar import Grammar, GrammarVocab
@@ -37,6 +38,7 @@ class ServerContext:
         self.engine = EmbeddingEngine(self._load, config) if settings.embedding else Engine(self._load, config)
         self.pooling = "none"  # the embeddings' pooling (--pooling, else the model's), set when loaded
         self.path: Path | None = None
+        self.draft_path: Path | None = None  # the draft model (-md), when speculative decoding
         self.gguf: GGUFFile | None = None
         self.tokenizer: Tokenizer | None = None
         self.template: ChatTemplate | None = None
@@ -75,8 +77,26 @@ class ServerContext:
             "size": sum(t.data.nbytes for t in tensors), "vocab_type": VOCAB_TYPES.get(tokenizer.vocab.type, 0),
             "ftype": model.args.file_type,
         }
+        if s.model_draft and not s.embedding:
+            self.engine.config.draft = self._load_draft(tokenizer)
         self.gguf, self.tokenizer = g, tokenizer
         return model, tokenizer.eog_ids
+
+    def _load_draft(self, tokenizer: Tokenizer) -> DraftSetup:
+        """The draft model (-md), refused before its weights load when its vocabulary differs from the model's."""
+        s = self.settings
+        s.draft.validate()
+        self.draft_path = resolve_model(s.model_draft, log.info)
+        log.info("loading draft model %s", self.draft_path)
+        g = GGUFFile(self.draft_path)
+        error = compatibility_error(tokenizer, Tokenizer.from_gguf(g))
+        if error:
+            raise ModelError(f"the draft model {self.draft_path.name} cannot draft for {self.path.name} (the "
+                             f"vocabularies must match): {error}")
+        model = load_model(g)
+        n_ctx = min(s.ctx_size_draft // s.n_slots if s.ctx_size_draft > 0 else self.n_ctx_slot,
+                    model.args.n_ctx_train)
+        return DraftSetup(model, s.draft, n_ctx, s.threads_draft)
 
     def _pooling(self, model) -> str:
         """The embeddings' pooling; refuses what cannot be served (an encoder without --embeddings, rank)."""

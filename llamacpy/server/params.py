@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from ..engine import GenRequest
+from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
 from ..sampling.chain import SEED_RANDOM
 from ..sampling.grammar import Grammar
@@ -132,10 +133,11 @@ class GenArgs:
     return_tokens: bool = False
     post_sampling_probs: bool = False
     grammar: Grammar | None = None
+    draft: DraftParams = field(default_factory=DraftParams)  # speculative.n_max/n_min/p_min
 
     def engine_request(self, sink) -> GenRequest:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
-                          self.n_probs, self.cache_prompt, self.id_slot, self.grammar, sink)
+                          self.n_probs, self.cache_prompt, self.id_slot, self.grammar, self.draft, sink)
 
     def settings_json(self) -> dict:
         """`generation_settings` / slot `params` as llama-server reports them."""
@@ -146,7 +148,16 @@ class GenArgs:
                 "frequency_penalty": s.frequency_penalty, "stop": list(self.stop), "n_probs": self.n_probs,
                 "ignore_eos": self.ignore_eos, "stream": self.stream, "cache_prompt": self.cache_prompt,
                 "logit_bias": [[int(k), v] for k, v in s.logit_bias.items()],
-                "samplers": ["penalties", "top_k", "top_p", "min_p", "temperature"]}
+                "samplers": ["penalties", "top_k", "top_p", "min_p", "temperature"],
+                "speculative.n_max": self.draft.n_max, "speculative.n_min": self.draft.n_min,
+                "speculative.p_min": self.draft.p_min}
+
+
+def draft_params(body: Body, defaults: DraftParams) -> DraftParams:
+    """llama-server's `speculative.n_max`, `speculative.n_min` (clamped to [0, n_max]), `speculative.p_min`."""
+    n_max = max(0, body.int("speculative.n_max", defaults.n_max))
+    n_min = max(0, min(n_max, body.int("speculative.n_min", defaults.n_min)))
+    return DraftParams(n_max, n_min, body.float("speculative.p_min", defaults.p_min, minimum=0.0, maximum=1.0))
 
 
 def sampling_params(body: Body, defaults: SamplingParams, n_vocab: int, tokenize) -> SamplingParams:

@@ -85,6 +85,10 @@ class _Server(GracefulServer):
             serving = f"embeddings ({ctx.pooling} pooling), inputs of up to {ctx.n_ctx} tokens"
         else:
             serving = f"context {ctx.n_ctx} tokens = {s.n_slots} slots x {ctx.n_ctx_slot}"
+        if ctx.draft_path is not None:
+            d = s.draft
+            serving += (f"; speculative decoding with {ctx.draft_path.name} (context {ctx.engine.config.draft.n_ctx_slot}"
+                        f" per slot, draft-max {d.n_max}, draft-min {d.n_min}, draft-p-min {d.p_min})")
         log.info("model %s ready in %.1f s: %s, %.0fM parameters, %d MiB; %s", ctx.path.name,
                  time.perf_counter() - t0, f["arch"], f["n_params"] / 1e6, f["size"] >> 20, serving)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import DEFAULT_MODEL
+from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
 from .streams import StreamLimits
 
@@ -38,6 +39,11 @@ class ServerSettings:
     batch_size: int = 512
     sampling: SamplingParams = field(default_factory=SamplingParams)
     ignore_eos: bool = False
+    # speculative decoding (cli/options.py add_draft): -md, --draft-max/min/p-min, -cd, -td
+    model_draft: str | None = None
+    draft: DraftParams = field(default_factory=DraftParams)
+    ctx_size_draft: int = 0
+    threads_draft: int | None = None
     # the server's own
     host: str = field(default="127.0.0.1", metadata=_flag("--host", help="address to listen on (default: 127.0.0.1)"))
     port: int = field(default=8080, metadata=_flag("--port", help="port to listen on (default: 8080; 0 = any free)"))
@@ -157,5 +163,6 @@ class ServerSettings:
     def from_args(cls, a: argparse.Namespace, sampling: SamplingParams) -> ServerSettings:
         own = {f.name: getattr(a, f.name) for f in fields(cls) if "flags" in f.metadata}
         return cls(model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
-                   sampling=sampling, ignore_eos=a.ignore_eos, router_secret=os.environ.pop(ROUTER_SECRET_ENV, None),
-                   **own)
+                   sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
+                   draft=DraftParams(a.draft_max, a.draft_min, a.draft_p_min), ctx_size_draft=a.ctx_size_draft,
+                   threads_draft=a.threads_draft, router_secret=os.environ.pop(ROUTER_SECRET_ENV, None), **own)
