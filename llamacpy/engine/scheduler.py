@@ -125,11 +125,13 @@ class Scheduler:
         self.counters = Counters()
         self.tuner = tuner  # picks the kernel threads of each step (thread_tuner.py); None: fixed
         self.drafting = draft is not None
+        self.draft_tuner: ThreadTuner | None = None
         if draft is not None:
-            draft_tuner = ThreadTuner(tuner.n_max) if tuner is not None and draft.n_threads is None else None
+            if tuner is not None and draft.n_threads is None:
+                self.draft_tuner = ThreadTuner(tuner.n_max)
             for slot in self.slots:
                 slot.drafter = ModelDrafter(draft.model, draft.n_ctx_slot, replace(draft.params), self.n_vocab,
-                                            draft.n_threads, draft_tuner, n_batch)
+                                            draft.n_threads, self.draft_tuner, n_batch)
                 slot.draft_params = draft.params
 
     # -- queue -------------------------------------------------------------------------------------------
@@ -239,8 +241,10 @@ class Scheduler:
         for each; each slot samples its rows in order while the draft holds."""
         tokens = [t for _, chunk in plan for t in chunk]
         segments = [Segment(slot.id, len(slot.seq.tokens), len(chunk)) for slot, chunk in plan]
-        if self.tuner is not None:
-            set_active_threads(self.tuner.choice)  # no probing on these steps: their shapes do not compare
+        # the draft's tuner measured the machine just now: the check runs on its choice (as generate.py's);
+        # the target's tuner gets no samples from these steps (their shapes vary), so its choice may be stale
+        if self.tuner is not None and self.draft_tuner is None:
+            set_active_threads(self.tuner.choice)
         t0 = time.perf_counter()
         try:
             logits = self.model.forward(np.asarray(tokens), segments, self.cache, np.arange(len(tokens)),
