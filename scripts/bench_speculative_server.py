@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from serverkit import LlamacpyServer  # noqa: E402
+from serverkit import LlamacpyServer
 
 PROMPTS = {
     "merge_sort": "def merge_sort(items: list[int]) -> list[int]:\n    \"\"\"Sort a list with merge sort.\"\"\"\n",
