@@ -11,7 +11,6 @@ It answers the server's questions the generation engine answers (`ready`, `slots
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import numpy as np
 
 from ..kernels import set_num_threads
 from ..ops.pooling import normalize, pool
-from .loop import SHUTDOWN_MESSAGE, EngineConfig, SlotInfo
+from .loop import SHUTDOWN_MESSAGE, EngineConfig, ModelThread, SlotInfo
 from .scheduler import Counters
 from .thread_tuner import ThreadTuner
 
@@ -38,54 +37,31 @@ class EmbedRequest:
     failed: bool = False
 
 
-def hidden_states(model, tokens: np.ndarray, lengths: list[int]) -> np.ndarray:
-    """The model's last hidden states (T, n_embd) for consecutive sequences of `lengths` tokens."""
-    return model.hidden_states(tokens, lengths)
-
-
-class EmbeddingEngine:
+class EmbeddingEngine(ModelThread):
     """Owns the model on one thread. `load()` returns (model, _) as for `Engine`."""
+
+    thread_name = "llamacpy-embeddings"
 
     def __init__(self, load: Callable[[], tuple[object, set[int]]], config: EngineConfig,
                  log: Callable[[str], None] = lambda msg: None):
-        self.load, self.config, self.log = load, config, log
-        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.ready = threading.Event()
-        self.finished = threading.Event()
-        self.error: str | None = None
+        super().__init__(load, config, log)
         self._counters = Counters()
-        self._busy = 0
-        self._stopping = False
-        self._lock = threading.Lock()
         self.tuner: ThreadTuner | None = None
-        self._thread = threading.Thread(target=self._run, name="llamacpy-embeddings", daemon=True)
 
     # -- API for other threads -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not (self.ready.is_set() or self.finished.is_set()):
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            self.ready.wait(0.05)
-        return self.ready.is_set()
-
     def submit(self, req: EmbedRequest) -> None:
-        with self._lock:
+        with self._submit_lock:
             if not self._stopping:
                 self.tasks.put(req)
                 return
         req.done(None, self.error or SHUTDOWN_MESSAGE)
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._lock:
+        with self._submit_lock:
             self._stopping = True
         self.tasks.put(None)
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        self._join(timeout)
 
     def slots(self) -> list[SlotInfo]:
         c = self.config
@@ -105,7 +81,7 @@ class EmbeddingEngine:
             # threads not given: pick between all and one per batch, as the generation engine does
             self.tuner = ThreadTuner(n_threads) if self.config.n_threads is None and n_threads > 1 else None
             self.model, _ = self.load()
-            hidden_states(self.model, np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
+            self.model.hidden_states(np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
         except Exception as e:  # noqa: BLE001 - reported to the server, which exits
             self.error = f"{type(e).__name__}: {e}"
             self.finished.set()
@@ -114,7 +90,7 @@ class EmbeddingEngine:
         try:
             self._loop()
         finally:
-            with self._lock:
+            with self._submit_lock:
                 self._stopping = True
             self.finished.set()
             self._drain(SHUTDOWN_MESSAGE)
@@ -162,7 +138,7 @@ class EmbeddingEngine:
         t0 = time.perf_counter()
         try:
             tokens = np.concatenate([req.prompts[i] for req, i in batch]).astype(np.int64)
-            hidden = hidden_states(self.model, tokens, [len(req.prompts[i]) for req, i in batch])
+            hidden = self.model.hidden_states(tokens, [len(req.prompts[i]) for req, i in batch])
             if self.tuner is not None:  # batches vary in length: time per token, compared within a size class
                 self.tuner.record((time.perf_counter() - t0) / n_tokens, n_tokens.bit_length(), True)
         except Exception as e:  # noqa: BLE001 - a bad batch fails its requests, not the engine

@@ -62,27 +62,22 @@ class SlotInfo:
     speculative: bool = False  # the slot drafts with a draft model
 
 
-class Engine:
-    """Owns the model, KV cache and scheduler on one thread.
+class ModelThread:
+    """One thread owns a model: `start()` loads it there; other threads queue work on `tasks` and wait with
+    `wait_ready()`. Subclasses say what a task is (`submit`, `stop`) and run the thread (`_run`)."""
 
-    >>> engine = Engine(load, EngineConfig(n_slots=4, n_ctx_slot=1024)); engine.start()
-    >>> engine.wait_ready(); rid = engine.submit(GenRequest(prompt, sink=callback)); engine.cancel(rid)
-    """
+    thread_name = "llamacpy-model"
 
-    def __init__(self, load: Callable[[], tuple[DecoderModel, set[int]]], config: EngineConfig,
+    def __init__(self, load: Callable[[], tuple[object, set[int]]], config: EngineConfig,
                  log: Callable[[str], None] = lambda msg: None):
         self.load, self.config, self.log = load, config, log
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
         self.ready = threading.Event()     # the model is loaded and warm
         self.finished = threading.Event()  # the thread has ended (stopped, or failed to load)
         self.error: str | None = None      # why loading failed
-        self.scheduler: Scheduler | None = None
-        self._ids = itertools.count()
         self._stopping = False
         self._submit_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="llamacpy-engine", daemon=True)
-
-    # -- API for other threads -----------------------------------------------------------------------------
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -95,6 +90,31 @@ class Engine:
                 break
             self.ready.wait(0.05)
         return self.ready.is_set()
+
+    def _join(self, timeout: float) -> None:
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Engine(ModelThread):
+    """Owns the model, KV cache and scheduler on one thread.
+
+    >>> engine = Engine(load, EngineConfig(n_slots=4, n_ctx_slot=1024)); engine.start()
+    >>> engine.wait_ready(); rid = engine.submit(GenRequest(prompt, sink=callback)); engine.cancel(rid)
+    """
+
+    thread_name = "llamacpy-engine"
+
+    def __init__(self, load: Callable[[], tuple[DecoderModel, set[int]]], config: EngineConfig,
+                 log: Callable[[str], None] = lambda msg: None):
+        super().__init__(load, config, log)
+        self.scheduler: Scheduler | None = None
+        self._ids = itertools.count()
+
+    # -- API for other threads -----------------------------------------------------------------------------
 
     def submit(self, req: GenRequest) -> int:
         """Queue a request; returns its id. Its events go to `req.sink` on the engine thread."""
@@ -114,8 +134,7 @@ class Engine:
         """End every request with SHUTDOWN and stop the thread."""
         self._stopping = True
         self.tasks.put(_Stop())
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        self._join(timeout)
 
     # -- snapshots for /slots and /metrics -----------------------------------------------------------------
 

@@ -21,8 +21,8 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def browser(chromium_path: Path):
+@pytest.fixture(scope="module")  # not "session": Playwright's sync API runs an asyncio loop on this thread
+def browser(chromium_path: Path):  # until it stops, and asyncio.run() in later tests would fail
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
