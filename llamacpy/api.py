@@ -68,6 +68,8 @@ class Llama:
         self.model = load_model(self.gguf)
         self.embedding, self.n_batch = embedding, n_batch
         self.pooling = textembed.pooling_name(pooling_type, self.model)
+        # threads not given: each embedding batch runs on all threads or one, whichever is faster now
+        self._embed_tuner = ThreadTuner(threads) if n_threads is None and threads > 1 else None
         if getattr(self.model, "is_encoder", False):  # nothing to generate with: no cache, no template
             self.embedding, self.n_ctx = True, min(n_ctx, self.model.args.n_ctx_train) or self.model.args.n_ctx_train
             self.load_seconds = time.perf_counter() - t0
@@ -220,7 +222,8 @@ class Llama:
                 prompts[i] = p[:self.n_ctx]
             if not prompts[i]:
                 raise ValueError(f"input {i} is empty")
-        vectors = textembed.embed_tokens(self.model, prompts, self.pooling, 2 if normalize else -1, self.n_batch)
+        vectors = textembed.embed_tokens(self.model, prompts, self.pooling, 2 if normalize else -1, self.n_batch,
+                                         self._embed_tuner)
         out = [v.tolist() for v in vectors]
         result = out[0] if isinstance(input, str) else out
         return (result, sum(map(len, prompts))) if return_count else result

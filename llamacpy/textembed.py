@@ -3,8 +3,11 @@ texts -> token ids -> the model's hidden states, batched, pooled and normalized.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from .engine.thread_tuner import ThreadTuner
 from .ops.pooling import POOLING, POOLING_NAMES, normalize, pool
 
 
@@ -19,9 +22,10 @@ def pooling_name(pooling_type: int | str | None, model) -> str:
 
 
 def embed_tokens(model, prompts: list[list[int]], pooling: str, embd_normalize: float,
-                 n_batch: int) -> list[np.ndarray]:
+                 n_batch: int, tuner: ThreadTuner | None = None) -> list[np.ndarray]:
     """One array per prompt: (n_embd,) pooled and normalized, or (n_tokens, n_embd) for pooling "none".
-    Prompts run together in batches of up to `n_batch` tokens (a longer prompt runs alone)."""
+    Prompts run together in batches of up to `n_batch` tokens (a longer prompt runs alone). `tuner` picks
+    each batch's kernel threads (timed per token within a batch-size class, as the server's engine does)."""
     out: list[np.ndarray] = []
     i = 0
     while i < len(prompts):
@@ -30,7 +34,12 @@ def embed_tokens(model, prompts: list[list[int]], pooling: str, embd_normalize: 
             n += len(prompts[j])
             j += 1
         lengths = [len(p) for p in prompts[i:j]]
+        if tuner is not None:
+            tuner.threads_for_next_step()
+        t0 = time.perf_counter()
         hidden = model.hidden_states(np.concatenate(prompts[i:j]).astype(np.int64), lengths)
+        if tuner is not None:
+            tuner.record((time.perf_counter() - t0) / n, n.bit_length(), True)
         for v in pool(hidden, lengths, pooling):
             out.append(v if pooling == "none" else normalize(v, embd_normalize)[0])
         i = j
