@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .anthropic import AnthropicError
 from .errors import BAD_API_KEY, LOADING, ApiError
 
 ROUTER_SECRET_HEADER = "x-llamacpy-router-secret"
@@ -39,9 +40,9 @@ class Gate:
             return await Response(status_code=200, headers=None)(scope, receive, with_headers(send, cors + allow))
         path = scope["path"]
         if not self.ready() and path != "/":
-            return await LOADING.response()(scope, receive, with_headers(send, cors))
+            return await _shaped(LOADING, path).response()(scope, receive, with_headers(send, cors))
         if self.api_keys and path not in self.public_paths and not self._key_ok(headers):
-            return await BAD_API_KEY.response()(scope, receive, with_headers(send, cors))
+            return await _shaped(BAD_API_KEY, path).response()(scope, receive, with_headers(send, cors))
         await self.app(scope, receive, with_headers(send, cors))
 
     def _key_ok(self, headers: dict[str, str]) -> bool:
@@ -49,6 +50,11 @@ class Gate:
         if given[:7].lower() == "bearer ":
             given = given[7:]
         return any(_same(given.strip(), k) for k in self.api_keys)
+
+
+def _shaped(error: ApiError, path: str) -> ApiError:
+    """Anthropic's clients read errors in Anthropic's shape on its routes."""
+    return AnthropicError.of(error) if path.startswith("/v1/messages") else error
 
 
 def _same(given: str, expected: str) -> bool:

@@ -124,7 +124,9 @@ def test_errors_have_anthropics_shape_and_the_server_goes_on(client, http, serve
     wrong = anthropic.Anthropic(base_url=server.url, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         wrong.messages.create(messages=ASK, **GREEDY)
-    assert httpx.post(server.url + "/v1/messages", json={"messages": ASK, "max_tokens": 2}).status_code == 401
+    r = httpx.post(server.url + "/v1/messages", json={"messages": ASK, "max_tokens": 2})
+    assert r.status_code == 401 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "authentication_error"
     assert client.messages.create(messages=ASK, model="smol", max_tokens=2).usage.output_tokens == 2
 
 
