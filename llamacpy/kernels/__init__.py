@@ -2,7 +2,12 @@
 
 One module per GGML type (q4_0 ... q6_k, floats for F32/F16/BF16), each registering its numba kernels
 in `registry.KERNELS`; `WeightMatrix` and `dequantize` pick them by type. Kernels compile lazily on first
-use and are cached on disk (numba cache=True).
+use and are cached on disk (numba cache=True; the folder follows the kernels' source, see numba_cache.py).
+
+The `rows` / `vec_dot` (and repacked) drivers repeat the same ~20 lines in each type's module on purpose:
+only the `row_dot` intrinsics they call differ, but a factory closure over those intrinsics misses numba's
+disk cache in every new process (numba keys a closure on its pickled cells, and an intrinsic pickles
+differently per process): measured 2026-11-25, `cache_misses` 1 and a 0.4 s compile per driver per start.
 
     from llamacpy.kernels import dequantize, WeightMatrix, set_num_threads
 """
