@@ -102,6 +102,13 @@ class Child:
             await asyncio.sleep(0.1)
         raise self.failure()
 
+    async def model_info(self, client: httpx.AsyncClient) -> dict:
+        """The child's own /v1/models entry (its meta: vocabulary, context, parameters, size), or {}."""
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+            r = await client.get(f"{self.url}/v1/models", headers=self.headers, timeout=5.0)
+            return r.json()["data"][0]
+        return {}
+
     def failure(self) -> ChildFailed:
         tail = "\n".join(self.tail)
         return ChildFailed(f"model '{self.name}' failed to load (exit code {self.exit_code}):\n{tail}")

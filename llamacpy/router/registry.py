@@ -22,6 +22,7 @@ from .sources import ModelSource
 log = logging.getLogger("llamacpy.router")
 
 UNLOADED, LOADING, LOADED = "unloaded", "loading", "loaded"
+MERGED_INFO = ("meta",)  # the child's /v1/models fields the router shows for a loaded model
 EVENTS_QUEUED = 1000  # status events a /models/sse reader may lag behind before it is dropped
 
 
@@ -35,6 +36,7 @@ class Model:
     exit_code: int | None = None
     last_used: float = 0.0
     aliases: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # the loaded child's /v1/models entry
 
     def describe(self) -> dict:
         status: dict = {"value": self.status, "args": self.child.argv[3:] if self.child else []}
@@ -45,6 +47,8 @@ class Model:
                "origin": self.source.origin, "status": status}
         if self.source.aliases:
             out["aliases"] = list(self.source.aliases)
+        if self.status == LOADED:  # what only the child knows (llama-server merges it the same way)
+            out |= {k: v for k, v in self.info.items() if k in MERGED_INFO}
         return out
 
 
@@ -131,8 +135,9 @@ class Registry:
             if model.ready is not None and not model.ready.done():
                 model.ready.set_exception(e)
             return
+        info = await child.model_info(self.client)
         if model.child is child and model.status == LOADING:
-            model.status = LOADED
+            model.status, model.info = LOADED, info
             self._publish(model)
             log.info("model %s loaded in %.1f s (port %d)", model.source.name, time.perf_counter() - t0, child.port)
             model.ready.set_result(child)

@@ -57,3 +57,14 @@ def test_an_embedding_model_answers_chat_with_501(router):
     r = router.http.post("/v1/chat/completions", json={
         "model": "minilm", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
     assert r.status_code == 501 and "--embeddings" in r.json()["error"]["message"]
+
+
+def test_loaded_models_show_their_childs_meta(router):
+    assert router.http.post("/models/load", json={"model": "minilm"}).status_code in (200, 400)  # 400: running
+    router.wait_status("minilm", "loaded")
+    listed = {m["id"]: m for m in router.http.get("/v1/models").json()["data"]}
+    meta = listed["minilm"]["meta"]
+    assert meta["n_embd"] == 384 and meta["n_vocab"] == 30522 and meta["n_ctx_train"] == 512
+    assert router.http.post("/models/unload", json={"model": "minilm"}).json() == {"success": True}
+    router.wait_status("minilm", "unloaded")
+    assert "meta" not in {m["id"]: m for m in router.http.get("/v1/models").json()["data"]}["minilm"]
