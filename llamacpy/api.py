@@ -69,7 +69,7 @@ class Llama:
         self.embedding, self.n_batch = embedding, n_batch
         self.pooling = textembed.pooling_name(pooling_type, self.model)
         # threads not given: each embedding batch runs on all threads or one, whichever is faster now
-        self._embed_tuner = ThreadTuner(threads) if n_threads is None and threads > 1 else None
+        self._embed_tuner = ThreadTuner.unless_given(n_threads, threads)
         if getattr(self.model, "is_encoder", False):  # nothing to generate with: no cache, no template
             self.embedding, self.n_ctx = True, min(n_ctx, self.model.args.n_ctx_train) or self.model.args.n_ctx_train
             self.load_seconds = time.perf_counter() - t0
@@ -79,7 +79,7 @@ class Llama:
         self.n_ctx = min(n_ctx, self.model.args.n_ctx_train) if n_ctx > 0 else self.model.args.n_ctx_train
         self.cache = self.model.new_cache(self.n_ctx)
         # threads not given: each decode step runs on all threads or one, whichever is faster now
-        tuner = ThreadTuner(threads) if n_threads is None and threads > 1 else None
+        tuner = ThreadTuner.unless_given(n_threads, threads)
         self.sequence = Sequence(self.model, self.cache, n_batch=n_batch, tuner=tuner)
         self._grammar_vocab: GrammarVocab | None = None
         self.draft_stats = DraftStats()
@@ -108,7 +108,7 @@ class Llama:
                              f"match): {error}")
         model = draft_model.model if g is None else load_model(g)
         n_ctx = min(n_ctx, model.args.n_ctx_train)
-        tuner = ThreadTuner(tuned_threads) if n_threads is None and tuned_threads > 1 else None
+        tuner = ThreadTuner.unless_given(n_threads, tuned_threads)
         log(f"llamacpy: draft model {path.name} (context {n_ctx}, up to {params.n_max} tokens per draft)")
         return ModelDrafter(model, n_ctx, params, self.model.args.n_vocab, n_threads, tuner)
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..kernels import set_num_threads
 from ..ops.pooling import normalize, pool
 from .loop import SHUTDOWN_MESSAGE, EngineConfig, ModelThread, SlotInfo
 from .scheduler import Counters
@@ -75,34 +74,15 @@ class EmbeddingEngine(ModelThread):
 
     # -- the thread ------------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            n_threads = set_num_threads(self.config.n_threads)
-            # threads not given: pick between all and one per batch, as the generation engine does
-            self.tuner = ThreadTuner(n_threads) if self.config.n_threads is None and n_threads > 1 else None
-            self.model, _ = self.load()
-            self.model.hidden_states(np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
-        except Exception as e:  # noqa: BLE001 - reported to the server, which exits
-            self.error = f"{type(e).__name__}: {e}"
-            self.finished.set()
-            return
-        self.ready.set()
-        try:
-            self._loop()
-        finally:
-            with self._submit_lock:
-                self._stopping = True
-            self.finished.set()
-            self._drain(SHUTDOWN_MESSAGE)
+    def _start_up(self, n_threads: int) -> None:
+        # threads not given: pick between all and one per batch, as the generation engine does
+        self.tuner = ThreadTuner.unless_given(self.config.n_threads, n_threads)
+        self.model, _ = self.load()
+        self.model.hidden_states(np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
 
-    def _drain(self, message: str) -> None:
-        while True:
-            try:
-                req = self.tasks.get_nowait()
-            except queue.Empty:
-                return
-            if req is not None:
-                req.done(None, message)
+    def _refuse(self, task: EmbedRequest | None, message: str) -> None:
+        if task is not None:
+            task.done(None, message)
 
     def _loop(self) -> None:
         pending: list[EmbedRequest] = []

@@ -96,7 +96,45 @@ class ModelThread:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        try:
+            self._start_up(set_num_threads(self.config.n_threads))
+        except Exception as e:  # noqa: BLE001 - reported to the server, which exits
+            self.error = f"{type(e).__name__}: {e}"
+            self.finished.set()
+            return
+        self.ready.set()
+        try:
+            self._loop()
+        except Exception as e:  # noqa: BLE001 - a bug: fail every request rather than leave them hanging
+            self.error = f"the engine stopped: {type(e).__name__}: {e}"
+            self.log(self.error)
+            self._fail_running(self.error)
+        finally:
+            with self._submit_lock:  # from now on submit() answers at once; answer what is still queued
+                self._stopping = True
+            self.finished.set()
+            while True:
+                try:
+                    task = self.tasks.get_nowait()
+                except queue.Empty:
+                    break
+                self._refuse(task, self.error or SHUTDOWN_MESSAGE)
+
+    # -- what each kind of model thread says for itself ------------------------------------------------------
+
+    def _start_up(self, n_threads: int) -> None:
+        """Load the model and warm its kernels up, on the thread (`n_threads`: the kernel threads set)."""
         raise NotImplementedError
+
+    def _loop(self) -> None:
+        """Serve tasks until told to stop."""
+        raise NotImplementedError
+
+    def _fail_running(self, message: str) -> None:
+        """End the work in progress with an error (after a bug stopped `_loop`)."""
+
+    def _refuse(self, task: object, message: str) -> None:
+        """Answer a task still queued when the thread ends."""
 
 
 class Engine(ModelThread):
@@ -152,37 +190,20 @@ class Engine(ModelThread):
 
     # -- the thread ------------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            n_threads = set_num_threads(self.config.n_threads)
-            model, eog_ids = self.load()
-            c = self.config
-            # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
-            tuner = ThreadTuner(n_threads) if c.n_threads is None and n_threads > 1 else None
-            self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft)
-            self._warmup(model)
-        except Exception as e:  # noqa: BLE001 - reported to the server, which exits
-            self.error = f"{type(e).__name__}: {e}"
-            self.finished.set()
-            return
-        self.ready.set()
-        try:
-            self._loop()
-        except Exception as e:  # noqa: BLE001 - a bug: fail every request rather than leave them hanging
-            self.error = f"the engine stopped: {type(e).__name__}: {e}"
-            self.log(self.error)
-            self.scheduler.cancel_all(EndReason.ERROR, self.error)
-        finally:
-            with self._submit_lock:  # from now on submit() answers at once; answer what is still queued
-                self._stopping = True
-            self.finished.set()
-            while True:
-                try:
-                    task = self.tasks.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(task, _Submit):
-                    task.req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), self.error or SHUTDOWN_MESSAGE))
+    def _start_up(self, n_threads: int) -> None:
+        model, eog_ids = self.load()
+        c = self.config
+        # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
+        tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
+        self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft)
+        self._warmup(model)
+
+    def _fail_running(self, message: str) -> None:
+        self.scheduler.cancel_all(EndReason.ERROR, message)
+
+    def _refuse(self, task: object, message: str) -> None:
+        if isinstance(task, _Submit):
+            task.req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), message))
 
     def _loop(self) -> None:
         sched = self.scheduler

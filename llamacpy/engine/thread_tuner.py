@@ -43,6 +43,12 @@ class ThreadTuner:
         self.probe: list[float] | None = None  # timings of the probe in progress
         self.baseline: float | None = None  # the choice's median at the last decision
 
+    @classmethod
+    def unless_given(cls, given: int | None, n_threads: int) -> ThreadTuner | None:
+        """A tuner over `n_threads` when the user gave no thread count (`given` None) and there is a choice;
+        None: the given (or only) count is used as it is."""
+        return cls(n_threads) if given is None and n_threads > 1 else None
+
     @property
     def active(self) -> bool:
         return self.n_max > 1
