@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from .. import __version__
+from .llama_server_compat import normalize_argv, unknown_flag_error
 
 # subcommand -> (module, one-line help); each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
@@ -27,14 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llamacpy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # no abbreviations: llama.cpp has none, and `--draft` must not be read as `--draft-max`'s prefix
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         importlib.import_module(f".{module}", __package__).add_arguments(p)
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse; a flag no option has is an error naming the closest one."""
+    sub = parser._subparsers._group_actions[0].choices if parser._subparsers else {}
+    command = sub.get(argv[0]) if argv else None
+    if command is not None:
+        argv = [argv[0], *normalize_argv(argv[1:], command)]
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        target = command or parser
+        flag = next((r for r in rest if r.startswith("-")), None)
+        target.error(unknown_flag_error(target, flag) if flag else f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
     if not args.command:
         parser.print_help()
         return 2

@@ -27,9 +27,9 @@ def add_draft(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speculative decoding")
     g.add_argument("-md", "--model-draft", metavar="FNAME", default=None,
                    help="draft model (GGUF path or catalog name) with the model's vocabulary: speculative decoding")
-    g.add_argument("--draft-max", "--draft", "--draft-n", dest="draft_max", type=int, default=d.n_max, metavar="N",
+    g.add_argument("--draft-max", "--draft", "--draft-n", "--spec-draft-n-max", dest="draft_max", type=int, default=d.n_max, metavar="N",
                    help=f"most tokens drafted per round (default: {d.n_max})")
-    g.add_argument("--draft-min", "--draft-n-min", dest="draft_min", type=int, default=d.n_min, metavar="N",
+    g.add_argument("--draft-min", "--draft-n-min", "--spec-draft-n-min", dest="draft_min", type=int, default=d.n_min, metavar="N",
                    help=f"fewest drafted tokens worth checking (default: {d.n_min})")
     g.add_argument("--draft-p-min", type=float, default=d.p_min, metavar="P",
                    help=f"stop drafting at a token the draft model gives less than P (default: {d.p_min})")

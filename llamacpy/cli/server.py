@@ -1,11 +1,17 @@
-"""`llamacpy server -m M`: llama-server's HTTP API, OpenAI-compatible, with continuous batching."""
+"""`llamacpy server -m M`: llama-server's HTTP API, OpenAI-compatible, with continuous batching.
+
+Its command line is llama-server's (llama_server_compat.py): every llama-server flag and LLAMA_ARG_* variable."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 
 from ..sampling import SamplingParams
+from .llama_server_compat import add_flags, check, env_defaults
 from .options import add_draft, add_model, add_runtime, add_sampling, sampling_kwargs
+
+log = logging.getLogger("llamacpy.server")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,11 +22,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ServerSettings.add_arguments(p)
     add_draft(p)
     add_sampling(p)
+    add_flags(p)
+    env_defaults(p)
 
 
 def run(a: argparse.Namespace) -> int:
     from ..server import ServerSettings, serve
+    from ..server.run import configure_logging
 
+    configure_logging()
+    for note in check(a):
+        log.info("%s", note)
     settings = ServerSettings.from_args(a, SamplingParams(**sampling_kwargs(a)))
     if settings.is_router:
         return _run_router(a, settings)

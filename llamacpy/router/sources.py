@@ -57,23 +57,47 @@ class FlagTable:
         for action in parser._actions:
             for opt in action.option_strings:
                 self.by_name[opt.lstrip("-")] = action
+            if getattr(action, "env", None):  # llama-server's LLAMA_ARG_* name, set by cli/llama_server_compat
+                self.by_name[action.env] = action
 
     def action(self, key: str) -> argparse.Action | None:
         key = key.strip()
+        if key in self.by_name:
+            return self.by_name[key]
+        if key.upper().startswith("LLAMA_ARG_NO_") and "LLAMA_ARG_" + key[13:].upper() in self.by_name:
+            return self.by_name["LLAMA_ARG_" + key[13:].upper()]
         if key.upper().startswith("LLAMA_ARG_"):
             key = key[len("LLAMA_ARG_"):].lower().replace("_", "-")
         return self.by_name.get(key)
+
+    def is_negation(self, key: str) -> bool:
+        """Whether a boolean flag's bare name turns it off (`no-webui`, `no-kv-offload`, LLAMA_ARG_NO_MMAP)."""
+        action, key = self.action(key), key.strip()
+        if action is None or action.nargs != 0 or key == getattr(action, "env", None):
+            return False
+        if key.upper().startswith("LLAMA_ARG_NO_"):
+            return True
+        positives = action.const if isinstance(action.const, tuple) else None
+        return "--" + key not in positives if positives else key.startswith("no-")
 
     @staticmethod
     def render(action: argparse.Action, value: object) -> list[str]:
         """`--flag value` for one setting (value as the flag's parsed type, or the preset's text)."""
         long = max(action.option_strings, key=len)
+        if isinstance(value, tuple):  # a llama-server option llamacpy only accepts, from the command line: as given
+            flag, given = value
+            return [flag] if action.nargs == 0 else [flag, str(given)]
         if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
             on = _truth(value)
             if isinstance(action, argparse.BooleanOptionalAction):
                 positive = next(o for o in action.option_strings if not o.startswith("--no-"))
                 return [positive] if on else ["--no-" + positive[2:]]
-            return [long] if on else []
+            # an option llamacpy only accepts keeps its positive names in const, its negations are the others
+            positives = action.const if isinstance(action.const, tuple) else action.option_strings
+            negations = [o for o in action.option_strings if o not in positives]
+            if on:
+                return [max(positives, key=len)]
+            return [max(negations, key=len)] if negations else []
         if isinstance(value, list):
             if isinstance(action, argparse._AppendAction):
                 return [part for item in value for part in (long, str(item))]
@@ -179,6 +203,8 @@ def _section_flags(path: Path, section: str, items: dict[str, str], flags: FlagT
         if action.dest in ROUTER_ONLY:
             continue  # the router decides these
         try:
+            if flags.is_negation(key):  # `no-mmap = true` is `--no-mmap`
+                value = not _truth(value)
             argv += flags.render(action, value)
         except PresetError as e:
             raise PresetError(f"{path} [{section}] {key}: {e}") from None

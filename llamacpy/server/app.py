@@ -142,7 +142,9 @@ async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
     tools = body.data.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise bad_request("'tools' must be an array")
-    kwargs = body.object("chat_template_kwargs")
+    if not ctx.settings.jinja and (tools or body.data.get("tool_choice") is not None):
+        raise bad_request(f"{'tools' if tools else 'tool_choice'} param requires --jinja flag")
+    kwargs = {**ctx.template_kwargs, **body.object("chat_template_kwargs")}
     add_generation_prompt = body.bool("add_generation_prompt", True)
     prefill = ""
     if clean[-1]["role"] == "assistant" and add_generation_prompt:
@@ -535,7 +537,7 @@ async def models(request: Request):
     meta = {k: f[k] for k in ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size")}
     return JsonResponse({
         "object": "list",
-        "data": [{"id": ctx.model_name, "aliases": aliases, "tags": [], "object": "model", "created": created,
+        "data": [{"id": ctx.model_name, "aliases": aliases, "tags": ctx.settings.tags, "object": "model", "created": created,
                   "owned_by": "llamacpp", "meta": meta}],
         "models": [{"name": ctx.model_name, "model": ctx.model_name, "modified_at": "", "size": str(f["size"]),
                     "digest": "", "type": "model", "description": "", "tags": [""],

@@ -33,6 +33,7 @@ class ServerContext:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.api_keys = settings.api_keys()
+        self.template_kwargs = settings.template_kwargs()  # --chat-template-kwargs, under each request's own
         self.model_name = settings.alias[0] if settings.alias else settings.model
         config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads)
         self.engine = EmbeddingEngine(self._load, config) if settings.embedding else Engine(self._load, config)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -109,6 +110,18 @@ def configure_logging() -> None:
         logger.propagate = False
 
 
+def _ssl(settings: ServerSettings) -> dict:
+    """--ssl-key-file / --ssl-cert-file: HTTPS (both or neither, as llama-server)."""
+    if bool(settings.ssl_key_file) != bool(settings.ssl_cert_file):
+        raise ValueError("--ssl-key-file and --ssl-cert-file go together")
+    if not settings.ssl_key_file:
+        return {}
+    for path in (settings.ssl_key_file, settings.ssl_cert_file):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"SSL file not found: {path}")
+    return {"ssl_keyfile": settings.ssl_key_file, "ssl_certfile": settings.ssl_cert_file}
+
+
 def serve(settings: ServerSettings) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     configure_logging()
@@ -117,7 +130,7 @@ def serve(settings: ServerSettings) -> int:
              settings.ctx_size or "from the model", settings.n_slots, settings.threads or "default")
     config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_keep_alive=settings.timeout,
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS, **_ssl(settings))
     server = _Server(config, ctx)
     if settings.router_secret is not None:
         server.watch_stdin()

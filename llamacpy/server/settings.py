@@ -7,6 +7,7 @@ subcommands (cli/options.py) and land in the fields without flag metadata.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -61,6 +62,19 @@ class ServerSettings:
         "-a", "--alias", metavar="NAME[,NAME...]", help="model name(s) reported by the API (default: the -m argument)"))
     chat_template: str | None = field(default=None, metadata=_flag(
         "--chat-template", metavar="NAME|JINJA", help="built-in template name or Jinja source (default: the model's)"))
+    chat_template_kwargs: str | None = field(default=None, metadata=_flag(
+        "--chat-template-kwargs", metavar="JSON",
+        help="extra template variables for every request, a JSON object, e.g. '{\"enable_thinking\": false}' "
+             "(a request's own chat_template_kwargs win)"))
+    jinja: bool = field(default=True, metadata=_flag(
+        "--jinja", help="llama-server's switch for Jinja templates: --no-jinja refuses tools as llama-server does; "
+                        "templates are rendered with Jinja either way (default: on)"))
+    tags: list[str] = field(default_factory=list, metadata=_flag(
+        "--tags", metavar="TAG[,TAG...]", help="model tags reported by /v1/models"))
+    ssl_key_file: str | None = field(default=None, metadata=_flag(
+        "--ssl-key-file", metavar="FNAME", help="PEM private key: serve HTTPS (with --ssl-cert-file)"))
+    ssl_cert_file: str | None = field(default=None, metadata=_flag(
+        "--ssl-cert-file", metavar="FNAME", help="PEM certificate: serve HTTPS (with --ssl-key-file)"))
     chat_template_file: str | None = field(default=None, metadata=_flag(
         "--chat-template-file", metavar="FNAME", help="read the chat template from a file"))
     timeout: int = field(default=3600, metadata=_flag(
@@ -130,6 +144,18 @@ class ServerSettings:
         if self.api_key_file:
             keys += [line.strip() for line in Path(self.api_key_file).read_text().splitlines() if line.strip()]
         return keys
+
+    def template_kwargs(self) -> dict:
+        """--chat-template-kwargs as a dict (a bad one is an error at start)."""
+        if not self.chat_template_kwargs:
+            return {}
+        try:
+            value = json.loads(self.chat_template_kwargs)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--chat-template-kwargs: invalid JSON: {e}") from None
+        if not isinstance(value, dict):
+            raise ValueError("--chat-template-kwargs must be a JSON object")  # noqa: TRY004 - a bad flag value
+        return value
 
     def chat_template_source(self) -> str | None:
         if self.chat_template_file:

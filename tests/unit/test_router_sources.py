@@ -71,7 +71,30 @@ def test_router_command_line_goes_to_children_except_router_flags(flags):
     a = flags.parser.parse_args(["--models-dir", "/tmp", "--port", "9", "--api-key", "k", "-c", "512", "-t", "1",
                                  "--no-slots", "--temp", "0.5", "-l", "15+1", "-np", "2"])
     assert flags.explicit(a) == ["--threads", "1", "--ctx-size", "512", "--parallel", "2", "--no-slots",
-                                 "--temp", "0.5", "--logit-bias", "15+1"]
+                                 "--temperature", "0.5", "--logit-bias", "15+1"]
+
+
+def test_llama_server_only_flags_go_to_children_as_given(flags):
+    a = flags.parser.parse_args(["--models-dir", "/tmp", "-ngl", "99", "-nkvo", "-fa", "on", "--no-jinja"])
+    assert flags.explicit(a) == ["--no-jinja", "-fa", "on", "-nkvo", "-ngl", "99"]
+
+
+@pytest.mark.parametrize("key, value, argv", [
+    ("n-gpu-layers", "99", ["--n-gpu-layers", "99"]),
+    ("LLAMA_ARG_N_GPU_LAYERS", "99", ["--n-gpu-layers", "99"]),
+    ("kv-offload", "false", ["--no-kv-offload"]),
+    ("no-kv-offload", "true", ["--no-kv-offload"]),
+    ("nkvo", "1", ["--no-kv-offload"]),
+    ("LLAMA_ARG_NO_KV_OFFLOAD", "1", ["--no-kv-offload"]),
+    ("no-slots", "true", ["--no-slots"]),
+    ("LLAMA_ARG_ENDPOINT_METRICS", "1", ["--metrics"]),  # env names that are not the flag's name
+    ("jinja", "false", ["--no-jinja"]),
+])
+def test_preset_keys_of_llama_server_flags(tmp_path, flags, key, value, argv):
+    (tmp_path / "a.gguf").write_bytes(b"")
+    preset = tmp_path / "p.ini"
+    preset.write_text(f"version = 1\n[a]\n{key} = {value}\n")
+    assert read_preset(preset, scan_dir(tmp_path), flags)["a"].flags == argv
 
 
 def test_discover_merges_catalog_dir_and_preset(tmp_path, flags):

@@ -1,0 +1,53 @@
+"""A server started with a llama-server command line and LLAMA_ARG_* variables does what llama-server does:
+--no-jinja refuses tools, --tags show in /v1/models, --chat-template-kwargs reach the template, GPU flags are
+logged as having no effect."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+TEMPLATE = ("{{ greeting }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+            "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def server(start_server, smollm2_path):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LLAMA_ARG_N_GPU_LAYERS", "99")
+    mp.setenv("LLAMA_ARG_TAGS", "from-env")  # the command line's --tags wins
+    try:
+        return start_server(smollm2_path, "--no-jinja", "--tags", "chat,small", "-fa", "on", "-c", "512",
+                            "-np", "1", "--chat-template", TEMPLATE, "--chat_template_kwargs",
+                            '{"greeting": "HELLO"}')
+    finally:
+        mp.undo()
+
+
+def test_no_jinja_refuses_tools_as_llama_server(server):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    r = httpx.post(f"{server.url}/v1/chat/completions",
+                   json={"messages": [{"role": "user", "content": "hi"}], "tools": [tool], "max_tokens": 1})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "tools param requires --jinja flag"
+    r = httpx.post(f"{server.url}/v1/chat/completions",
+                   json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    assert r.status_code == 200
+
+
+def test_tags_in_models(server):
+    assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["tags"] == ["chat", "small"]
+
+
+def test_template_kwargs_from_the_command_line_and_the_request(server):
+    msgs = [{"role": "user", "content": "hi"}]
+    r = httpx.post(f"{server.url}/apply-template", json={"messages": msgs})
+    assert r.json()["prompt"] == "HELLO<user>hi<assistant>"
+    r = httpx.post(f"{server.url}/apply-template",
+                   json={"messages": msgs, "chat_template_kwargs": {"greeting": "BYE"}})
+    assert r.json()["prompt"] == "BYE<user>hi<assistant>"
+
+
+def test_gpu_flags_are_logged(server):
+    log = server.log_text()
+    assert "LLAMA_ARG_N_GPU_LAYERS: no effect, llamacpy runs on the CPU" in log
+    assert "-fa: no effect" in log

@@ -1,0 +1,187 @@
+"""`llamacpy server` takes llama-server's command line: every flag of llama.cpp 0c1e570's `llama-server --help`
+(recorded in tests/data/llama_server/help.txt by scripts/record_llama_server_flags.py), its LLAMA_ARG_* variables,
+and an error naming the closest flag for one that neither has."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import pytest
+
+from llamacpy.cli import llama_server_compat as compat
+from llamacpy.cli.llama_server_table import FLAGS
+from llamacpy.cli.main import build_parser, main
+from llamacpy.sampling import SamplingParams
+from llamacpy.server.settings import ServerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+HELP = ROOT / "tests/data/llama_server/help.txt"
+
+
+def _recorder():
+    spec = importlib.util.spec_from_file_location("record_llama_server_flags",
+                                                  ROOT / "scripts/record_llama_server_flags.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(["server", *compat.normalize_argv(list(argv), _server_parser())])
+
+
+def _server_parser():
+    return build_parser()._subparsers._group_actions[0].choices["server"]
+
+
+def settings(*argv: str) -> ServerSettings:
+    a = parse(*argv)
+    return ServerSettings.from_args(a, SamplingParams(temperature=a.temp, top_k=a.top_k))
+
+
+def test_the_committed_table_is_the_recorded_help():
+    text = HELP.read_text()
+    assert "0c1e570" in text.splitlines()[0]
+    assert _recorder().parse_help(text) == FLAGS
+    assert len(FLAGS) > 200
+
+
+def _dummy(value: str | None, names) -> list[str]:
+    if value is None:
+        return []
+    choice = value.strip("{}").split(",")[0].split("|")[0] if value.startswith("{") or "|" in value else None
+    return [choice or "1"]
+
+
+@pytest.mark.parametrize("names, value", [(n, v) for n, v, _e, _d in FLAGS if "--help" not in n
+                                          and not {"--version", "--list-devices", "--cache-list"} & set(n)])
+def test_every_llama_server_flag_parses(names, value):
+    p = _server_parser()
+    for name in names:
+        assert name in p._option_string_actions, name
+    action = p._option_string_actions[names[0]]
+    arg = _dummy(value, names)
+    if action.choices:
+        arg = [next(iter(action.choices))]
+    elif action.type in (int, float) or value in ("N", "PORT"):
+        arg = ["1"]
+    parse(names[0], *arg)
+
+
+def test_other_names_are_aliases_of_our_flags():
+    s = settings("--temperature", "0.25", "--predict", "7", "--spec-draft-n-max", "5", "--no-ui", "--reranking")
+    assert (s.sampling.temperature, s.n_predict, s.draft.n_max, s.webui, s.reranking) == (0.25, 7, 5, False, True)
+
+
+def test_underscores_read_as_dashes():
+    assert settings("--top_k", "3", "--ctx_size", "64").sampling.top_k == 3
+
+
+def test_environment_sets_flags_and_the_command_line_wins(monkeypatch):
+    monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "1234")
+    monkeypatch.setenv("LLAMA_ARG_ALIAS", "a,b")
+    monkeypatch.setenv("LLAMA_ARG_ENDPOINT_METRICS", "1")
+    monkeypatch.setenv("LLAMA_ARG_NO_ENDPOINT_SLOTS", "1")
+    monkeypatch.setenv("LLAMA_ARG_JINJA", "false")
+    monkeypatch.setenv("LLAMA_API_KEY", "k1,k2")
+    s = settings()
+    assert (s.ctx_size, s.alias, s.metrics, s.slots, s.jinja, s.api_keys()) == (
+        1234, ["a", "b"], True, False, False, ["k1", "k2"])
+    s = settings("-c", "99", "--jinja", "--slots")
+    assert (s.ctx_size, s.jinja, s.slots) == (99, True, True)
+
+
+def test_a_bad_environment_value_names_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "lots")
+    with pytest.raises(SystemExit):
+        build_parser()
+    assert "LLAMA_ARG_CTX_SIZE" in capsys.readouterr().err
+
+
+def test_gpu_and_no_effect_flags_are_logged_not_ignored():
+    notes = compat.check(parse("-ngl", "99", "-fa", "on", "-lm", "mlock", "-tb", "2", "--dry-base", "2"))
+    assert sorted(notes) == sorted(["-lm: no effect (weights are always read from the memory map)",
+                     "-tb: no effect (prompt and generation share -t here)",
+                     "--dry-base: no effect while --dry-multiplier is off",
+                     "-fa: no effect (llamacpy has one attention kernel; its numerics follow llama.cpp's CPU path)",
+                     "-ngl: no effect, llamacpy runs on the CPU"])
+
+
+def test_gpu_flags_from_the_environment_are_logged(monkeypatch):
+    monkeypatch.setenv("LLAMA_ARG_N_GPU_LAYERS", "99")
+    monkeypatch.setenv("LLAMA_ARG_NO_KV_OFFLOAD", "1")
+    assert sorted(compat.check(parse())) == ["LLAMA_ARG_NO_KV_OFFLOAD: no effect, llamacpy runs on the CPU",
+                                             "LLAMA_ARG_N_GPU_LAYERS: no effect, llamacpy runs on the CPU"]
+
+
+@pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-context-shift"], ["--cache-reuse", "0"],
+                                  ["--reasoning-format", "none"], ["--mirostat", "0"], ["--spec-type", "none"]])
+def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
+    assert compat.check(parse(*argv))[0].endswith("as llamacpy does")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-ctk", "q8_0"], "-ctk q8_0: llamacpy does not support KV cache types other than f16 yet"),
+    (["--context-shift"], "--context-shift: llamacpy does not support context shift yet"),
+    (["--lora", "a.gguf"], "--lora a.gguf: llamacpy does not support LoRA adapters yet"),
+    (["-hf", "org/repo"], "Hugging Face downloads"),
+    (["--gpt-oss-20b-default"], "preset of llama-server's downloads"),
+])
+def test_a_missing_feature_asked_on_stops_with_the_flag_named(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        compat.check(parse(*argv))
+
+
+def test_an_unknown_flag_names_the_closest(capsys):
+    with pytest.raises(SystemExit):
+        main(["server", "--jnja"])
+    assert "unknown argument: --jnja (did you mean --jinja?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no abbreviations, as llama.cpp
+        main(["server", "--ctx", "5"])
+
+
+@pytest.mark.parametrize("flag, text", [("--version", "llamacpy"), ("--list-devices", "CPU"),
+                                        ("--cache-list", "")])
+def test_print_and_exit_flags(flag, text, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["server", flag])
+    assert e.value.code == 0 and text in capsys.readouterr().out
+
+
+def test_server_settings_from_llama_server_flags(tmp_path):
+    s = settings("--tags", "x,y", "--chat-template-kwargs", '{"enable_thinking": false}', "--no-jinja")
+    assert (s.tags, s.template_kwargs(), s.jinja) == (["x", "y"], {"enable_thinking": False}, False)
+    with pytest.raises(ValueError, match="invalid JSON"):
+        settings("--chat-template-kwargs", "{nope").template_kwargs()
+    with pytest.raises(ValueError, match="JSON object"):
+        settings("--chat-template-kwargs", "[1]").template_kwargs()
+
+
+def test_ssl_files_go_together(tmp_path):
+    from llamacpy.server.run import _ssl
+
+    with pytest.raises(ValueError, match="go together"):
+        _ssl(settings("--ssl-key-file", "k.pem"))
+    with pytest.raises(FileNotFoundError, match="k.pem"):
+        _ssl(settings("--ssl-key-file", "k.pem", "--ssl-cert-file", "c.pem"))
+    (tmp_path / "k.pem").write_text("k")
+    (tmp_path / "c.pem").write_text("c")
+    s = settings("--ssl-key-file", str(tmp_path / "k.pem"), "--ssl-cert-file", str(tmp_path / "c.pem"))
+    assert _ssl(s) == {"ssl_keyfile": str(tmp_path / "k.pem"), "ssl_certfile": str(tmp_path / "c.pem")}
+
+
+def test_notes_are_logged_at_start(monkeypatch, caplog):
+    from llamacpy.cli import server
+    from llamacpy.server.run import configure_logging
+
+    monkeypatch.setattr("llamacpy.server.serve", lambda settings: 0)
+    configure_logging()
+    logger = logging.getLogger("llamacpy")
+    logger.addHandler(caplog.handler)
+    try:
+        assert server.run(parse("-ngl", "99")) == 0
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "-ngl: no effect, llamacpy runs on the CPU" in caplog.text
