@@ -533,7 +533,7 @@ async def models(request: Request):
     ctx = _ctx(request)
     f = ctx.model_facts
     created = int(ctx.path.stat().st_mtime) if ctx.path else 0
-    aliases = ctx.settings.alias[1:]
+    aliases = ctx.aliases
     meta = {k: f[k] for k in ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size")}
     return JsonResponse({
         "object": "list",
@@ -563,11 +563,12 @@ async def slots(request: Request):
             params.update(n_predict=req.n_predict, seed=req.sampling.seed, temperature=req.sampling.temperature,
                           top_k=req.sampling.top_k, top_p=req.sampling.top_p, min_p=req.sampling.min_p,
                           n_probs=req.n_probs, ignore_eos=req.ignore_eos, cache_prompt=req.cache_prompt)
-        n_remain = -1 if req is None or req.n_predict < 0 else req.n_predict - i.n_decoded
-        out.append({"id": i.id, "id_task": req.id if req else -1, "n_ctx": i.n_ctx, "speculative": i.speculative,
-                    "is_processing": req is not None, "params": params,
-                    "next_token": {"has_next_token": req is not None, "has_new_line": False, "n_remain": n_remain,
-                                   "n_decoded": i.n_decoded if req else 0, "stopping_word": ""}})
+        slot = {"id": i.id, "n_ctx": i.n_ctx, "speculative": i.speculative, "is_processing": req is not None}
+        if req is not None:  # as llama-server: a slot's task fields only while it has one
+            n_remain = -1 if req.n_predict < 0 else req.n_predict - i.n_decoded
+            slot.update(id_task=req.id, params=params, next_token=[{
+                "has_next_token": True, "has_new_line": False, "n_remain": n_remain, "n_decoded": i.n_decoded}])
+        out.append(slot)
     return JsonResponse(out)
 
 

@@ -34,7 +34,9 @@ class ServerContext:
         self.settings = settings
         self.api_keys = settings.api_keys()
         self.template_kwargs = settings.template_kwargs()  # --chat-template-kwargs, under each request's own
-        self.model_name = settings.alias[0] if settings.alias else settings.model
+        # llama-server keeps the aliases in a std::set: the model's name is the first in sorted order
+        self.aliases = sorted(set(settings.alias))
+        self.model_name = self.aliases[0] if self.aliases else settings.model
         config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads)
         self.engine = EmbeddingEngine(self._load, config) if settings.embedding else Engine(self._load, config)
         self.pooling = "none"  # the embeddings' pooling (--pooling, else the model's), set when loaded

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -34,8 +35,16 @@ class GracefulServer(uvicorn.Server):
 
     def address(self) -> str:
         """http://host:port actually listened on (the real port when --port 0)."""
-        host, port = self.servers[0].sockets[0].getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return self.addresses()[0]
+
+    def addresses(self) -> list[str]:
+        """Every http://host:port listened on (--host A,B listens on each)."""
+        out = []
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        return out
 
     def watch_stdin(self) -> None:
         def wait_for_eof() -> None:
@@ -71,7 +80,8 @@ class _Server(GracefulServer):
         await super().startup(sockets)
         if self.should_exit:  # could not bind
             return
-        log.info("listening on %s%s", self.address(), " (API key required)" if self.ctx.api_keys else "")
+        for address in self.addresses():
+            log.info("listening on %s%s", address, " (API key required)" if self.ctx.api_keys else "")
         asyncio.get_running_loop().create_task(self._watch_loading())
         self.ctx.streams.start()
 
@@ -122,6 +132,28 @@ def _ssl(settings: ServerSettings) -> dict:
     return {"ssl_keyfile": settings.ssl_key_file, "ssl_certfile": settings.ssl_cert_file}
 
 
+def _bind_all(hosts: str, port: int) -> list[socket.socket] | None:
+    """--host A,B (llama-server's list of addresses): one listening socket each, on one port (the first's when
+    --port 0). None for one address: uvicorn binds it."""
+    names = [h.strip().strip("[]") for h in hosts.split(",") if h.strip()]
+    if len(names) < 2:
+        return None
+    out = []
+    for host in names:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise OSError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        port = sock.getsockname()[1]
+        out.append(sock)
+    return out
+
+
 def serve(settings: ServerSettings) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     configure_logging()
@@ -134,7 +166,8 @@ def serve(settings: ServerSettings) -> int:
     server = _Server(config, ctx)
     if settings.router_secret is not None:
         server.watch_stdin()
+    sockets = _bind_all(settings.host, settings.port)
     ctx.engine.start()
-    server.run()
+    server.run(sockets=sockets)
     ctx.engine.stop()
     return server.exit_code or (0 if server.started else 1)

@@ -51,7 +51,7 @@ class ServerView:
         r = self.http.get("/slots", params={"model": model} if model else None)
         assert r.status_code == 200, r.text
         busy = [s for s in r.json() if s["is_processing"]]
-        return len(busy), sum(s["next_token"]["n_decoded"] for s in busy)
+        return len(busy), sum(s["next_token"][0]["n_decoded"] for s in busy)
 
 
 class UiServer(ServerView, ServerProcess):
