@@ -106,7 +106,7 @@ def run_suite(suite: Path, server: Path, models: str, select: str | None, work: 
     if select:
         cmd += ["-k", select]
     print(f"== {xml.stem}: {' '.join(cmd)}", flush=True)
-    subprocess.run(cmd, cwd=tests, env=env)
+    subprocess.run(cmd, cwd=tests, env=env, check=False)  # failing tests are the report, not an error
 
 
 def _has_timeout() -> bool:
