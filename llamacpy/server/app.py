@@ -11,6 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -146,12 +147,19 @@ async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
         raise bad_request(f"{'tools' if tools else 'tool_choice'} param requires --jinja flag")
     kwargs = {**ctx.template_kwargs, **body.object("chat_template_kwargs")}
     add_generation_prompt = body.bool("add_generation_prompt", True)
-    prefill = ""
-    if clean[-1]["role"] == "assistant" and add_generation_prompt:
+    # a trailing assistant message is continued (prefill), as llama-server; `continue_final_message` (vLLM's
+    # name for it) asks for that explicitly, and then must come with add_generation_prompt false
+    prefill, cont = "", _continuation(body.data.get("continue_final_message"))
+    if cont and add_generation_prompt:
+        raise bad_request("Cannot set both add_generation_prompt and continue_final_message to true.")
+    if clean[-1]["role"] == "assistant":  # llama-server continues it whatever add_generation_prompt says
         if len(clean) > 1 and clean[-2]["role"] == "assistant":
             raise bad_request("cannot have 2 or more assistant messages at the end of the list")
+        if clean[-1].get("tool_calls"):
+            raise bad_request("Cannot continue an assistant message that contains tool calls.")
         last = clean.pop()["content"] or ""
         prefill = last if isinstance(last, str) else "".join(p["text"] for p in last)
+        add_generation_prompt = True  # the assistant turn is opened, then continued
     render = functools.partial(ctx.template.render, clean, add_generation_prompt=add_generation_prompt,
                                tools=tools or None, **kwargs)
     try:  # a long conversation is rendered off the event loop
@@ -159,6 +167,15 @@ async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
     except ChatTemplateError as e:
         raise bad_request(str(e)) from None
     return text + prefill
+
+
+def _continuation(value: Any) -> bool:
+    """`continue_final_message`: true/false, or llama.cpp's names ("auto" continues, "none" does not)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("none", "false", "auto", "true"):
+        return value.lower() in ("auto", "true")
+    raise bad_request("'continue_final_message' must be a boolean")
 
 
 def _defaults(ctx: ServerContext) -> SamplingParams:
@@ -298,7 +315,10 @@ async def chat_completions(request: Request):
 
     async def whole(gens: list[Generation]) -> dict:
         results = await _all(gens)
-        return merge_choices([chat_response(meta, r, args, parse, i) for i, r in enumerate(results)])
+        out = merge_choices([chat_response(meta, r, args, parse, i) for i, r in enumerate(results)])
+        if body.bool("verbose"):  # llama-server adds the native result, with the prompt as evaluated
+            out["__verbose"] = native_response(ctx.model_name, ctx.tokenizer.decode(tokens), results[0], args)
+        return out
 
     return _respond(ctx, _runs(args, [tokens], n), lambda gen, i: chat_events(meta, gen, parse, i), True, whole)
 

@@ -264,7 +264,8 @@ def constraint_spec(body: Body, chat: bool) -> ConstraintSpec | None:
                 raise bad_request("'response_format' cannot be combined with 'grammar'")
             schema = from_format
     if schema is not None:
-        return ConstraintSpec(json_schema=schema)
+        # llama.cpp's json-schema-to-grammar reads the empty schema as "any object" (llguidance: any value)
+        return ConstraintSpec(json_schema=schema or {"type": "object"})
     grammar = body.str("grammar")
     return ConstraintSpec(gbnf=grammar) if grammar.strip() else None
 

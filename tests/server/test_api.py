@@ -213,3 +213,22 @@ def test_prompt_longer_than_the_context_is_refused(http):
     err = r.json()["error"]
     assert err["type"] == "exceed_context_size_error" and err["n_ctx"] == 1024 and err["n_prompt_tokens"] > 1024
     assert err["code"] == 400
+
+
+def test_continue_final_message_as_llama_server(http):
+    msgs = [*CHAT, {"role": "assistant", "content": "Red, gr"}]
+    base = {"messages": msgs, "max_tokens": 1, "temperature": 0}
+    r = http.post("/v1/chat/completions", json={**base, "add_generation_prompt": True, "continue_final_message": True})
+    assert r.status_code == 400 and "Cannot set both" in r.json()["error"]["message"]
+    explicit = http.post("/v1/chat/completions", json={**base, "add_generation_prompt": False,
+                                                       "continue_final_message": True, "verbose": True}).json()
+    implicit = http.post("/v1/chat/completions", json={**base, "verbose": True}).json()
+    assert explicit["__verbose"]["prompt"] == implicit["__verbose"]["prompt"]
+    assert explicit["__verbose"]["prompt"].endswith("<|im_start|>assistant\nRed, gr")
+    assert "__verbose" not in http.post("/v1/chat/completions", json=base).json()
+
+
+def test_json_object_without_schema_is_an_object(http):
+    r = http.post("/v1/chat/completions", json={"messages": CHAT, "max_tokens": 12, "temperature": 0,
+                                                "response_format": {"type": "json_object"}}).json()
+    assert r["choices"][0]["message"]["content"].startswith("{")
