@@ -99,7 +99,8 @@ def run_suite(suite: Path, server: Path, models: str, select: str | None, work: 
     tests = work / f"tests-{xml.stem}"
     shutil.copytree(suite, tests)
     (tests / "local_models_plugin.py").write_text(PLUGIN)
-    env = {**os.environ, "LOCAL_MODELS": models, "SERVER_UNDER_TEST": str(server), "PYTHONPATH": str(tests)}
+    env = {**os.environ, "LOCAL_MODELS": models, "SERVER_UNDER_TEST": str(server), "PYTHONPATH": os.pathsep.join(
+        p for p in (str(tests), os.environ.get("PYTHONPATH")) if p)}  # a PYTHONPATH given picks the llamacpy tested
     env.pop("PYTEST_ADDOPTS", None)
     cmd = [sys.executable, "-m", "pytest", "-p", "local_models_plugin", "-q", "-o", "addopts=",
            "--junitxml", str(xml), *(["--timeout=300"] if _has_timeout() else []), "unit"]
