@@ -41,7 +41,9 @@ class Child:
     def __init__(self, source: ModelSource, router_flags: list[str], on_exit: Callable[[Child, int], None]):
         self.source, self.on_exit = source, on_exit
         self.secret = secrets.token_urlsafe(32)
-        names = ",".join([source.name, *source.aliases])
+        # the child answers under the model's name (its aliases are the router's to resolve: llama-server's
+        # model id is the first alias in sorted order, which would not be the name)
+        names = source.name
         # the model's preset flags first, the router's command line last: argparse keeps the last of each
         self.argv = [sys.executable, "-m", "llamacpy", "server", "-m", source.model, "--host", "127.0.0.1",
                      "--port", "0", "--alias", names, "--no-webui", *source.flags, *router_flags]

@@ -22,6 +22,7 @@ from ..engine import Stats
 from .errors import ApiError, bad_request
 from .formats import reply_parts, split_reply
 from .generation import Generation, Piece, Result
+from .reasoning import Thinking
 from .tool_calls import ToolCall, ToolSetup
 
 log = logging.getLogger("llamacpy.server")
@@ -120,7 +121,7 @@ def _message(m: Any) -> list[dict]:
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
         raise bad_request("a message's 'content' must be a string or an array of content blocks")
-    texts, calls, results = [], [], []
+    texts, calls, results, thoughts = [], [], [], []
     for block in content:
         _check_block(block, "a message's content")
         kind = block["type"]
@@ -130,11 +131,15 @@ def _message(m: Any) -> list[dict]:
             calls.append(_tool_use(block))
         elif kind == "tool_result" and role == "user":
             results.append(_tool_result(block))
-        elif kind not in ("thinking", "redacted_thinking"):  # earlier thinking is not rendered again
+        elif kind == "thinking" and role == "assistant" and isinstance(block.get("thinking"), str):
+            thoughts.append(block["thinking"])  # reasoning_content: templates that show earlier thoughts do
+        elif kind not in ("thinking", "redacted_thinking"):
             raise bad_request(f"unsupported content block type '{kind}' in a '{role}' message")
     out = results
     if texts or calls:
         msg: dict[str, Any] = {"role": role, "content": "".join(texts) if texts or role != "assistant" else None}
+        if thoughts:
+            msg["reasoning_content"] = "\n".join(thoughts)
         if calls:
             msg["tool_calls"] = calls
         out = out + [msg]
@@ -222,19 +227,27 @@ def _tool_block(call: ToolCall, with_input: bool = True) -> dict:
             "input": args if isinstance(args, dict) else {"arguments": args}}
 
 
-def message(meta: MessageMeta, r: Result, tools: ToolSetup | None) -> dict:
-    text, calls = split_reply(r, tools)
-    content = ([{"type": "text", "text": text}] if text else []) + [_tool_block(c) for c in calls]
+def message(meta: MessageMeta, r: Result, tools: ToolSetup | None, think: Thinking | None) -> dict:
+    reasoning, text, calls = split_reply(r, tools, think)
+    content = [{"type": "thinking", "thinking": reasoning, "signature": ""}] if reasoning else []
+    content += ([{"type": "text", "text": text}] if text else []) + [_tool_block(c) for c in calls]
     reason, sequence = _stop(r, len(calls))
     return {"id": meta.id, "type": "message", "role": "assistant", "model": meta.model, "content": content,
             "stop_reason": reason, "stop_sequence": sequence, "usage": _usage(r.stats)}
 
 
 async def message_events(meta: MessageMeta, gen: Generation, tools: ToolSetup | None) -> AsyncIterator[dict]:
-    """message_start (at the first token, with the prompt's usage), a content block per text run and per
-    tool call (text_delta / input_json_delta), message_delta (stop reason, output tokens), message_stop.
-    Errors are Anthropic's (`event: error` once the stream has begun)."""
-    index, open_text, n_calls = -1, False, 0
+    """message_start (at the first token, with the prompt's usage), a content block per thinking run, text run
+    and tool call (thinking_delta and an empty signature_delta, as llama-server / text_delta / input_json_delta),
+    message_delta (stop reason, output tokens), message_stop. Errors are Anthropic's (`event: error` once the
+    stream has begun)."""
+    index, open_block, n_calls = -1, None, 0  # open_block: "thinking" | "text" | None
+
+    def close() -> list[dict]:
+        events = [{"type": "content_block_delta", "index": index,
+                   "delta": {"type": "signature_delta", "signature": ""}}] if open_block == "thinking" else []
+        return [*events, {"type": "content_block_stop", "index": index}] if open_block else []
+
     try:
         async for kind, value in reply_parts(gen, tools):
             if kind == "start":
@@ -242,23 +255,26 @@ async def message_events(meta: MessageMeta, gen: Generation, tools: ToolSetup | 
                         "content": [], "stop_reason": None, "stop_sequence": None,
                         "usage": {**_usage(value.stats), "output_tokens": 0}}
                 yield {"type": "message_start", "message": head}
-            elif kind == "text":
-                if not open_text:
-                    index, open_text = index + 1, True
-                    yield {"type": "content_block_start", "index": index,
-                           "content_block": {"type": "text", "text": ""}}
-                yield {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": value}}
+            elif kind in ("thinking", "text"):
+                if open_block != kind:
+                    for e in close():
+                        yield e
+                    index, open_block = index + 1, kind
+                    yield {"type": "content_block_start", "index": index, "content_block": {"type": kind, kind: ""}}
+                delta = {"type": "thinking_delta", "thinking": value} if kind == "thinking" else {
+                    "type": "text_delta", "text": value}
+                yield {"type": "content_block_delta", "index": index, "delta": delta}
             elif kind == "call":
-                if open_text:
-                    yield {"type": "content_block_stop", "index": index}
-                index, open_text, n_calls = index + 1, False, n_calls + 1
+                for e in close():
+                    yield e
+                index, open_block, n_calls = index + 1, None, n_calls + 1
                 yield {"type": "content_block_start", "index": index, "content_block": _tool_block(value, False)}
                 yield {"type": "content_block_delta", "index": index,
                        "delta": {"type": "input_json_delta", "partial_json": value.arguments}}
                 yield {"type": "content_block_stop", "index": index}
             else:
-                if open_text:
-                    yield {"type": "content_block_stop", "index": index}
+                for e in close():
+                    yield e
                 reason, sequence = _stop(value, n_calls)
                 yield {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": sequence},
                        "usage": {"output_tokens": value.stats.n_decoded}}

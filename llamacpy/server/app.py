@@ -57,6 +57,7 @@ from .params import (
     prompt_pieces,
     read_body,
 )
+from .reasoning import Thinking
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 from .tool_calls import ToolSetup, tool_grammar, tool_setup
@@ -279,9 +280,22 @@ def _log_end(gen: Generation, last: Piece) -> None:
 
 async def _chat_tokens(ctx: ServerContext, body: Body) -> list[int]:
     """The templated prompt of a chat request, as tokens."""
+    return (await _chat_text_tokens(ctx, body))[1]
+
+
+async def _chat_text_tokens(ctx: ServerContext, body: Body) -> tuple[str, list[int]]:
     text = await _chat_prompt(ctx, body)
     _check_length_bound(ctx, text)
-    return await _encode(ctx, text, add_special=True)
+    return text, await _encode(ctx, text, add_special=True)
+
+
+def _thinking(ctx: ServerContext, body: Body, prompt: str) -> Thinking | None:
+    """--reasoning-format, or the request's reasoning_format, for a reply to `prompt`."""
+    fmt = body.str("reasoning_format") or ctx.settings.reasoning_format
+    try:
+        return Thinking.of(fmt, prompt)
+    except ValueError as e:
+        raise bad_request(f"'reasoning_format': {e}") from None
 
 
 async def _chat_setup(ctx: ServerContext, body: Body) -> tuple[GenArgs, ToolSetup | None]:
@@ -289,9 +303,10 @@ async def _chat_setup(ctx: ServerContext, body: Body) -> tuple[GenArgs, ToolSetu
     tools = tool_setup(body.data, ctx.template.source)
     if tools is not None and body.has("grammar"):
         raise bad_request("cannot use a custom grammar together with tools")
-    tokens = await _chat_tokens(ctx, body)
+    text, tokens = await _chat_text_tokens(ctx, body)
     _check_fits(ctx, tokens)
     args = _args(ctx, body, tokens)
+    args.think = _thinking(ctx, body, text)
     await _constrain(ctx, body, args, chat=True, tools=tools)
     return args, tools
 
@@ -435,7 +450,7 @@ async def anthropic_messages(request: Request):
 
     async def whole(gens: list[Generation]) -> dict:
         try:
-            return anthropic.message(meta, await gens[0].result(), parse)
+            return anthropic.message(meta, await gens[0].result(), parse, args.think)
         except ApiError as e:
             raise anthropic.AnthropicError.of(e) from None
 
@@ -462,7 +477,7 @@ async def responses_create(request: Request):
     parse = tools if tools is not None and tools.parse else None
 
     async def whole(gens: list[Generation]) -> dict:
-        return responses.response(meta, await gens[0].result(), parse)
+        return responses.response(meta, await gens[0].result(), parse, args.think)
 
     return _respond(ctx, [args], lambda gen, i: responses.response_events(meta, gen, parse), False, whole,
                     named=True)

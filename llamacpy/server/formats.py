@@ -19,6 +19,7 @@ from .. import __version__
 from ..engine import Stats
 from .generation import Generation, Piece, Result
 from .params import GenArgs
+from .reasoning import ReasoningStream, Thinking, split
 from .tool_calls import ToolCall, ToolCallStream, ToolSetup, parse_tool_calls
 
 FINGERPRINT = f"b0-llamacpy{__version__}"
@@ -73,14 +74,17 @@ def _logprobs(probs: list[dict]) -> dict:
 
 def chat_response(meta: OaiMeta, r: Result, args: GenArgs, tools: ToolSetup | None = None, index: int = 0) -> dict:
     """`tools`: parse the reply for tool calls (given when the request has tools and tool_choice is not none)."""
-    message = {"role": "assistant", "content": r.content}
+    reasoning, text = split(r.content, args.think)
+    message = {"role": "assistant", "content": text}
     finish = r.finish
     if tools is not None:
-        content, calls = parse_tool_calls(r.content)
+        content, calls = parse_tool_calls(text)
         if calls:
             calls = calls if tools.parallel else calls[:1]
             message = {"role": "assistant", "content": content, "tool_calls": [c.json() for c in calls]}
             finish = "tool_calls" if finish == "stop" else finish
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
     choice = {"index": index, "finish_reason": finish, "message": message}
     if args.logprobs:
         choice["logprobs"] = _logprobs(r.probs)
@@ -90,28 +94,36 @@ def chat_response(meta: OaiMeta, r: Result, args: GenArgs, tools: ToolSetup | No
 
 async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = None,
                       index: int = 0) -> AsyncIterator[dict]:
-    """Role delta with the first token, content (or tool call) deltas, a finish chunk, the usage chunk if
-    asked. With `tools` the text goes through the tool-call parser (logprobs are refused then)."""
+    """Role delta with the first token, reasoning_content / content (or tool call) deltas, a finish chunk, the
+    usage chunk if asked. With `tools` the text goes through the tool-call parser (logprobs are refused then)."""
     args, first = gen.args, True
     last: Piece | None = None
     parser = ToolCallStream() if tools is not None else None
+    think = ReasoningStream(args.think) if args.think is not None else None
     n_calls = 0
     async for piece in gen.pieces():
         if first:
             first = False
             yield _chat_chunk(meta, {"role": "assistant", "content": None}, index=index)
-        if parser is not None:
-            events = parser.feed(piece.text) + (parser.finish() if piece.finish else [])
-            for kind, value in events:
-                if kind == "content":
-                    yield _chat_chunk(meta, {"content": value}, index=index)
-                elif tools.parallel or n_calls == 0:
-                    for delta in _call_deltas(n_calls, value):
-                        yield _chat_chunk(meta, {"tool_calls": [delta]}, index=index)
-                    n_calls += 1
-        elif piece.text or piece.probs:
-            chunk = _chat_chunk(meta, {"content": piece.text}, index=index)
-            if args.logprobs:
+        deltas = []
+        for kind, text in _reasoned(think, piece):
+            if kind == "reasoning":
+                deltas.append({"reasoning_content": text})
+            elif parser is None:
+                deltas.append({"content": text})
+            else:
+                for event, value in parser.feed(text):
+                    deltas.extend(_tool_deltas(event, value, tools, n_calls))
+                    n_calls += event == "call" and (tools.parallel or n_calls == 0)
+        if parser is not None and piece.finish:
+            for event, value in parser.finish():
+                deltas.extend(_tool_deltas(event, value, tools, n_calls))
+                n_calls += event == "call" and (tools.parallel or n_calls == 0)
+        if not deltas and piece.probs and args.logprobs:
+            deltas = [{"content": ""}]
+        for i, delta in enumerate(deltas):
+            chunk = _chat_chunk(meta, delta, index=index)
+            if args.logprobs and i == 0:
                 chunk["choices"][0]["logprobs"] = _logprobs(piece.probs)
             yield chunk
         last = piece
@@ -123,6 +135,22 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
                "timings": timings(last.stats)}
     else:
         yield {**end, "timings": timings(last.stats)}
+
+
+def _reasoned(think: ReasoningStream | None, piece: Piece) -> list[tuple[str, str]]:
+    """A piece's text as ("reasoning" | "content", text) parts (all content without a reasoning split)."""
+    if think is None:
+        return [("content", piece.text)] if piece.text else []
+    return think.feed(piece.text) + (think.finish() if piece.finish else [])
+
+
+def _tool_deltas(event: str, value, tools: ToolSetup, n_calls: int) -> list[dict]:
+    """The deltas of one tool-call parser event: content, or a call (only the first without parallel calls)."""
+    if event == "content":
+        return [{"content": value}]
+    if tools.parallel or n_calls == 0:
+        return [{"tool_calls": [d]} for d in _call_deltas(n_calls, value)]
+    return []
 
 
 def _call_deltas(index: int, call) -> list[dict]:
@@ -138,34 +166,42 @@ def _chat_chunk(meta: OaiMeta, delta: dict, finish: str | None = None, index: in
 
 # -- replies as text and tool calls (the Anthropic and Responses APIs render these) ------------------------------
 
-def split_reply(r: Result, tools: ToolSetup | None) -> tuple[str, list[ToolCall]]:
-    """A whole reply's text and tool calls (the calls parsed when `tools` says so; only the first without
-    parallel calls)."""
+def split_reply(r: Result, tools: ToolSetup | None, think: Thinking | None) -> tuple[str | None, str, list[ToolCall]]:
+    """A whole reply's reasoning (None without), text and tool calls (the calls parsed when `tools` says so;
+    only the first without parallel calls)."""
+    reasoning, text = split(r.content, think)
     if tools is None:
-        return r.content, []
-    content, calls = parse_tool_calls(r.content)
-    return content or "", calls if tools.parallel else calls[:1]
+        return reasoning, text, []
+    content, calls = parse_tool_calls(text)
+    return reasoning, content or "", calls if tools.parallel else calls[:1]
 
 
 async def reply_parts(gen: Generation, tools: ToolSetup | None) -> AsyncIterator[tuple[str, Any]]:
-    """A generation as ("start", first Piece), then ("text", str) and ("call", ToolCall) in order, then
-    ("end", last Piece): what chat_events streams, for the APIs that stream blocks instead of deltas."""
+    """A generation as ("start", first Piece), then ("thinking", str), ("text", str) and ("call", ToolCall) in
+    order, then ("end", last Piece): what chat_events streams, for the APIs that stream blocks instead of deltas."""
     parser = ToolCallStream() if tools is not None else None
+    think = ReasoningStream(gen.args.think) if gen.args.think is not None else None
     n_calls, first = 0, True
     async for piece in gen.pieces():
         if first:
             first = False
             yield "start", piece
-        if parser is None:
-            if piece.text:
-                yield "text", piece.text
-        else:
-            for kind, value in parser.feed(piece.text) + (parser.finish() if piece.finish else []):
-                if kind == "content":
-                    yield "text", value
-                elif tools.parallel or n_calls == 0:
-                    yield "call", value
-                    n_calls += 1
+        events = []
+        for kind, text in _reasoned(think, piece):
+            if kind == "reasoning":
+                events.append(("thinking", text))
+            elif parser is None:
+                events.append(("content", text))
+            else:
+                events += parser.feed(text)
+        if parser is not None and piece.finish:
+            events += parser.finish()
+        for kind, value in events:
+            if kind in ("thinking", "content"):
+                yield ("thinking" if kind == "thinking" else "text"), value
+            elif tools.parallel or n_calls == 0:
+                yield "call", value
+                n_calls += 1
         if piece.finish:
             yield "end", piece
 

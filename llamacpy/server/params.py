@@ -19,6 +19,7 @@ from ..sampling import SamplingParams
 from ..sampling.chain import SEED_RANDOM
 from ..sampling.grammar import Grammar
 from .errors import ApiError, bad_request
+from .reasoning import Thinking
 
 _MISSING: Any = object()
 
@@ -134,6 +135,7 @@ class GenArgs:
     post_sampling_probs: bool = False
     grammar: Grammar | None = None
     draft: DraftParams = field(default_factory=DraftParams)  # speculative.n_max/n_min/p_min
+    think: Thinking | None = None  # chat routes: how the reply's reasoning is split out (reasoning.py)
 
     def engine_request(self, sink) -> GenRequest:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,

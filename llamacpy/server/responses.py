@@ -20,6 +20,7 @@ from ..engine import Stats
 from .errors import ApiError, bad_request
 from .formats import reply_parts, split_reply
 from .generation import Generation, Result
+from .reasoning import Thinking
 from .tool_calls import ToolCall, ToolSetup
 
 log = logging.getLogger("llamacpy.server")
@@ -215,10 +216,16 @@ def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(24)
 
 
-def response(meta: ResponseMeta, r: Result, tools: ToolSetup | None) -> dict:
-    text, calls = split_reply(r, tools)
+def _reasoning_item(item_id: str, text: str, status: str) -> dict:
+    return {"type": "reasoning", "id": item_id, "summary": [], "encrypted_content": "", "status": status,
+            "content": [{"type": "reasoning_text", "text": text}] if status != "in_progress" else []}
+
+
+def response(meta: ResponseMeta, r: Result, tools: ToolSetup | None, think: Thinking | None) -> dict:
+    reasoning, text, calls = split_reply(r, tools, think)
     status = _status(r.finish)
-    output = [_message_item(_new_id("msg_"), text, status)] if text or not calls else []
+    output = [_reasoning_item(_new_id("rs_"), reasoning, "completed")] if reasoning else []
+    output += [_message_item(_new_id("msg_"), text, status)] if text or not calls else []
     output += [_call_item(c, _new_id("fc_"), "completed") for c in calls]
     return meta.done(status, output, r.stats)
 
@@ -236,6 +243,18 @@ async def response_events(meta: ResponseMeta, gen: Generation, tools: ToolSetup 
 
     output: list[dict] = []
     text_id, text = None, ""  # the message item being written
+    reasoning_id, reasoning = None, ""  # the reasoning item being written
+
+    def close_reasoning() -> list[dict]:
+        nonlocal reasoning_id, reasoning
+        if reasoning_id is None:
+            return []
+        index, item = len(output), _reasoning_item(reasoning_id, reasoning, "completed")
+        output.append(item)
+        done = event("response.reasoning_text.done", item_id=reasoning_id, output_index=index, content_index=0,
+                     text=reasoning)
+        reasoning_id, reasoning = None, ""
+        return [done, event("response.output_item.done", output_index=index, item=item)]
 
     def close_text(status: str) -> list[dict]:
         nonlocal text_id, text
@@ -251,6 +270,17 @@ async def response_events(meta: ResponseMeta, gen: Generation, tools: ToolSetup 
     yield event("response.in_progress", response=meta.head("in_progress"))
     try:
         async for kind, value in reply_parts(gen, tools):
+            if kind == "thinking":
+                if reasoning_id is None:
+                    reasoning_id = _new_id("rs_")
+                    yield event("response.output_item.added", output_index=len(output),
+                                item=_reasoning_item(reasoning_id, "", "in_progress"))
+                reasoning += value
+                yield event("response.reasoning_text.delta", item_id=reasoning_id, output_index=len(output),
+                            content_index=0, delta=value)
+                continue
+            for e in close_reasoning():
+                yield e
             if kind == "text":
                 if text_id is None:
                     text_id = _new_id("msg_")

@@ -16,6 +16,7 @@ from typing import Any
 from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
+from .reasoning import FORMATS
 from .streams import StreamLimits
 
 AUTO_SLOTS = 4  # -np -1 (auto), as llama-server
@@ -69,6 +70,15 @@ class ServerSettings:
     jinja: bool = field(default=True, metadata=_flag(
         "--jinja", help="llama-server's switch for Jinja templates: --no-jinja refuses tools as llama-server does; "
                         "templates are rendered with Jinja either way (default: on)"))
+    reasoning_format: str = field(default="auto", metadata=_flag(
+        "--reasoning-format", choices=FORMATS,
+        help="thinking models: none leaves thoughts in content; deepseek/auto put them in reasoning_content; "
+             "deepseek-legacy does both (default: auto; a request's reasoning_format wins)"))
+    reasoning: str = field(default="auto", metadata=_flag(
+        "-rea", "--reasoning", choices=("on", "off", "auto"),
+        help="thinking on/off through the template's enable_thinking (default: auto = the template's default)"))
+    reasoning_budget: int = field(default=-1, metadata=_flag(
+        "--reasoning-budget", metavar="N", help="-1: thinking unrestricted; 0: no thinking (default: -1)"))
     tags: list[str] = field(default_factory=list, metadata=_flag(
         "--tags", metavar="TAG[,TAG...]", help="model tags reported by /v1/models"))
     ssl_key_file: str | None = field(default=None, metadata=_flag(
@@ -146,16 +156,23 @@ class ServerSettings:
         return keys
 
     def template_kwargs(self) -> dict:
-        """--chat-template-kwargs as a dict (a bad one is an error at start)."""
+        """The template variables of every request: --reasoning / --reasoning-budget 0 as enable_thinking, under
+        --chat-template-kwargs (a bad one is an error at start)."""
+        if self.reasoning_budget > 0:
+            raise ValueError(f"--reasoning-budget {self.reasoning_budget}: llamacpy does not support a token budget "
+                             "for thinking yet (-1: unrestricted, 0: no thinking)")
+        thinking = {} if self.reasoning == "auto" else {"enable_thinking": self.reasoning == "on"}
+        if self.reasoning_budget == 0:
+            thinking = {"enable_thinking": False}
         if not self.chat_template_kwargs:
-            return {}
+            return thinking
         try:
             value = json.loads(self.chat_template_kwargs)
         except json.JSONDecodeError as e:
             raise ValueError(f"--chat-template-kwargs: invalid JSON: {e}") from None
         if not isinstance(value, dict):
             raise ValueError("--chat-template-kwargs must be a JSON object")  # noqa: TRY004 - a bad flag value
-        return value
+        return {**thinking, **value}
 
     def chat_template_source(self) -> str | None:
         if self.chat_template_file:

@@ -117,7 +117,7 @@ def test_gpu_flags_from_the_environment_are_logged(monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-context-shift"], ["--cache-reuse", "0"],
-                                  ["--reasoning-format", "none"], ["--mirostat", "0"], ["--spec-type", "none"]])
+                                  ["--dry-multiplier", "0"], ["--mirostat", "0"], ["--spec-type", "none"]])
 def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
     assert compat.check(parse(*argv))[0].endswith("as llamacpy does")
 
@@ -185,3 +185,14 @@ def test_notes_are_logged_at_start(monkeypatch, caplog):
     finally:
         logger.removeHandler(caplog.handler)
     assert "-ngl: no effect, llamacpy runs on the CPU" in caplog.text
+
+
+def test_reasoning_flags_reach_the_template():
+    assert settings("--reasoning", "off").template_kwargs() == {"enable_thinking": False}
+    assert settings("-rea", "on").template_kwargs() == {"enable_thinking": True}
+    assert settings("--reasoning-budget", "0").template_kwargs() == {"enable_thinking": False}
+    assert settings("--reasoning", "off", "--chat-template-kwargs", '{"enable_thinking": true}').template_kwargs() \
+        == {"enable_thinking": True}  # the explicit kwargs win
+    assert settings().template_kwargs() == {} and settings().reasoning_format == "auto"
+    with pytest.raises(ValueError, match="token budget"):
+        settings("--reasoning-budget", "100").template_kwargs()
