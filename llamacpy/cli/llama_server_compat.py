@@ -139,8 +139,6 @@ UNTIL = {
     "--spec-draft-p-split": ((), "split drafts"),
     "--api-prefix": ((), "an API prefix"),
     "--path": ((), "serving static files from a folder"),
-    "--cors-origins": ((), "CORS settings"), "--cors-methods": ((), "CORS settings"),
-    "--cors-headers": ((), "CORS settings"), "--cors-credentials": (_OFF, "CORS settings"),
     "--ui-config": ((), "web UI settings"), "--ui-config-file": ((), "web UI settings"),
     "--ui-mcp-proxy": (_OFF, "the MCP proxy"), "--tools": ((), "built-in tools"),
     "--tools-runtime": ((), "built-in tools"), "--mcp-servers-config": ((), "MCP servers"),

@@ -37,6 +37,7 @@ class GenRequest:
     ignore_eos: bool = False
     logprobs: bool = False       # report each sampled token's log-probability (from the raw logits)
     n_probs: int = 0             # ... and the n most likely alternatives
+    post_sampling_probs: bool = False  # ... as probabilities after the sampler chain (llama-server's option)
     cache_prompt: bool = True    # reuse the longest common prefix cached in the chosen slot
     id_slot: int = -1            # -1: any slot
     grammar: Grammar | None = None  # constrain the output (a matcher is started on the engine thread)
@@ -63,8 +64,8 @@ class Stats:
 class TokenEvent:
     token: int
     stats: Stats
-    logprob: float | None = None                   # when the request asked for logprobs
-    top: list[tuple[int, float]] | None = None     # (id, logprob) of the n_probs best, best first
+    logprob: float | None = None                   # when the request asked for logprobs (post_sampling_probs: prob)
+    top: list[tuple[int, float]] | None = None     # (id, logprob or prob) of the n_probs best, best first
 
 
 @dataclass(slots=True)

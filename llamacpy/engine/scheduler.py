@@ -332,7 +332,9 @@ class Scheduler:
         st.t_gen_ms = (now - slot.t_first) * 1e3
         self.counters.tokens_predicted += 1
         event = TokenEvent(token, replace(st))
-        if req.logprobs:
+        if req.logprobs and req.post_sampling_probs:
+            event.logprob, event.top = _post_sampling_probs(slot.sampler.last, token, req.n_probs)
+        elif req.logprobs:
             event.logprob, event.top = _logprobs(logits, token, req.n_probs)
         req.sink(event)
         if (token in self.eog_ids and not req.ignore_eos) or slot.sampler.constraint_done:
@@ -348,6 +350,16 @@ class Scheduler:
         st = slot.stats
         req = slot.release(time.perf_counter())
         req.sink(DoneEvent(reason, replace(st), message))
+
+
+def _post_sampling_probs(last: tuple[np.ndarray, np.ndarray], token: int, n: int) -> tuple[float,
+                                                                                           list[tuple[int, float]]]:
+    """The token's probability after the sampler chain, and the n most likely of the chain's candidates
+    (those it removed have probability 0 and are not listed, as llama-server)."""
+    ids, probs = last
+    hit = np.flatnonzero(ids == token)
+    p = float(probs[hit[0]]) if len(hit) else 0.0
+    return p, [(int(i), float(q)) for i, q in zip(ids[:n], probs[:n], strict=True) if q > 0]
 
 
 def _logprobs(logits: np.ndarray, token: int, n: int) -> tuple[float, list[tuple[int, float]]]:

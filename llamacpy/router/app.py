@@ -296,5 +296,6 @@ def create_router_app(state: RouterState) -> ASGIApp:
     routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.router = state
-    gated = Gate(app, api_keys=state.settings.api_keys(), ready=lambda: True, public_paths=PUBLIC_PATHS)
+    gated = Gate(app, api_keys=state.settings.api_keys(), ready=lambda: True, public_paths=PUBLIC_PATHS,
+                 cors=state.settings.cors())
     return WebUI(gated) if state.settings.webui else gated

@@ -53,7 +53,8 @@ class ProxiedResponse:
         up = self.upstream
         is_sse = up.headers.get("content-type", "").startswith("text/event-stream")
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in up.headers.multi_items()
-                   if k.lower() not in DROPPED or (k.lower() == "content-length" and not is_sse)]
+                   if (k.lower() not in DROPPED or (k.lower() == "content-length" and not is_sse))
+                   and not k.lower().startswith("access-control-")]  # the router's own CORS headers are sent
         try:
             async with anyio.create_task_group() as tg:
                 async def watch() -> None:  # the client leaving ends the relay (and closes the upstream)

@@ -51,6 +51,7 @@ class Sampler:
         params.validate()
         self.p, self.n_vocab = params, n_vocab
         self.constraint = constraint
+        self.last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float32))  # sample()'s
         seed = params.seed if params.seed not in (SEED_RANDOM, -1, None) else None
         self.rng = np.random.default_rng(seed)
         window = params.repeat_last_n if params.repeat_last_n >= 0 else 1 << 30
@@ -110,7 +111,7 @@ class Sampler:
         return ids, (probs / probs.sum()).astype(np.float32)
 
     def sample(self, logits: np.ndarray) -> int:
-        ids, probs = self.probabilities(logits)
+        ids, probs = self.last = self.probabilities(logits)  # last: for post-sampling probabilities
         token = int(ids[0]) if len(ids) == 1 else int(self.rng.choice(ids, p=probs))
         self.accept(token)
         if self.constraint is not None:

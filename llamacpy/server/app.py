@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -188,6 +189,8 @@ def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     args = common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
                        lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos)
     args.draft = draft_params(body, s.draft)
+    if args.ignore_eos:  # as llama-server: the end-of-generation tokens banned by a -inf logit bias
+        args.sampling.logit_bias.update(dict.fromkeys(sorted(ctx.tokenizer.eog_ids), -math.inf))
     if args.id_slot >= s.n_slots:
         raise bad_request(f"'id_slot' must be below the number of slots ({s.n_slots})")
     return args
@@ -638,7 +641,9 @@ async def metrics(request: Request):
     lines = []
     for name, kind, help_text, value in rows:
         lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    out = PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    out.raw_headers.append((b"Process-Start-Time-Unix", str(ctx.t_start).encode()))  # llama-server's casing
+    return out
 
 
 # -- the route table ---------------------------------------------------------------------------------------
@@ -686,5 +691,5 @@ def create_app(ctx: ServerContext) -> ASGIApp:
     app.state.ctx = ctx
     app.state.started = time.time()
     gated = Gate(app, api_keys=ctx.api_keys, ready=lambda: ctx.ready, public_paths=PUBLIC_PATHS,
-                 router_secret=ctx.settings.router_secret)
+                 router_secret=ctx.settings.router_secret, cors=ctx.settings.cors())
     return WebUI(gated) if ctx.settings.webui else gated  # the web UI: public, served while loading

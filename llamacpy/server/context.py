@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,6 +33,7 @@ VOCAB_TYPES = {"spm": 1, "bpe": 2, "wpm": 3, "ugm": 4}  # llama_vocab_type
 class ServerContext:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
+        self.t_start = int(time.time())  # /metrics' Process-Start-Time-Unix
         self.api_keys = settings.api_keys()
         self.template_kwargs = settings.template_kwargs()  # --chat-template-kwargs, under each request's own
         # llama-server keeps the aliases in a std::set: the model's name is the first in sorted order

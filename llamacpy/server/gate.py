@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,11 +22,53 @@ ROUTER_SECRET_HEADER = "x-llamacpy-router-secret"
 NOT_THE_ROUTER = ApiError(401, "this server answers only the router that started it", "authentication_error")
 
 
+@dataclass(frozen=True)
+class Cors:
+    """llama-server's --cors-origins / --cors-methods / --cors-headers / --cors-credentials."""
+
+    origins: str = "*"
+    methods: str = "GET, POST, DELETE, OPTIONS"
+    headers: str = "*"
+    credentials: bool = True
+
+    def allow_origin(self, origin: str) -> str | None:
+        """The Access-Control-Allow-Origin of a request from `origin` (None: the header is left out)."""
+        if self.credentials and self.origins == "*":
+            return origin or "*"  # as llama-server: the Origin echoed, so credentials work from anywhere
+        if self.origins == "localhost":
+            return origin if origin and _is_localhost(origin) else None
+        allowed = [o.strip() for o in self.origins.split(",") if o.strip()]
+        if len(allowed) == 1:
+            return allowed[0]
+        # several: llama-server sends the list as it is (which browsers refuse); the one matching is sent here
+        return origin if origin in allowed else None
+
+    def headers_for(self, origin: str, preflight: bool) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of a response, in llama-server's casing (h11 keeps it)."""
+        allow = self.allow_origin(origin)
+        out = [] if allow is None else [(b"Access-Control-Allow-Origin", allow.encode("latin-1"))]
+        if preflight:
+            out += [(b"Access-Control-Allow-Credentials", b"true" if self.credentials else b"false"),
+                    (b"Access-Control-Allow-Methods", self.methods.encode("latin-1")),
+                    (b"Access-Control-Allow-Headers", self.headers.encode("latin-1"))]
+        elif allow is not None and self.credentials:
+            out.append((b"Access-Control-Allow-Credentials", b"true"))
+        return out
+
+
+def _is_localhost(origin: str) -> bool:
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        return False
+    return host in ("localhost", "127.0.0.1", "::1")
+
+
 class Gate:
     def __init__(self, app: ASGIApp, *, api_keys: list[str], ready: Callable[[], bool],
-                 public_paths: Collection[str], router_secret: str | None = None):
+                 public_paths: Collection[str], router_secret: str | None = None, cors: Cors = Cors()):
         self.app, self.api_keys, self.ready, self.public_paths = app, api_keys, ready, public_paths
-        self.router_secret = router_secret
+        self.router_secret, self.cors = router_secret, cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,12 +76,11 @@ class Gate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.router_secret is not None and not _same(headers.get(ROUTER_SECRET_HEADER, ""), self.router_secret):
             return await NOT_THE_ROUTER.response()(scope, receive, send)
-        cors = [(b"access-control-allow-origin", headers.get("origin", "*").encode("latin-1")),
-                (b"access-control-allow-credentials", b"true")]
-        if scope["method"] == "OPTIONS":
-            allow = [(b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-                     (b"access-control-allow-headers", b"*")]
-            return await Response(status_code=200, headers=None)(scope, receive, with_headers(send, cors + allow))
+        origin = headers.get("origin", "")
+        if scope["method"] == "OPTIONS":  # pre-flight: no key asked (browsers send none)
+            preflight = self.cors.headers_for(origin, preflight=True)
+            return await Response(status_code=200, headers=None)(scope, receive, with_headers(send, preflight))
+        cors = self.cors.headers_for(origin, preflight=False)
         path = scope["path"]
         if not self.ready() and path != "/":
             return await _shaped(LOADING, path).response()(scope, receive, with_headers(send, cors))

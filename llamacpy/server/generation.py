@@ -129,12 +129,14 @@ class Generation:
         out.content = "".join(parts)
         return out
 
-    def prob_entry(self, token: int, logprob: float, top: list[tuple[int, float]]) -> dict:
-        """{"id", "token", "bytes", "logprob", "top_logprobs": [...]} as llama-server writes them."""
-        entry = self._token_json(token, logprob)
-        entry["top_logprobs"] = [self._token_json(t, lp) for t, lp in top]
+    def prob_entry(self, token: int, value: float, top: list[tuple[int, float]]) -> dict:
+        """{"id", "token", "bytes", "logprob", "top_logprobs": [...]} as llama-server writes them; with
+        post_sampling_probs {"prob", "top_probs"} (probabilities after the sampler chain)."""
+        key = "prob" if self.args.post_sampling_probs else "logprob"
+        entry = self._token_json(token, key, value)
+        entry[f"top_{key}s"] = [self._token_json(t, key, v) for t, v in top]
         return entry
 
-    def _token_json(self, token: int, logprob: float) -> dict:
+    def _token_json(self, token: int, key: str, value: float) -> dict:
         piece = self.tokenizer.token_to_piece(token, special=True)
-        return {"id": token, "token": piece.decode("utf-8", "replace"), "bytes": list(piece), "logprob": logprob}
+        return {"id": token, "token": piece.decode("utf-8", "replace"), "bytes": list(piece), key: value}

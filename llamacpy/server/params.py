@@ -132,14 +132,15 @@ class GenArgs:
     cache_prompt: bool = True
     id_slot: int = -1
     return_tokens: bool = False
-    post_sampling_probs: bool = False
+    post_sampling_probs: bool = False  # n_probs as probabilities after the sampler chain
     grammar: Grammar | None = None
     draft: DraftParams = field(default_factory=DraftParams)  # speculative.n_max/n_min/p_min
     think: Thinking | None = None  # chat routes: how the reply's reasoning is split out (reasoning.py)
 
     def engine_request(self, sink) -> GenRequest:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
-                          self.n_probs, self.cache_prompt, self.id_slot, self.grammar, self.draft, sink)
+                          self.n_probs, self.post_sampling_probs, self.cache_prompt, self.id_slot, self.grammar,
+                          self.draft, sink)
 
     def settings_json(self) -> dict:
         """`generation_settings` / slot `params` as llama-server reports them."""
@@ -149,7 +150,8 @@ class GenArgs:
                 "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
                 "frequency_penalty": s.frequency_penalty, "stop": list(self.stop), "n_probs": self.n_probs,
                 "ignore_eos": self.ignore_eos, "stream": self.stream, "cache_prompt": self.cache_prompt,
-                "logit_bias": [[int(k), v] for k, v in s.logit_bias.items()],
+                "logit_bias": [{"bias": v if math.isfinite(v) else None, "token": int(k)}  # -inf is null
+                               for k, v in s.logit_bias.items()],
                 "samplers": ["penalties", "top_k", "top_p", "min_p", "temperature"],
                 "speculative.n_max": self.draft.n_max, "speculative.n_min": self.draft.n_min,
                 "speculative.p_min": self.draft.p_min}
@@ -242,6 +244,7 @@ def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab
         cache_prompt=body.bool("cache_prompt", True),
         id_slot=body.int("id_slot", -1, minimum=-1),
         return_tokens=body.bool("return_tokens"),
+        post_sampling_probs=body.bool("post_sampling_probs"),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
+from .gate import Cors
 from .reasoning import FORMATS
 from .streams import StreamLimits
 
@@ -92,6 +93,15 @@ class ServerSettings:
     sse_ping_interval: float = field(default=30.0, metadata=_flag(
         "--sse-ping-interval", metavar="N",
         help="seconds of silence before a stream sends a keep-alive comment (default: 30; -1 = never)"))
+    cors_origins: str = field(default="*", metadata=_flag(
+        "--cors-origins", metavar="ORIGINS",
+        help="allowed CORS origins, comma separated; 'localhost': only localhost origins (default: *)"))
+    cors_methods: str = field(default="GET, POST, DELETE, OPTIONS", metadata=_flag(
+        "--cors-methods", metavar="METHODS", help="allowed CORS methods (default: GET, POST, DELETE, OPTIONS)"))
+    cors_headers: str = field(default="*", metadata=_flag(
+        "--cors-headers", metavar="HEADERS", help="allowed CORS headers (default: *)"))
+    cors_credentials: bool = field(default=True, metadata=_flag(
+        "--cors-credentials", help="allow credentials; with --cors-origins * the Origin is echoed (default: on)"))
     metrics: bool = field(default=False, metadata=_flag("--metrics", help="enable the Prometheus /metrics endpoint"))
     slots: bool = field(default=True, metadata=_flag("--slots", help="enable the /slots endpoint (default: on)"))
     webui: bool = field(default=True, metadata=_flag("--webui", "--ui", help="serve the web page at / (default: on)"))
@@ -148,6 +158,9 @@ class ServerSettings:
     def stream_limits(self) -> StreamLimits:
         return StreamLimits(cap_bytes=self.stream_buffer_size, ttl_s=self.stream_ttl,
                             max_sessions=self.stream_max_sessions)
+
+    def cors(self) -> Cors:
+        return Cors(self.cors_origins, self.cors_methods, self.cors_headers, self.cors_credentials)
 
     def api_keys(self) -> list[str]:
         keys = list(self.api_key)

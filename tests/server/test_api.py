@@ -232,3 +232,47 @@ def test_json_object_without_schema_is_an_object(http):
     r = http.post("/v1/chat/completions", json={"messages": CHAT, "max_tokens": 12, "temperature": 0,
                                                 "response_format": {"type": "json_object"}}).json()
     assert r["choices"][0]["message"]["content"].startswith("{")
+
+
+def test_post_sampling_probs_as_llama_server(http):
+    body = {"prompt": "Today was the day. Today I would finally become a", "n_probs": 10, "temperature": 1.0,
+            "n_predict": 3, "post_sampling_probs": True, "seed": 1}
+    probs = http.post("/completion", json=body).json()["completion_probabilities"]
+    assert len(probs) == 3
+    for tok in probs:
+        assert 0.0 < tok["prob"] <= 1.0 and "logprob" not in tok
+        tops = [p["prob"] for p in tok["top_probs"]]
+        assert tops == sorted(tops, reverse=True) and all(0.0 < p <= 1.0 for p in tops)
+        assert tok["prob"] in tops or tok["prob"] < tops[-1]
+        assert len(tops) == 10 or sum(tops) == pytest.approx(1.0, abs=1e-5)  # fewer only when they are all
+    greedy = http.post("/completion", json={**body, "temperature": 0}).json()["completion_probabilities"]
+    assert all(t["prob"] == 1.0 and [p["prob"] for p in t["top_probs"]] == [1.0] for t in greedy)
+    raw = http.post("/completion", json={**body, "post_sampling_probs": False}).json()["completion_probabilities"]
+    assert all(t["logprob"] <= 0 and "top_logprobs" in t for t in raw)
+
+
+def test_ignore_eos_bans_the_end_tokens_as_a_logit_bias(http):
+    r = http.post("/completion", json={"prompt": "Hi", "n_predict": 2, "ignore_eos": True}).json()
+    bias = r["generation_settings"]["logit_bias"]
+    assert bias and all(b["bias"] is None for b in bias)  # -inf is null in JSON, as llama-server
+    r = http.post("/completion", json={"prompt": "Hi", "n_predict": 2, "logit_bias": [[15, 1.5]]}).json()
+    assert r["generation_settings"]["logit_bias"] == [{"bias": 1.5, "token": 15}]
+
+
+def test_cors_and_metrics_headers_as_llama_server(server):
+    # llama-server's header casing on the wire (clients that copy headers into a dict see it)
+    import socket
+
+    def raw(request: bytes) -> str:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(request)
+            return s.recv(65536).decode("latin-1")
+
+    pre = raw(b"OPTIONS /completions HTTP/1.1\r\nHost: x\r\nOrigin: web.mydomain.fr\r\n"
+              b"Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n")
+    assert "Access-Control-Allow-Origin: web.mydomain.fr\r\n" in pre  # credentials on, origins *: echoed
+    assert "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n" in pre
+    assert "Access-Control-Allow-Credentials: true\r\n" in pre
+    metrics = raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert "Process-Start-Time-Unix: " in metrics

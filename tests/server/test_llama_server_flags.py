@@ -18,7 +18,7 @@ def server(start_server, smollm2_path):
     mp.setenv("LLAMA_ARG_TAGS", "from-env")  # the command line's --tags wins
     try:
         return start_server(smollm2_path, "--no-jinja", "--tags", "chat,small", "-fa", "on", "-c", "512",
-                            "-np", "1", "--chat-template", TEMPLATE, "--chat_template_kwargs",
+                            "-np", "1", "--cors-origins", "localhost", "--chat-template", TEMPLATE, "--chat_template_kwargs",
                             '{"greeting": "HELLO"}')
     finally:
         mp.undo()
@@ -51,3 +51,12 @@ def test_gpu_flags_are_logged(server):
     log = server.log_text()
     assert "LLAMA_ARG_N_GPU_LAYERS: no effect, llamacpy runs on the CPU" in log
     assert "-fa: no effect" in log
+
+
+@pytest.mark.parametrize("origin, allowed", [("http://localhost:3000", True), ("http://[::1]", True),
+                                             ("http://127.0.0.1", True), ("http://localhost.evil.com", False),
+                                             ("http://evil.com", False)])
+def test_cors_origins_localhost(server, origin, allowed):
+    r = httpx.options(f"{server.url}/completions", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 200
+    assert r.headers.get("access-control-allow-origin") == (origin if allowed else None)
