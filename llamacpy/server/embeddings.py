@@ -42,7 +42,9 @@ async def _inputs(ctx: ServerContext, value: Any) -> list[list[int]]:
         raise bad_request(EMPTY)
     try:
         prompts = prompt_list(value)
-    except ApiError:
+    except ApiError as e:
+        if e.status != 400:  # multimodal input: 501
+            raise
         raise bad_request("'input' must be a string, an array of token ids, a mixed array of both, or an array "
                           "of such inputs") from None
     out = []

@@ -333,12 +333,28 @@ def prompt_list(value: Any) -> list[list[str | int]]:
     return [prompt_pieces(value)]
 
 
+def _content_text(parts: Any) -> str:
+    """A prompt object's `content`: an array of parts, its text parts joined (llama-server's multimodal prompt)."""
+    if not isinstance(parts, list) or not parts:
+        raise bad_request("a prompt's 'content' must be a non-empty array of content parts")
+    out = []
+    for part in parts:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            out.append(part["text"])
+        elif kind in ("image_url", "input_audio", "image", "audio"):
+            raise ApiError(501, "multimodal input is not supported by this server")
+        else:
+            raise bad_request(f"unsupported content part {kind!r} in a prompt's 'content'")
+    return "".join(out)
+
+
 def prompt_pieces(value: Any) -> list[str | int]:
     """A native prompt: a string, token ids, or a mixed array of both (one prompt only)."""
     if isinstance(value, dict):
         if value.get("multimodal_data"):
             raise ApiError(501, "multimodal input is not supported by this server")
-        value = value.get("prompt_string")
+        value = _content_text(value["content"]) if "content" in value else value.get("prompt_string")
     if isinstance(value, str):
         return [value]
     if _is_mixed(value):

@@ -157,3 +157,16 @@ def test_decoder_embeddings_are_its_final_hidden_states(start_server, smollm2_pa
     logits = model.forward(np.array(ids), [Segment(0, 0, len(ids))], model.new_cache(64))[0]
     # the last token's vector, through the output head, gives the generation path's logits
     np.testing.assert_allclose(model.output(v[None].astype(np.float32))[0], logits, rtol=1e-3, atol=1e-3)
+
+
+def test_prompt_objects_as_llama_server(server):
+    """{"prompt_string"} and {"content": [text parts]} prompts embed as their text; bad ones are a 400."""
+    parts = {"content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "world"}]}
+    with server.client() as c:
+        r = c.post("/v1/embeddings", json={"input": ["hello world", parts, {"prompt_string": "hello world"}]})
+        vecs = [d["embedding"] for d in r.json()["data"]]
+        assert vecs[0] == vecs[1] == vecs[2]
+        for bad in ({"content": "hello"}, {"content": [{"type": "unknown"}]}, []):
+            assert c.post("/v1/embeddings", json={"input": bad}).status_code == 400
+        image = {"content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
+        assert c.post("/v1/embeddings", json={"input": image}).status_code == 501
