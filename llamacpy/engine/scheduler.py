@@ -36,6 +36,7 @@ class Counters:
     """Totals since start, for /metrics (names as llama-server's)."""
 
     prompt_tokens: int = 0          # prompt tokens evaluated
+    prompt_tokens_cached: int = 0   # prompt tokens reused from a slot's cache
     prompt_seconds: float = 0.0
     tokens_predicted: int = 0
     predicted_seconds: float = 0.0
@@ -285,6 +286,7 @@ class Scheduler:
             self.waiting.remove(req)
             try:
                 logits = best.start(req, self.n_vocab, now)
+                self.counters.prompt_tokens_cached += best.stats.n_cached
             except Exception as e:  # noqa: BLE001 - e.g. a grammar llguidance refuses: fail this one only
                 self._finish(best, EndReason.ERROR, f"{type(e).__name__}: {e}")
                 continue

@@ -612,6 +612,8 @@ async def slots(request: Request):
 
 METRICS = [  # name, type, help, value(counters, busy slots, waiting)
     ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", lambda c: c.prompt_tokens),
+    ("prompt_tokens_cached_total", "counter", "Number of prompt tokens reused from the cache",
+     lambda c: c.prompt_tokens_cached),
     ("prompt_seconds_total", "counter", "Prompt process time", lambda c: c.prompt_seconds),
     ("tokens_predicted_total", "counter", "Number of generation tokens processed.", lambda c: c.tokens_predicted),
     ("tokens_predicted_seconds_total", "counter", "Predict process time", lambda c: c.predicted_seconds),

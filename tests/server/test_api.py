@@ -276,3 +276,12 @@ def test_cors_and_metrics_headers_as_llama_server(server):
     assert "Access-Control-Allow-Credentials: true\r\n" in pre
     metrics = raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert "Process-Start-Time-Unix: " in metrics
+
+
+def test_metrics_count_cached_prompt_tokens(http):
+    body = {"prompt": "The cached prompt metric counts this prompt when it comes again.", "n_predict": 1,
+            "id_slot": 0}
+    http.post("/completion", json=body)
+    before = _metric(http, "prompt_tokens_cached_total")
+    cached = http.post("/completion", json=body).json()["timings"]["cache_n"]
+    assert cached > 0 and _metric(http, "prompt_tokens_cached_total") - before == cached
