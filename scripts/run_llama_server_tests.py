@@ -136,7 +136,12 @@ def report(results: dict[str, dict[str, str]], out: Path, select: str | None) ->
                                                                                   else "") + ".", "",
              "| | " + " | ".join(servers) + " |", "|---|" + "---|" * len(servers),
              "| passed | " + " | ".join(f"{totals[s]} of {len(tests)}" for s in servers) + " |", "",
-             "| test | " + " | ".join(servers) + " |", "|---|" + "---|" * len(servers)]
+             "| module | tests | " + " | ".join(servers) + " |", "|---|---|" + "---|" * len(servers)]
+    for module in sorted({t.split("::")[0] for t in tests}):
+        of = [t for t in tests if t.startswith(module + "::")]
+        lines.append(f"| `{module}` | {len(of)} | " + " | ".join(
+            str(sum(results[s].get(t) == "passed" for t in of)) for s in servers) + " |")
+    lines += ["", "| test | " + " | ".join(servers) + " |", "|---|" + "---|" * len(servers)]
     for t in tests:
         lines.append(f"| `{t}` | " + " | ".join(results[s].get(t, "-") for s in servers) + " |")
     out.write_text("\n".join(lines) + "\n")
