@@ -112,13 +112,9 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
             elif parser is None:
                 deltas.append({"content": text})
             else:
-                for event, value in parser.feed(text):
-                    deltas.extend(_tool_deltas(event, value, tools, n_calls))
-                    n_calls += event == "call" and (tools.parallel or n_calls == 0)
+                n_calls = _tool_deltas(parser.feed(text), tools, n_calls, deltas)
         if parser is not None and piece.finish:
-            for event, value in parser.finish():
-                deltas.extend(_tool_deltas(event, value, tools, n_calls))
-                n_calls += event == "call" and (tools.parallel or n_calls == 0)
+            n_calls = _tool_deltas(parser.finish(), tools, n_calls, deltas)
         if not deltas and piece.probs and args.logprobs:
             deltas = [{"content": ""}]
         for i, delta in enumerate(deltas):
@@ -144,13 +140,16 @@ def _reasoned(think: ReasoningStream | None, piece: Piece) -> list[tuple[str, st
     return think.feed(piece.text) + (think.finish() if piece.finish else [])
 
 
-def _tool_deltas(event: str, value, tools: ToolSetup, n_calls: int) -> list[dict]:
-    """The deltas of one tool-call parser event: content, or a call (only the first without parallel calls)."""
-    if event == "content":
-        return [{"content": value}]
-    if tools.parallel or n_calls == 0:
-        return [{"tool_calls": [d]} for d in _call_deltas(n_calls, value)]
-    return []
+def _tool_deltas(events: list[tuple[str, Any]], tools: ToolSetup, n_calls: int, out: list[dict]) -> int:
+    """Append the deltas of the tool-call parser's events to `out`: content, or a call (only the first without
+    parallel calls); returns the number of calls sent so far."""
+    for event, value in events:
+        if event == "content":
+            out.append({"content": value})
+        elif tools.parallel or n_calls == 0:
+            out += [{"tool_calls": [d]} for d in _call_deltas(n_calls, value)]
+            n_calls += 1
+    return n_calls
 
 
 def _call_deltas(index: int, call) -> list[dict]:
