@@ -152,7 +152,7 @@ UNTIL = {
     "--special": (_OFF, "printing special tokens"),
     "--completion-bash": ((), "bash completion"),
 }
-# These turn a feature on by their presence only (no value): refused, except where UNTIL lists True as off.
+# what the options in no table (llama-server's `--*-default` / `--*-spec` download presets) are refused as
 PRESETS = "preset of llama-server's downloads (use -m with a path or a catalog name)"
 
 
@@ -160,6 +160,11 @@ def _long(names: tuple[str, ...]) -> str:
     """An option's first positive long name (its dest here)."""
     pos = _positive(names)
     return next((n for n in pos if n.startswith("--")), pos[0])
+
+
+def _dest(names: tuple[str, ...]) -> str:
+    """The namespace attribute of an option llamacpy only accepts."""
+    return COMPAT_PREFIX + _long(names).lstrip("-").replace("-", "_")
 
 
 def _key(names: tuple[str, ...]) -> str:
@@ -245,7 +250,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                     own.option_strings.append(n)
                     known[n] = own
         else:
-            dest = COMPAT_PREFIX + _long(names).lstrip("-").replace("-", "_")
+            dest = _dest(names)
             kw = {"nargs": 0, "const": _positive(names)} if value is None else {"metavar": value.split()[-1]}
             own = p.add_argument(*names, dest=dest, action=_Given, default=None, help=argparse.SUPPRESS, **kw)
         own.env = env  # its LLAMA_ARG_* variable (the router reads preset keys spelled so)
@@ -300,7 +305,7 @@ def check(a: argparse.Namespace) -> list[str]:
     SystemExit naming the first one asking for a feature llamacpy lacks."""
     notes = []
     for names, _value, _env, _default in FLAGS:
-        given = getattr(a, COMPAT_PREFIX + _long(names).lstrip("-").replace("-", "_"), None)
+        given = getattr(a, _dest(names), None)
         if given is None:
             continue
         flag, value = given

@@ -106,15 +106,14 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
             first = False
             yield _chat_chunk(meta, {"role": "assistant", "content": None}, index=index)
         deltas = []
-        for kind, text in _reasoned(think, piece):
+        for kind, value in _piece_events(think, parser, piece):
             if kind == "reasoning":
-                deltas.append({"reasoning_content": text})
-            elif parser is None:
-                deltas.append({"content": text})
-            else:
-                n_calls = _tool_deltas(parser.feed(text), tools, n_calls, deltas)
-        if parser is not None and piece.finish:
-            n_calls = _tool_deltas(parser.finish(), tools, n_calls, deltas)
+                deltas.append({"reasoning_content": value})
+            elif kind == "content":
+                deltas.append({"content": value})
+            elif tools.parallel or n_calls == 0:
+                deltas += [{"tool_calls": [d]} for d in _call_deltas(n_calls, value)]
+                n_calls += 1
         if not deltas and piece.probs and args.logprobs:
             deltas = [{"content": ""}]
         for i, delta in enumerate(deltas):
@@ -133,23 +132,20 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
         yield {**end, "timings": timings(last.stats)}
 
 
-def _reasoned(think: ReasoningStream | None, piece: Piece) -> list[tuple[str, str]]:
-    """A piece's text as ("reasoning" | "content", text) parts (all content without a reasoning split)."""
+def _piece_events(think: ReasoningStream | None, parser: ToolCallStream | None,
+                  piece: Piece) -> list[tuple[str, Any]]:
+    """A piece's text as ("reasoning", str), ("content", str) and ("call", ToolCall) events in order: the
+    reasoning split first (all content without one), then the tool-call parser (if any) over the content."""
     if think is None:
-        return [("content", piece.text)] if piece.text else []
-    return think.feed(piece.text) + (think.finish() if piece.finish else [])
-
-
-def _tool_deltas(events: list[tuple[str, Any]], tools: ToolSetup, n_calls: int, out: list[dict]) -> int:
-    """Append the deltas of the tool-call parser's events to `out`: content, or a call (only the first without
-    parallel calls); returns the number of calls sent so far."""
-    for event, value in events:
-        if event == "content":
-            out.append({"content": value})
-        elif tools.parallel or n_calls == 0:
-            out += [{"tool_calls": [d]} for d in _call_deltas(n_calls, value)]
-            n_calls += 1
-    return n_calls
+        parts = [("content", piece.text)] if piece.text else []
+    else:
+        parts = think.feed(piece.text) + (think.finish() if piece.finish else [])
+    if parser is None:
+        return parts
+    events: list[tuple[str, Any]] = []
+    for kind, text in parts:
+        events += parser.feed(text) if kind == "content" else [(kind, text)]
+    return events + (parser.finish() if piece.finish else [])
 
 
 def _call_deltas(index: int, call) -> list[dict]:
@@ -185,19 +181,9 @@ async def reply_parts(gen: Generation, tools: ToolSetup | None) -> AsyncIterator
         if first:
             first = False
             yield "start", piece
-        events = []
-        for kind, text in _reasoned(think, piece):
-            if kind == "reasoning":
-                events.append(("thinking", text))
-            elif parser is None:
-                events.append(("content", text))
-            else:
-                events += parser.feed(text)
-        if parser is not None and piece.finish:
-            events += parser.finish()
-        for kind, value in events:
-            if kind in ("thinking", "content"):
-                yield ("thinking" if kind == "thinking" else "text"), value
+        for kind, value in _piece_events(think, parser, piece):
+            if kind != "call":
+                yield ("thinking" if kind == "reasoning" else "text"), value
             elif tools.parallel or n_calls == 0:
                 yield "call", value
                 n_calls += 1
