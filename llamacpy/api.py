@@ -30,6 +30,7 @@ from .gguf import GGUFFile
 from .kernels import set_num_threads
 from .models import load_model
 from .sampling import Sampler, SamplingParams
+from .sampling.dry import breaker_sequences
 from .sampling.grammar import GrammarVocab
 from .textgen import Completion, StopStrings
 from .tokenizer import Tokenizer
@@ -152,7 +153,10 @@ class Llama:
         constraint = None
         if grammar is not None or json_schema is not None:
             constraint = self.grammar_vocab().compile(gbnf=grammar, json_schema=json_schema).constraint()
-        sampler = Sampler(SamplingParams(**sampling), self.model.args.n_vocab, constraint)
+        params = SamplingParams(**sampling)
+        if params.dry_on:
+            params.dry_breakers = breaker_sequences(self.tokenizer, params.dry_sequence_breakers)
+        sampler = Sampler(params, self.model.args.n_vocab, constraint)
         detok = self.tokenizer.detokenizer(skip_special=True)
         stops = StopStrings(stop)
         self.draft_stats = DraftStats()

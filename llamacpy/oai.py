@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     from .api import Llama
 
 # llama-cpp-python's sampling arguments that map one to one onto ours (SamplingParams)
-SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
-            "seed", "logit_bias")
+SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty",
+            "frequency_penalty", "mirostat_tau", "mirostat_eta", "seed", "logit_bias")
 
 
 def _sampling(kw: dict[str, Any]) -> dict[str, Any]:
     out = {k: kw[k] for k in SAMPLING if kw.get(k) is not None}
+    if kw.get("mirostat_mode"):  # llama-cpp-python's name for mirostat
+        out["mirostat"] = int(kw["mirostat_mode"])
     if "logit_bias" in out:
         out["logit_bias"] = {int(k): float(v) for k, v in out["logit_bias"].items()}
     return out

@@ -78,10 +78,7 @@ NO_EFFECT = {
 # parameters of a sampler or a speculative mode that is off here: they change nothing until it is on
 _SPEC_NGRAM = "--spec-type ngram-*, which llamacpy does not have yet"
 PARAMETER_OF = {
-    "--xtc-threshold": "--xtc-probability", "--dry-base": "--dry-multiplier",
-    "--dry-allowed-length": "--dry-multiplier", "--dry-penalty-last-n": "--dry-multiplier",
-    "--dry-sequence-breaker": "--dry-multiplier", "--adaptive-decay": "--adaptive-target",
-    "--dynatemp-exp": "--dynatemp-range", "--mirostat-lr": "--mirostat", "--mirostat-ent": "--mirostat",
+    "--adaptive-decay": "--adaptive-target",
     "--spec-synth-len": _SPEC_NGRAM, "--spec-synth-rates": _SPEC_NGRAM,
     **{f"--spec-ngram-{k}": _SPEC_NGRAM for k in (
         "mod-n-min", "mod-n-max", "mod-n-match", "simple-size-n", "simple-size-m", "simple-min-hits",
@@ -107,13 +104,6 @@ UNTIL = {
     "--yarn-orig-ctx": (("0",), "YaRN"), "--yarn-ext-factor": (("-1", "-1.0"), "YaRN"),
     "--yarn-attn-factor": (("-1", "-1.0"), "YaRN"), "--yarn-beta-slow": (("-1", "-1.0"), "YaRN"),
     "--yarn-beta-fast": (("-1", "-1.0"), "YaRN"),
-    "--samplers": ((), "a custom sampler order"), "--sampler-seq": ((), "a custom sampler order"),
-    "--top-nsigma": (("-1", "-1.0"), "the top-n-sigma sampler"),
-    "--xtc-probability": (("0", "0.0"), "the XTC sampler"),
-    "--typical": (("1", "1.0"), "the typical-p sampler"),
-    "--dry-multiplier": (("0", "0.0"), "the DRY sampler"),
-    "--dynatemp-range": (("0", "0.0"), "dynamic temperature"),
-    "--mirostat": (("0",), "mirostat"),
     "--adaptive-target": (("-1", "-1.0"), "the adaptive-p sampler"),
     "--grammar": ((), "a server-wide grammar (requests may send `grammar`)"),
     "--grammar-file": ((), "a server-wide grammar (requests may send `grammar`)"),

@@ -7,6 +7,7 @@ import argparse
 from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
+from ..sampling.chain import sampler_names
 
 
 def add_model(p: argparse.ArgumentParser) -> None:
@@ -54,12 +55,33 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=d.top_k, help=f"top-k (default: {d.top_k}; 0 = off)")
     g.add_argument("--top-p", type=float, default=d.top_p, help=f"top-p (default: {d.top_p}; 1.0 = off)")
     g.add_argument("--min-p", type=float, default=d.min_p, help=f"min-p (default: {d.min_p}; 0 = off)")
+    g.add_argument("--typical", type=float, default=d.typical_p, help="locally typical sampling p (1.0 = off)")
+    g.add_argument("--top-nsigma", type=float, default=d.top_n_sigma, help="top-n-sigma (-1 = off)")
+    g.add_argument("--xtc-probability", type=float, default=d.xtc_probability, help="XTC probability (0 = off)")
+    g.add_argument("--xtc-threshold", type=float, default=d.xtc_threshold,
+                   help=f"XTC threshold (default: {d.xtc_threshold}; > 0.5 = off)")
+    g.add_argument("--dynatemp-range", type=float, default=d.dynatemp_range, help="dynamic temperature range (0 = off)")
+    g.add_argument("--dynatemp-exp", type=float, default=d.dynatemp_exponent, help="dynamic temperature exponent")
     g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty,
                    help=f"repetition penalty (default: {d.repeat_penalty}; 1.0 = off)")
     g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n,
-                   help=f"tokens considered for penalties (default: {d.repeat_last_n}; -1 = context)")
+                   help=f"tokens considered for penalties (default: {d.repeat_last_n}; 0 = off, -1 = context)")
     g.add_argument("--presence-penalty", type=float, default=d.presence_penalty, help="presence penalty (default: 0)")
     g.add_argument("--frequency-penalty", type=float, default=d.frequency_penalty, help="frequency penalty (default: 0)")
+    g.add_argument("--dry-multiplier", type=float, default=d.dry_multiplier, help="DRY multiplier (0 = off)")
+    g.add_argument("--dry-base", type=float, default=d.dry_base, help=f"DRY base (default: {d.dry_base})")
+    g.add_argument("--dry-allowed-length", type=int, default=d.dry_allowed_length,
+                   help=f"DRY allowed repeat length (default: {d.dry_allowed_length})")
+    g.add_argument("--dry-penalty-last-n", type=int, default=d.dry_penalty_last_n,
+                   help=f"tokens DRY scans (default: {d.dry_penalty_last_n}; 0 = off)")
+    g.add_argument("--dry-sequence-breaker", action="append", default=None, metavar="STRING",
+                   help="a DRY sequence breaker, replacing the defaults (repeatable; 'none' for none)")
+    g.add_argument("--mirostat", type=int, default=d.mirostat, choices=(0, 1, 2), help="mirostat version (0 = off)")
+    g.add_argument("--mirostat-lr", type=float, default=d.mirostat_eta, help="mirostat learning rate (eta)")
+    g.add_argument("--mirostat-ent", type=float, default=d.mirostat_tau, help="mirostat target entropy (tau)")
+    g.add_argument("--samplers", default=None, metavar="NAMES",
+                   help=f"sampler order, ';'-separated (default: {';'.join(d.samplers)})")
+    g.add_argument("--sampler-seq", default=None, metavar="LETTERS", help="sampler order as letters (edskypmxt)")
     g.add_argument("-s", "--seed", type=int, default=-1, help="random seed (default: -1 = random)")
     g.add_argument("-l", "--logit-bias", action="append", default=[], metavar="TOKEN(+/-)BIAS",
                    help="e.g. '15043+1' or '15043-inf'; repeatable")
@@ -80,10 +102,24 @@ def parse_logit_bias(items: list[str]) -> dict[int, float]:
 
 
 def sampling_kwargs(a: argparse.Namespace) -> dict:
-    return {"temperature": a.temp, "top_k": a.top_k, "top_p": a.top_p, "min_p": a.min_p,
-                "repeat_penalty": a.repeat_penalty, "repeat_last_n": a.repeat_last_n,
-                "presence_penalty": a.presence_penalty, "frequency_penalty": a.frequency_penalty,
-                "seed": a.seed, "logit_bias": parse_logit_bias(a.logit_bias)}
+    kw = {"temperature": a.temp, "top_k": a.top_k, "top_p": a.top_p, "min_p": a.min_p, "typical_p": a.typical,
+          "top_n_sigma": a.top_nsigma, "xtc_probability": a.xtc_probability, "xtc_threshold": a.xtc_threshold,
+          "dynatemp_range": a.dynatemp_range, "dynatemp_exponent": a.dynatemp_exp,
+          "repeat_penalty": a.repeat_penalty, "repeat_last_n": a.repeat_last_n,
+          "presence_penalty": a.presence_penalty, "frequency_penalty": a.frequency_penalty,
+          "dry_multiplier": a.dry_multiplier, "dry_base": a.dry_base, "dry_allowed_length": a.dry_allowed_length,
+          "dry_penalty_last_n": a.dry_penalty_last_n, "mirostat": a.mirostat, "mirostat_eta": a.mirostat_lr,
+          "mirostat_tau": a.mirostat_ent, "seed": a.seed, "logit_bias": parse_logit_bias(a.logit_bias)}
+    if a.dry_sequence_breaker is not None:  # the first one clears the defaults; "none" clears all
+        breakers: list[str] = []
+        for b in a.dry_sequence_breaker:
+            breakers = [] if b == "none" else [*breakers, b]
+        kw["dry_sequence_breakers"] = tuple(breakers)
+    if a.sampler_seq is not None:
+        kw["samplers"] = sampler_names(a.sampler_seq)
+    if a.samplers is not None:
+        kw["samplers"] = sampler_names(a.samplers.split(";"))
+    return kw
 
 
 def load_llama(a: argparse.Namespace, **kw):

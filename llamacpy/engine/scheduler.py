@@ -335,7 +335,7 @@ class Scheduler:
         self.counters.tokens_predicted += 1
         event = TokenEvent(token, replace(st))
         if req.logprobs and req.post_sampling_probs:
-            event.logprob, event.top = _post_sampling_probs(slot.sampler.last, token, req.n_probs)
+            event.logprob, event.top = _post_sampling_probs(slot.sampler.candidates(), token, req.n_probs)
         elif req.logprobs:
             event.logprob, event.top = _logprobs(logits, token, req.n_probs)
         req.sink(event)

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..sampling import SamplingParams
+from ..sampling.dry import breaker_sequences
 from ..tokenizer.chat_template import ChatTemplateError
 from ..ui import WebUI
 from . import anthropic, responses
@@ -189,6 +190,8 @@ def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     args = common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
                        lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos)
     args.draft = draft_params(body, s.draft)
+    if args.sampling.dry_on:
+        args.sampling.dry_breakers = breaker_sequences(ctx.tokenizer, args.sampling.dry_sequence_breakers)
     if args.ignore_eos:  # as llama-server: the end-of-generation tokens banned by a -inf logit bias
         args.sampling.logit_bias.update(dict.fromkeys(sorted(ctx.tokenizer.eog_ids), -math.inf))
     if args.id_slot >= s.n_slots:

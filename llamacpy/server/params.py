@@ -16,7 +16,7 @@ from starlette.requests import Request
 from ..engine import GenRequest
 from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
-from ..sampling.chain import SEED_RANDOM
+from ..sampling.chain import SEED_RANDOM, sampler_names
 from ..sampling.grammar import Grammar
 from .errors import ApiError, bad_request
 from .reasoning import Thinking
@@ -146,13 +146,20 @@ class GenArgs:
         """`generation_settings` / slot `params` as llama-server reports them."""
         s = self.sampling
         return {"n_predict": self.n_predict, "seed": s.seed, "temperature": s.temperature,
-                "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "repeat_last_n": s.repeat_last_n,
-                "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
-                "frequency_penalty": s.frequency_penalty, "stop": list(self.stop), "n_probs": self.n_probs,
+                "dynatemp_range": s.dynatemp_range, "dynatemp_exponent": s.dynatemp_exponent,
+                "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "top_n_sigma": s.top_n_sigma,
+                "xtc_probability": s.xtc_probability, "xtc_threshold": s.xtc_threshold, "typical_p": s.typical_p,
+                "repeat_last_n": s.repeat_last_n, "repeat_penalty": s.repeat_penalty,
+                "presence_penalty": s.presence_penalty, "frequency_penalty": s.frequency_penalty,
+                "dry_multiplier": s.dry_multiplier, "dry_base": s.dry_base,
+                "dry_allowed_length": s.dry_allowed_length, "dry_penalty_last_n": s.dry_penalty_last_n,
+                "dry_sequence_breakers": list(s.dry_sequence_breakers), "mirostat": s.mirostat,
+                "mirostat_tau": s.mirostat_tau, "mirostat_eta": s.mirostat_eta, "min_keep": s.min_keep,
+                "stop": list(self.stop), "n_probs": self.n_probs,
                 "ignore_eos": self.ignore_eos, "stream": self.stream, "cache_prompt": self.cache_prompt,
                 "logit_bias": [{"bias": v if math.isfinite(v) else None, "token": int(k)}  # -inf is null
                                for k, v in s.logit_bias.items()],
-                "samplers": ["penalties", "top_k", "top_p", "min_p", "temperature"],
+                "samplers": list(s.samplers),
                 "speculative.n_max": self.draft.n_max, "speculative.n_min": self.draft.n_min,
                 "speculative.p_min": self.draft.p_min}
 
@@ -165,24 +172,65 @@ def draft_params(body: Body, defaults: DraftParams) -> DraftParams:
 
 
 def sampling_params(body: Body, defaults: SamplingParams, n_vocab: int, tokenize) -> SamplingParams:
-    """Sampling fields over the server's defaults. `seed` -1 (or absent) draws a random seed."""
+    """Sampling fields over the server's defaults, with llama-server's names and limits. `seed` -1 (or
+    absent) draws a random seed; `dry_base` below 1 keeps the default, as llama-server."""
     d = defaults
     seed = body.int("seed", -1 if d.seed in (SEED_RANDOM, -1) else d.seed)
+    dry_base = body.float("dry_base", d.dry_base)
     params = SamplingParams(
         temperature=body.float("temperature", d.temperature),
         top_k=body.int("top_k", d.top_k),
         top_p=body.float("top_p", d.top_p, minimum=0.0),
         min_p=body.float("min_p", d.min_p, minimum=0.0, maximum=1.0),
+        typical_p=body.float("typical_p", d.typical_p),
+        top_n_sigma=body.float("top_n_sigma", d.top_n_sigma),
+        xtc_probability=body.float("xtc_probability", d.xtc_probability, minimum=0.0, maximum=1.0),
+        xtc_threshold=body.float("xtc_threshold", d.xtc_threshold, minimum=0.0, maximum=1.0),
+        dynatemp_range=body.float("dynatemp_range", d.dynatemp_range),
+        dynatemp_exponent=body.float("dynatemp_exponent", d.dynatemp_exponent),
         repeat_penalty=body.float("repeat_penalty", d.repeat_penalty, minimum=0.0),
         repeat_last_n=body.int("repeat_last_n", d.repeat_last_n, minimum=-1),
         presence_penalty=body.float("presence_penalty", d.presence_penalty),
         frequency_penalty=body.float("frequency_penalty", d.frequency_penalty),
+        dry_multiplier=body.float("dry_multiplier", d.dry_multiplier),
+        dry_base=dry_base if dry_base >= 1.0 else d.dry_base,
+        dry_allowed_length=body.int("dry_allowed_length", d.dry_allowed_length, minimum=0),
+        dry_penalty_last_n=body.int("dry_penalty_last_n", d.dry_penalty_last_n, minimum=-1),
+        dry_sequence_breakers=dry_sequence_breakers(body, d.dry_sequence_breakers),
+        mirostat=body.int("mirostat", d.mirostat, minimum=0, maximum=2),
+        mirostat_tau=body.float("mirostat_tau", d.mirostat_tau),
+        mirostat_eta=body.float("mirostat_eta", d.mirostat_eta),
+        min_keep=body.int("min_keep", d.min_keep, minimum=0),
+        samplers=samplers(body, d.samplers),
         seed=SEED_RANDOM if seed == -1 else seed & 0xFFFFFFFF,
         logit_bias=dict(d.logit_bias),
     )
+    try:
+        params.validate()
+    except ValueError as e:
+        raise bad_request(str(e)) from None
     if body.has("logit_bias"):
         params.logit_bias.update(logit_bias(body.data["logit_bias"], n_vocab, tokenize))
     return params
+
+
+def dry_sequence_breakers(body: Body, default: tuple[str, ...]) -> tuple[str, ...]:
+    if not body.has("dry_sequence_breakers"):
+        return default
+    value = body.data["dry_sequence_breakers"]
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        raise bad_request("'dry_sequence_breakers' must be a non-empty array of strings")
+    return tuple(value)
+
+
+def samplers(body: Body, default: tuple[str, ...]) -> tuple[str, ...]:
+    """`samplers`: an array of sampler names or a string of their letters (llama-server's two forms)."""
+    if not body.has("samplers"):
+        return default
+    value = body.data["samplers"]
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(s, str) for s in value)):
+        return sampler_names(value)
+    raise bad_request("'samplers' must be an array of sampler names or a string of sampler letters")
 
 
 def logit_bias(value: Any, n_vocab: int, tokenize) -> dict[int, float]:

@@ -91,7 +91,7 @@ def test_a_bad_request_fails_alone(sched, loaded):
     bad = submit(sched, [1, 10**9], n_predict=4)
     empty = submit(sched, [], n_predict=4)
     too_long = submit(sched, [1] * 128, n_predict=4)
-    unsamplable = submit(sched, [1, 2, 3], n_predict=4, sampling=SamplingParams(temperature=1.0, min_p=5.0))
+    unsamplable = submit(sched, [1, 2, 3], n_predict=4, sampling=SamplingParams(temperature=1.0, mirostat=3))
     run(sched)
     assert good.done.reason == EndReason.LENGTH and len(good.tokens) == 4
     for rec in (bad, empty, too_long, unsamplable):

@@ -13,6 +13,7 @@ import pytest
 from llamacpy.cli import llama_server_compat as compat
 from llamacpy.cli.llama_server_table import FLAGS
 from llamacpy.cli.main import build_parser, main
+from llamacpy.cli.options import sampling_kwargs
 from llamacpy.sampling import SamplingParams
 from llamacpy.server.settings import ServerSettings
 
@@ -38,7 +39,7 @@ def _server_parser():
 
 def settings(*argv: str) -> ServerSettings:
     a = parse(*argv)
-    return ServerSettings.from_args(a, SamplingParams(temperature=a.temp, top_k=a.top_k))
+    return ServerSettings.from_args(a, SamplingParams(**sampling_kwargs(a)))
 
 
 def test_the_committed_table_is_the_recorded_help():
@@ -64,7 +65,7 @@ def test_every_llama_server_flag_parses(names, value):
     action = p._option_string_actions[names[0]]
     arg = _dummy(value, names)
     if action.choices:
-        arg = [next(iter(action.choices))]
+        arg = [str(next(iter(action.choices)))]
     elif action.type in (int, float) or value in ("N", "PORT"):
         arg = ["1"]
     parse(names[0], *arg)
@@ -73,6 +74,20 @@ def test_every_llama_server_flag_parses(names, value):
 def test_other_names_are_aliases_of_our_flags():
     s = settings("--temperature", "0.25", "--predict", "7", "--spec-draft-n-max", "5", "--no-ui", "--reranking")
     assert (s.sampling.temperature, s.n_predict, s.draft.n_max, s.webui, s.reranking) == (0.25, 7, 5, False, True)
+
+
+def test_sampler_flags_set_the_server_sampling():
+    s = settings("--mirostat", "2", "--mirostat-lr", "0.2", "--mirostat-ent", "3", "--typical-p", "0.7",
+                 "--top-n-sigma", "1.5", "--xtc-probability", "0.5", "--xtc-threshold", "0.2",
+                 "--dynatemp-range", "0.3", "--dynatemp-exp", "2", "--dry-multiplier", "0.8", "--dry-base", "2",
+                 "--dry-allowed-length", "3", "--dry-penalty-last-n", "128",
+                 "--dry-sequence-breaker", "none", "--dry-sequence-breaker", ".", "--samplers", "top_k;temp")
+    p = s.sampling
+    assert (p.mirostat, p.mirostat_eta, p.mirostat_tau, p.typical_p, p.top_n_sigma) == (2, 0.2, 3.0, 0.7, 1.5)
+    assert (p.xtc_probability, p.xtc_threshold, p.dynatemp_range, p.dynatemp_exponent) == (0.5, 0.2, 0.3, 2.0)
+    assert (p.dry_multiplier, p.dry_base, p.dry_allowed_length, p.dry_penalty_last_n) == (0.8, 2.0, 3, 128)
+    assert p.dry_sequence_breakers == (".",) and p.samplers == ("top_k", "temperature")
+    assert settings("--sampling-seq", "kt").sampling.samplers == ("top_k", "temperature")
 
 
 def test_underscores_read_as_dashes():
@@ -101,10 +116,10 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch, capsys):
 
 
 def test_gpu_and_no_effect_flags_are_logged_not_ignored():
-    notes = compat.check(parse("-ngl", "99", "-fa", "on", "-lm", "mlock", "-tb", "2", "--dry-base", "2"))
+    notes = compat.check(parse("-ngl", "99", "-fa", "on", "-lm", "mlock", "-tb", "2", "--adaptive-decay", "2"))
     assert sorted(notes) == sorted(["-lm: no effect (weights are always read from the memory map)",
                      "-tb: no effect (prompt and generation share -t here)",
-                     "--dry-base: no effect while --dry-multiplier is off",
+                     "--adaptive-decay: no effect while --adaptive-target is off",
                      "-fa: no effect (llamacpy has one attention kernel; its numerics follow llama.cpp's CPU path)",
                      "-ngl: no effect, llamacpy runs on the CPU"])
 
@@ -117,7 +132,7 @@ def test_gpu_flags_from_the_environment_are_logged(monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-context-shift"], ["--cache-reuse", "0"],
-                                  ["--dry-multiplier", "0"], ["--mirostat", "0"], ["--spec-type", "none"]])
+                                  ["--adaptive-target", "-1"], ["--spec-type", "none"]])
 def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
     assert compat.check(parse(*argv))[0].endswith("as llamacpy does")
 
