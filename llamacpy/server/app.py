@@ -41,6 +41,7 @@ from .formats import (
     text_response,
 )
 from .gate import Gate
+from .gcp import predict_endpoint
 from .generation import Generation, Piece
 from .infill import FimTokens, infill_input, infill_tokens
 from .jsonio import JsonResponse
@@ -692,7 +693,17 @@ ROUTES = [
 
 def create_app(ctx: ServerContext) -> ASGIApp:
     routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES]
+    app_ref: list[ASGIApp] = []
+    gcp = ctx.settings.gcp
+    if gcp is not None:  # Vertex AI (AIP_MODE=PREDICTION): the predict route sends instances to the others
+        if gcp.predict_route in {path for _, path, _ in ROUTES}:
+            raise ValueError(f"AIP_PREDICT_ROUTE={gcp.predict_route} conflicts with an existing route")
+        routes.append(Route(gcp.predict_route, predict_endpoint(app_ref, [p for m, p, _ in ROUTES if m == "POST"]),
+                            methods=["POST"]))
+        if gcp.health_route:
+            routes.append(Route(gcp.health_route, health, methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app_ref.append(app)
     app.state.ctx = ctx
     app.state.started = time.time()
     gated = Gate(app, api_keys=ctx.api_keys, ready=lambda: ctx.ready, public_paths=PUBLIC_PATHS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -17,10 +18,12 @@ from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
 from .gate import Cors
+from .gcp import GcpCompat
 from .reasoning import FORMATS
 from .streams import StreamLimits
 
 AUTO_SLOTS = 4  # -np -1 (auto), as llama-server
+log = logging.getLogger(__name__)
 ROUTER_SECRET_ENV = "LLAMACPY_ROUTER_SECRET"  # a router gives its child servers their secret in this variable
 
 
@@ -146,6 +149,7 @@ class ServerSettings:
         "--rerank", "--reranking", help="reranking server (needs a reranker model: not supported yet)"))
     max_body_bytes: int = 16 << 20  # larger request bodies get 413
     router_secret: str | None = None  # set in a router's child (from ROUTER_SECRET_ENV): only the router gets in
+    gcp: GcpCompat | None = None  # Vertex AI serving (AIP_MODE=PREDICTION in the environment): server/gcp.py
 
     @property
     def is_router(self) -> bool:
@@ -218,7 +222,12 @@ class ServerSettings:
     @classmethod
     def from_args(cls, a: argparse.Namespace, sampling: SamplingParams) -> ServerSettings:
         own = {f.name: getattr(a, f.name) for f in fields(cls) if "flags" in f.metadata}
-        return cls(model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
+        gcp = GcpCompat.from_env(os.environ)
+        if gcp is not None and gcp.port != own["port"]:
+            log.warning("Google Cloud Platform compat: overriding server port %d with AIP_HTTP_PORT %d",
+                        own["port"], gcp.port)
+            own["port"] = gcp.port
+        return cls(gcp=gcp, model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
                    sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
                    draft=DraftParams(a.draft_max, a.draft_min, a.draft_p_min), ctx_size_draft=a.ctx_size_draft,
                    threads_draft=a.threads_draft, router_secret=os.environ.pop(ROUTER_SECRET_ENV, None), **own)
