@@ -96,7 +96,9 @@ def llamacpy_wrapper(folder: Path) -> Path:
 
 def run_suite(suite: Path, server: Path, models: str, select: str | None, work: Path, xml: Path) -> None:
     """Run the suite on one server binary, its outcomes into `xml`."""
-    tests = work / f"tests-{xml.stem}"
+    # at tools/server/tests of a folder, as in llama.cpp's tree: test_tools_builtin reads and greps its own file
+    # through that path
+    tests = work / xml.stem / "tools" / "server" / "tests"
     shutil.copytree(suite, tests)
     (tests / "local_models_plugin.py").write_text(PLUGIN)
     env = {**os.environ, "LOCAL_MODELS": models, "SERVER_UNDER_TEST": str(server), "PYTHONPATH": os.pathsep.join(

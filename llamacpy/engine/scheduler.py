@@ -40,11 +40,13 @@ class Counters:
     prompt_seconds: float = 0.0
     tokens_predicted: int = 0
     predicted_seconds: float = 0.0
+    predicted_steps: int = 0        # tokens decoded in generation (a request's first comes with its prompt)
     n_decode: int = 0               # forward calls
     n_busy_slots: int = 0           # summed over forward calls
     n_tokens_max: int = 0           # most tokens held by one slot
     n_drafted: int = 0              # speculative decoding: tokens drafted, and accepted
     n_draft_accepted: int = 0
+    n_draft_steps: int = 0          # forward steps that checked a draft
 
 
 class Slot:
@@ -234,6 +236,7 @@ class Scheduler:
             rows_left -= len(draft)
             slot.stats.n_drafted += len(draft)
             self.counters.n_drafted += len(draft)
+            self.counters.n_draft_steps += bool(draft)
             drafted = drafted or bool(draft)
         return drafted
 
@@ -316,6 +319,7 @@ class Scheduler:
         c.prompt_tokens += n_prompt
         c.prompt_seconds += seconds * n_prompt / n_total  # a mixed step's time, split by token count
         c.predicted_seconds += seconds * (n_total - n_prompt) / n_total
+        c.predicted_steps += sum(1 for slot, _ in plan if not slot.prompting)
         c.n_tokens_max = max(c.n_tokens_max, *(len(s.seq.tokens) + len(chunk) for s, chunk in plan))
 
     def _sample_unguarded(self, slot: Slot, logits: np.ndarray, now: float, drafted: int = -1) -> None:

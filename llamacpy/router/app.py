@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .. import __version__
+from ..server.cors_proxy import cors_proxy
 from ..server.errors import EXCEPTION_HANDLERS, LOADING, ApiError
 from ..server.gate import Gate
 from ..server.jsonio import JsonResponse
@@ -34,6 +35,7 @@ from ..server.settings import ServerSettings
 from ..server.stream_routes import HEADER as CONVERSATION_HEADER
 from ..server.stream_routes import MISSING_ID
 from ..server.stream_routes import NOT_FOUND as STREAM_NOT_FOUND
+from ..server.toolbox import Toolbox, tools_get, tools_post
 from ..ui import WebUI
 from .proxy import forward
 from .registry import LOADED, Model, Registry
@@ -50,8 +52,9 @@ STREAM_LOOKUP_TIMEOUT = 0.25  # seconds, router -> child JSON calls of the strea
 
 class RouterState:
     def __init__(self, settings: ServerSettings, registry: Registry, client: httpx.AsyncClient,
-                 scan: Callable[[], dict[str, ModelSource]]):
+                 scan: Callable[[], dict[str, ModelSource]], toolbox: Toolbox | None = None):
         self.settings, self.registry, self.client, self.scan = settings, registry, client, scan
+        self.toolbox = toolbox  # /tools: the router's own (its children get no tool flags)
         self.owners: OrderedDict[str, str] = OrderedDict()  # conversation id -> model name, newest last
         self.parked: dict[str, asyncio.Event] = {}  # conversation id -> cancel, while its model loads
         self.stopping = asyncio.Event()  # set at shutdown: /models/sse feeds end
@@ -288,6 +291,10 @@ ROUTES = [
     ("DELETE", "/v1/stream/{conv_id:path}", stream_delete),
     ("DELETE", "/v1/stream", stream_delete),
     ("POST", "/v1/streams/lookup", streams_lookup),
+    ("GET", "/tools", tools_get),
+    ("POST", "/tools", tools_post),
+    ("GET", "/cors-proxy", cors_proxy),
+    ("POST", "/cors-proxy", cors_proxy),
     *(("POST", path, proxy_post) for path in PROXIED_POSTS),
 ]
 
@@ -296,6 +303,7 @@ def create_router_app(state: RouterState) -> ASGIApp:
     routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.router = state
+    app.state.toolbox, app.state.cors_proxy = state.toolbox, state.settings.cors_proxy
     gated = Gate(app, api_keys=state.settings.api_keys(), ready=lambda: True, public_paths=PUBLIC_PATHS,
                  cors=state.settings.cors())
     return WebUI(gated) if state.settings.webui else gated

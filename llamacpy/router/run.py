@@ -3,6 +3,7 @@ with `load-on-startup`); SIGINT/SIGTERM stop every child, then the router."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ import uvicorn
 
 from ..server.run import GRACEFUL_SECONDS, GracefulServer, configure_logging
 from ..server.settings import ServerSettings
+from ..server.toolbox import Toolbox
 from .app import RouterState, create_router_app
 from .registry import Registry
 from .sources import ModelSource
@@ -36,6 +38,8 @@ class _RouterServer(GracefulServer):
 
     async def shutdown(self, sockets=None) -> None:
         log.info("router: stopping %d model(s)", len(self.state.registry.running()))
+        if self.state.toolbox is not None:
+            await asyncio.to_thread(self.state.toolbox.close)
         self.state.stopping.set()
         await self.state.registry.stop_all()
         await super().shutdown(sockets)
@@ -59,7 +63,8 @@ def serve_router(settings: ServerSettings, scan: Callable[[], dict[str, ModelSou
     client = httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout, connect=10.0),
                                limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
     registry = Registry(sources, child_flags, settings.models_max, client)
-    state = RouterState(settings, registry, client, scan)
+    toolbox = Toolbox.start(settings)
+    state = RouterState(settings, registry, client, scan, toolbox)
     config = uvicorn.Config(create_router_app(state), host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_keep_alive=settings.timeout,
                             timeout_graceful_shutdown=GRACEFUL_SECONDS)

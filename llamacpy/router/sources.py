@@ -25,7 +25,8 @@ from pathlib import Path
 
 ROUTER_ONLY = {"host", "port", "api_key", "api_key_file", "alias", "models_dir", "models_preset",
                "models_catalog", "models_max", "models_autoload", "webui", "model", "help",
-               "cors_origins", "cors_methods", "cors_headers", "cors_credentials"}
+               "cors_origins", "cors_methods", "cors_headers", "cors_credentials",
+               "tools", "tools_runtime", "mcp_servers_config", "mcp_servers_json", "ui_mcp_proxy", "agent"}
 PRESET_ONLY = {"load-on-startup", "stop-timeout", "model", "m", "alias", "version"}
 TRUE, FALSE = {"1", "true", "on", "yes"}, {"0", "false", "off", "no"}
 DEFAULT_STOP_TIMEOUT = 10.0

@@ -26,6 +26,7 @@ from ..tokenizer.chat_template import ChatTemplateError
 from ..ui import WebUI
 from . import anthropic, responses
 from .context import ServerContext
+from .cors_proxy import cors_proxy
 from .embeddings import check_generating, embeddings_native, embeddings_oai, rerank
 from .errors import EXCEPTION_HANDLERS, ApiError, bad_request, exceeds_context
 from .formats import (
@@ -64,6 +65,7 @@ from .reasoning import Thinking
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 from .tool_calls import ToolSetup, tool_grammar, tool_setup
+from .toolbox import tools_get, tools_post
 
 log = logging.getLogger("llamacpy.server")
 
@@ -614,36 +616,50 @@ async def slots(request: Request):
     return JsonResponse(out)
 
 
-METRICS = [  # name, type, help, value(counters, busy slots, waiting)
-    ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", lambda c: c.prompt_tokens),
+METRICS = [  # llama-server's: name, type, help, value(counters, rates since the last scrape)
+    ("prompt_tokens_total", "counter", "Number of prompt tokens processed, excluding cached tokens",
+     lambda c, w: c.prompt_tokens),
     ("prompt_tokens_cached_total", "counter", "Number of prompt tokens reused from the cache",
-     lambda c: c.prompt_tokens_cached),
-    ("prompt_seconds_total", "counter", "Prompt process time", lambda c: c.prompt_seconds),
-    ("tokens_predicted_total", "counter", "Number of generation tokens processed.", lambda c: c.tokens_predicted),
-    ("tokens_predicted_seconds_total", "counter", "Predict process time", lambda c: c.predicted_seconds),
-    ("n_decode_total", "counter", "Total number of llama_decode() calls", lambda c: c.n_decode),
-    ("n_tokens_max", "counter", "Largest observed n_tokens.", lambda c: c.n_tokens_max),
-    ("n_busy_slots_per_decode", "counter", "Average number of busy slots per llama_decode() call",
-     lambda c: c.n_busy_slots / c.n_decode if c.n_decode else 0.0),
-    ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.",
-     lambda c: c.prompt_tokens / c.prompt_seconds if c.prompt_seconds else 0.0),
-    ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.",
-     lambda c: c.tokens_predicted / c.predicted_seconds if c.predicted_seconds else 0.0),
+     lambda c, w: c.prompt_tokens_cached),
+    ("prompt_seconds_total", "counter", "Total time spent processing prompts", lambda c, w: c.prompt_seconds),
+    ("tokens_predicted_total", "counter", "Number of generation tokens processed", lambda c, w: c.tokens_predicted),
+    ("tokens_predicted_seconds_total", "counter", "Total time spent generating tokens",
+     lambda c, w: c.predicted_seconds),
+    ("n_decode_total", "counter",
+     "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding",
+     lambda c, w: c.n_decode),
+    ("n_tokens_max", "counter", "Largest observed sequence length (prompt + generation)",
+     lambda c, w: c.n_tokens_max),
+    ("spec_decode_num_draft_tokens_total", "counter", "Speculative: Total draft tokens generated",
+     lambda c, w: c.n_drafted),
+    ("spec_decode_num_accepted_tokens_total", "counter",
+     "Speculative: Total draft tokens accepted by the target model", lambda c, w: c.n_draft_accepted),
+    ("spec_decode_num_drafts_total", "counter", "Speculative: Total speculative decoding verification steps",
+     lambda c, w: c.n_draft_steps),
+    ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s",
+     lambda c, w: _rate(c.prompt_tokens - w.prompt_tokens, c.prompt_seconds - w.prompt_seconds)),
+    ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s",
+     lambda c, w: _rate(c.predicted_steps - w.predicted_steps, c.predicted_seconds - w.predicted_seconds)),
 ]
 
 
+def _rate(n: float, seconds: float) -> float:
+    return n / seconds if seconds > 1e-9 else 0.0
+
+
 async def metrics(request: Request):
+    """Prometheus text; the throughput gauges cover the time since the previous scrape (as llama-server's)."""
     ctx = _ctx(request)
     if not ctx.settings.metrics:
         raise ApiError(501, "This server does not support metrics endpoint. Start it with `--metrics`")
-    c = ctx.engine.counters()
+    c = dataclasses.replace(ctx.engine.counters())
+    window, ctx.metrics_scraped = ctx.metrics_scraped, c
     busy = sum(1 for i in ctx.engine.slots() if i.request is not None)
-    rows = [(name, kind, help_text, value(c)) for name, kind, help_text, value in METRICS]
-    rows += [("requests_processing", "gauge", "Number of requests processing.", busy),
-             ("requests_deferred", "gauge", "Number of requests deferred.", ctx.engine.n_waiting())]
-    if ctx.draft_path is not None:
-        rows += [("n_draft_total", "counter", "Number of tokens drafted.", c.n_drafted),
-                 ("n_draft_accepted_total", "counter", "Number of drafted tokens accepted.", c.n_draft_accepted)]
+    rows = [(name, kind, help_text, value(c, window)) for name, kind, help_text, value in METRICS]
+    rows += [("requests_processing", "gauge", "Number of requests processing", busy),
+             ("requests_deferred", "gauge", "Number of requests deferred", ctx.engine.n_waiting()),
+             ("n_busy_slots_per_decode", "gauge", "Average number of busy slots per llama_decode() call",
+              c.n_busy_slots / max(c.n_decode, 1))]
     lines = []
     for name, kind, help_text, value in rows:
         lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
@@ -688,6 +704,10 @@ ROUTES = [
     ("POST", "/tokenize", tokenize),
     ("POST", "/detokenize", detokenize),
     ("POST", "/apply-template", apply_template),
+    ("GET", "/tools", tools_get),
+    ("POST", "/tools", tools_post),
+    ("GET", "/cors-proxy", cors_proxy),
+    ("POST", "/cors-proxy", cors_proxy),
 ]
 
 
@@ -705,6 +725,7 @@ def create_app(ctx: ServerContext) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app_ref.append(app)
     app.state.ctx = ctx
+    app.state.toolbox, app.state.cors_proxy = ctx.toolbox, ctx.settings.cors_proxy
     app.state.started = time.time()
     gated = Gate(app, api_keys=ctx.api_keys, ready=lambda: ctx.ready, public_paths=PUBLIC_PATHS,
                  router_secret=ctx.settings.router_secret, cors=ctx.settings.cors())

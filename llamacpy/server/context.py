@@ -15,6 +15,7 @@ from pathlib import Path
 from ..catalog import resolve_model
 from ..engine import Engine, EngineConfig
 from ..engine.embedding import EmbeddingEngine
+from ..engine.scheduler import Counters
 from ..engine.speculative import DraftSetup, compatibility_error
 from ..gguf import GGUFFile
 from ..models import DecoderModel, ModelError, load_model
@@ -24,6 +25,7 @@ from ..tokenizer.chat_template import ChatTemplate
 from .params import ConstraintSpec
 from .settings import ServerSettings
 from .streams import StreamManager
+from .toolbox import Toolbox
 
 log = logging.getLogger("llamacpy.server")
 
@@ -34,6 +36,7 @@ class ServerContext:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.t_start = int(time.time())  # /metrics' Process-Start-Time-Unix
+        self.metrics_scraped = Counters()  # the engine's counters at the last /metrics: its rates' window
         self.api_keys = settings.api_keys()
         self.template_kwargs = settings.template_kwargs()  # --chat-template-kwargs, under each request's own
         # llama-server keeps the aliases in a std::set: the model's name is the first in sorted order
@@ -51,6 +54,7 @@ class ServerContext:
         self.max_piece_bytes = 1  # the longest token, in bytes: prompts of B bytes have >= B / this tokens
         self.model_facts: dict = {}
         self.streams = StreamManager(settings.stream_limits())  # resumable streams (stream_routes.py)
+        self.toolbox = Toolbox.start(settings)  # /tools
         self._grammar_vocab: GrammarVocab | None = None  # built on the first constrained request
         self._grammar_lock = threading.Lock()
 

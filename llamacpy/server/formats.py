@@ -28,6 +28,7 @@ FINGERPRINT = f"b0-llamacpy{__version__}"
 def timings(s: Stats) -> dict:
     """llama-server's `timings` object."""
     prompt_n = s.n_prompt - s.n_cached
+    steps = max(0, s.n_decoded - 1)
     out = {
         "cache_n": s.n_cached,
         "prompt_n": prompt_n,
@@ -36,8 +37,9 @@ def timings(s: Stats) -> dict:
         "prompt_per_second": 1e3 * prompt_n / s.t_prompt_ms if s.t_prompt_ms > 0 else 0.0,
         "predicted_n": s.n_decoded,
         "predicted_ms": s.t_gen_ms,
-        "predicted_per_token_ms": s.t_gen_ms / s.n_decoded if s.n_decoded else 0.0,
-        "predicted_per_second": 1e3 * s.n_decoded / s.t_gen_ms if s.t_gen_ms > 0 else 0.0,
+        # over the decode steps: the first token comes free with the prompt's last batch (as llama-server)
+        "predicted_per_token_ms": s.t_gen_ms / steps if steps else 0.0,
+        "predicted_per_second": 1e3 / s.t_gen_ms * steps if s.t_gen_ms > 0 else 0.0,
     }
     if s.n_drafted:  # speculative decoding, as llama-server reports it
         out.update(draft_n=s.n_drafted, draft_n_accepted=s.n_draft_accepted)

@@ -105,6 +105,7 @@ class _Server(GracefulServer):
 
     async def shutdown(self, sockets=None) -> None:
         log.info("shutting down: ending %d request(s)", sum(1 for i in self.ctx.engine.slots() if i.request))
+        await asyncio.to_thread(self.ctx.toolbox.close)  # tool calls in flight end now
         await asyncio.to_thread(self.ctx.engine.stop)
         await self.ctx.streams.shutdown()  # resumable streams record the engine's shutdown error, then end
         await super().shutdown(sockets)

@@ -27,9 +27,18 @@ log = logging.getLogger(__name__)
 ROUTER_SECRET_ENV = "LLAMACPY_ROUTER_SECRET"  # a router gives its child servers their secret in this variable
 
 
-def _flag(*flags: str, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> dict:
-    """Field metadata: the field gets a command-line flag."""
-    return {"flags": flags, "help": help, "metavar": metavar, "choices": choices}
+def _flag(*flags: str, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None,
+          negatable: bool = False) -> dict:
+    """Field metadata: the field gets a command-line flag (`negatable`: a boolean off by default that also has
+    --no-X, as llama-server's)."""
+    return {"flags": flags, "help": help, "metavar": metavar, "choices": choices, "negatable": negatable}
+
+
+class _Switch(argparse.BooleanOptionalAction):
+    """--X / --no-X, and llama.cpp's single-dash negations (-no-ag) given to it as other names."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, not option_string.lstrip("-").startswith("no-"))
 
 
 def _comma_list(text: str) -> list[str]:
@@ -96,9 +105,10 @@ class ServerSettings:
     sse_ping_interval: float = field(default=30.0, metadata=_flag(
         "--sse-ping-interval", metavar="N",
         help="seconds of silence before a stream sends a keep-alive comment (default: 30; -1 = never)"))
-    cors_origins: str = field(default="*", metadata=_flag(
+    cors_origins: str | None = field(default=None, metadata=_flag(
         "--cors-origins", metavar="ORIGINS",
-        help="allowed CORS origins, comma separated; 'localhost': only localhost origins (default: *)"))
+        help="allowed CORS origins, comma separated; 'localhost': only localhost origins (default: *, or "
+             "localhost when tools for agents or MCP servers are on)"))
     cors_methods: str = field(default="GET, POST, DELETE, OPTIONS", metadata=_flag(
         "--cors-methods", metavar="METHODS", help="allowed CORS methods (default: GET, POST, DELETE, OPTIONS)"))
     cors_headers: str = field(default="*", metadata=_flag(
@@ -118,6 +128,30 @@ class ServerSettings:
     stream_max_sessions: int = field(default=128, metadata=_flag(
         "--stream-max-sessions", metavar="N",
         help="resumable streams held at once; finished ones give way first, then new ones get 503 (default: 128)"))
+    # tools for agents (server/toolbox): experimental in llama-server, off by default
+    tools: list[str] = field(default_factory=list, metadata=_flag(
+        "--tools", metavar="TOOL1,TOOL2,...",
+        help="experimental: built-in tools for AI agents at /tools - do not enable in untrusted environments; "
+             "'all' or some of read_file, file_glob_search, grep_search, exec_shell_command, write_file, "
+             "edit_file, get_info (default: no tools)"))
+    tools_runtime: str | None = field(default=None, metadata=_flag(
+        "--tools-runtime", metavar="OPTION",
+        help="experimental: run the tools in 'docker:<image>' / 'podman:<image>' (a container spawned here, "
+             "removed at exit), 'docker-container:<id>' / 'podman-container:<id>' (an existing one) or "
+             "'ssh:<target>' (default: this host)"))
+    mcp_servers_config: str | None = field(default=None, metadata=_flag(
+        "--mcp-servers-config", metavar="PATH",
+        help="experimental: JSON file of MCP servers (Cursor's {\"mcpServers\": ...}) whose tools /tools offers"))
+    mcp_servers_json: str | None = field(default=None, metadata=_flag(
+        "--mcp-servers-json", metavar="JSON", help="experimental: MCP servers as inline JSON (as the file's)"))
+    ui_mcp_proxy: bool = field(default=False, metadata=_flag(
+        "--ui-mcp-proxy", "--webui-mcp-proxy", negatable=True,
+        help="experimental: the CORS proxy /cors-proxy?url= for the web UI's MCP clients - do not enable in "
+             "untrusted environments (default: off)"))
+    agent: bool | None = field(default=None, metadata=_flag(
+        "-ag", "--agent", negatable=True,
+        help="the CORS proxy and all built-in tools (--ui-mcp-proxy --tools all) - do not enable in untrusted "
+             "environments (default: off)"))
     # router mode (llamacpy/router): no -m, models from these sources, each served by a child server
     models_dir: str | None = field(default=None, metadata=_flag(
         "--models-dir", metavar="DIR",
@@ -163,8 +197,21 @@ class ServerSettings:
         return StreamLimits(cap_bytes=self.stream_buffer_size, ttl_s=self.stream_ttl,
                             max_sessions=self.stream_max_sessions)
 
+    @property
+    def enabled_tools(self) -> list[str]:
+        """--tools, or all of them with --agent (none with --no-agent)."""
+        return [] if self.agent is False else ["all"] if self.agent else self.tools
+
+    @property
+    def cors_proxy(self) -> bool:
+        return bool(self.agent) or (self.ui_mcp_proxy and self.agent is not False)
+
     def cors(self) -> Cors:
-        return Cors(self.cors_origins, self.cors_methods, self.cors_headers, self.cors_credentials)
+        origins = self.cors_origins
+        if origins is None:  # as llama-server: tools a page could call stay with localhost unless asked otherwise
+            agentic = self.enabled_tools or self.mcp_servers_config or self.mcp_servers_json
+            origins = "localhost" if agentic else "*"
+        return Cors(origins, self.cors_methods, self.cors_headers, self.cors_credentials)
 
     def api_keys(self) -> list[str]:
         keys = list(self.api_key)
@@ -211,8 +258,8 @@ class ServerSettings:
                 kw["metavar"] = f.metadata["metavar"]
             if f.metadata.get("choices"):
                 kw["choices"] = f.metadata["choices"]
-            if isinstance(default, bool):
-                kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
+            if isinstance(default, bool) or f.metadata["negatable"]:
+                kw["action"] = _Switch if default or f.metadata["negatable"] else "store_true"
             elif isinstance(default, list):
                 kw["type"] = _comma_list
             elif default is not None:

@@ -110,7 +110,7 @@ def test_request_limits_slots_and_metrics(plain, drafted):
         assert c.post("/completion", json={"prompt": "x", "speculative.p_min": 2}).status_code == 400
         assert all(s["speculative"] for s in c.get("/slots").json())
         assert c.get("/props").json()["model_draft_path"].endswith(".gguf")
-        assert "llamacpp:n_draft_accepted_total" in c.get("/metrics").text
+        assert "llamacpp:spec_decode_num_accepted_tokens_total" in c.get("/metrics").text
     with plain.client() as c:
         assert not any(s["speculative"] for s in c.get("/slots").json())
 
