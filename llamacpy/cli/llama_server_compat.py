@@ -130,7 +130,6 @@ UNTIL = {
     "--api-prefix": ((), "an API prefix"),
     "--path": ((), "serving static files from a folder"),
     "--ui-config": ((), "web UI settings"), "--ui-config-file": ((), "web UI settings"),
-    "--sleep-idle-seconds": (("-1",), "sleeping when idle"),
     "--log-prompts-dir": ((), "prompt logging"),
     "--spm-infill": (_OFF, "SPM infill order"),
     "--kv-unified-per-slot": ((), "a unified KV cache"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ops.pooling import normalize, pool
-from .loop import SHUTDOWN_MESSAGE, EngineConfig, ModelThread, SlotInfo
+from .loop import SHUTDOWN_MESSAGE, EngineConfig, ModelThread, SlotInfo, Wake
 from .scheduler import Counters
 from .thread_tuner import ThreadTuner
 
@@ -42,8 +42,8 @@ class EmbeddingEngine(ModelThread):
     thread_name = "llamacpy-embeddings"
 
     def __init__(self, load: Callable[[], tuple[object, set[int]]], config: EngineConfig,
-                 log: Callable[[str], None] = lambda msg: None):
-        super().__init__(load, config, log)
+                 log: Callable[[str], None] = lambda msg: None, release: Callable[[], None] = lambda: None):
+        super().__init__(load, config, log, release)
         self._counters = Counters()
         self.tuner: ThreadTuner | None = None
 
@@ -80,20 +80,29 @@ class EmbeddingEngine(ModelThread):
         self.model, _ = self.load()
         self.model.hidden_states(np.zeros(4, np.int64), [1, 3])  # compile or load the kernels
 
+    def _release(self) -> None:
+        self.model = None
+
+    def _is_stop(self, task: object) -> bool:
+        return task is None
+
     def _refuse(self, task: EmbedRequest | None, message: str) -> None:
-        if task is not None:
+        if isinstance(task, EmbedRequest):
             task.done(None, message)
 
     def _loop(self) -> None:
         pending: list[EmbedRequest] = []
         while True:
             if not pending:
-                pending.append(self.tasks.get())
+                pending.append(self._next_task())
             while True:
                 try:
                     pending.append(self.tasks.get_nowait())
                 except queue.Empty:
                     break
+            pending = [r for r in pending if not isinstance(r, Wake)]
+            if not pending:
+                continue
             if any(r is None for r in pending):
                 for r in pending:
                     if r is not None:

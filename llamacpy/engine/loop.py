@@ -7,6 +7,7 @@ is set once, here.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import queue
 import threading
@@ -33,6 +34,7 @@ class EngineConfig:
     n_batch: int = 512
     n_threads: int | None = None
     draft: DraftSetup | None = None  # speculative decoding (set by the load function, like n_ctx_slot)
+    sleep_idle_seconds: float | None = None  # --sleep-idle-seconds: release the model after this long idle
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class _Cancel:
 @dataclass(frozen=True)
 class _Stop:
     pass
+
+
+@dataclass(frozen=True)
+class Wake:
+    """A task that only wakes a sleeping model thread."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +76,13 @@ class ModelThread:
     thread_name = "llamacpy-model"
 
     def __init__(self, load: Callable[[], tuple[object, set[int]]], config: EngineConfig,
-                 log: Callable[[str], None] = lambda msg: None):
-        self.load, self.config, self.log = load, config, log
+                 log: Callable[[str], None] = lambda msg: None, release: Callable[[], None] = lambda: None):
+        self.load, self.config, self.log, self.release = load, config, log, release
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.sleeping = threading.Event()  # the model is released (--sleep-idle-seconds)
+        self._awake = threading.Event()
+        self._awake.set()
+        self._n_threads = 0
         self.ready = threading.Event()     # the model is loaded and warm
         self.finished = threading.Event()  # the thread has ended (stopped, or failed to load)
         self.error: str | None = None      # why loading failed
@@ -91,13 +102,41 @@ class ModelThread:
             self.ready.wait(0.05)
         return self.ready.is_set()
 
+    def wake(self, timeout: float | None = None) -> bool:
+        """Load a sleeping model again; returns once it is awake (False on timeout). Any thread."""
+        if self.sleeping.is_set():
+            self.tasks.put(Wake())
+        return self._awake.wait(timeout)
+
+    def _next_task(self) -> object:
+        """The next task (blocking); past sleep_idle_seconds without one, the model sleeps until it comes."""
+        try:
+            return self.tasks.get(timeout=self.config.sleep_idle_seconds)
+        except queue.Empty:
+            pass
+        self._awake.clear()
+        self._release()
+        self.release()
+        gc.collect()
+        self.sleeping.set()
+        self.log(f"sleeping: the model is released after {self.config.sleep_idle_seconds:g} s idle")
+        task = self.tasks.get()
+        if not self._is_stop(task):
+            t0 = time.perf_counter()
+            self._start_up(self._n_threads)
+            self.log(f"awake: the model is loaded again in {time.perf_counter() - t0:.1f} s")
+        self.sleeping.clear()
+        self._awake.set()
+        return task
+
     def _join(self, timeout: float) -> None:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
-            self._start_up(set_num_threads(self.config.n_threads))
+            self._n_threads = set_num_threads(self.config.n_threads)
+            self._start_up(self._n_threads)
         except Exception as e:  # noqa: BLE001 - reported to the server, which exits
             self.error = f"{type(e).__name__}: {e}"
             self.finished.set()
@@ -130,6 +169,13 @@ class ModelThread:
         """Serve tasks until told to stop."""
         raise NotImplementedError
 
+    def _release(self) -> None:
+        """Drop the model and whatever holds its memory (going to sleep); `_start_up` brings them back."""
+        raise NotImplementedError
+
+    def _is_stop(self, task: object) -> bool:
+        raise NotImplementedError
+
     def _fail_running(self, message: str) -> None:
         """End the work in progress with an error (after a bug stopped `_loop`)."""
 
@@ -147,9 +193,10 @@ class Engine(ModelThread):
     thread_name = "llamacpy-engine"
 
     def __init__(self, load: Callable[[], tuple[DecoderModel, set[int]]], config: EngineConfig,
-                 log: Callable[[str], None] = lambda msg: None):
-        super().__init__(load, config, log)
+                 log: Callable[[str], None] = lambda msg: None, release: Callable[[], None] = lambda: None):
+        super().__init__(load, config, log, release)
         self.scheduler: Scheduler | None = None
+        self._counters = Counters()  # kept while the model sleeps
         self._ids = itertools.count()
 
     # -- API for other threads -----------------------------------------------------------------------------
@@ -183,7 +230,7 @@ class Engine(ModelThread):
                 for s in self.scheduler.slots]
 
     def counters(self) -> Counters:
-        return self.scheduler.counters if self.scheduler else Counters()
+        return self._counters
 
     def n_waiting(self) -> int:
         return len(self.scheduler.waiting) if self.scheduler else 0
@@ -195,8 +242,16 @@ class Engine(ModelThread):
         c = self.config
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
+        kept = self._counters
         self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft)
+        self.scheduler.counters = kept
         self._warmup(model)
+
+    def _release(self) -> None:
+        self.scheduler = None
+
+    def _is_stop(self, task: object) -> bool:
+        return isinstance(task, _Stop)
 
     def _fail_running(self, message: str) -> None:
         self.scheduler.cancel_all(EndReason.ERROR, message)
@@ -206,24 +261,30 @@ class Engine(ModelThread):
             task.req.sink(DoneEvent(EndReason.SHUTDOWN, Stats(), message))
 
     def _loop(self) -> None:
-        sched = self.scheduler
         while True:
-            tasks = [self.tasks.get()] if not sched.has_work else []
+            tasks = [self._next_task()] if not self.scheduler.has_work else []
             while True:
                 try:
                     tasks.append(self.tasks.get_nowait())
                 except queue.Empty:
                     break
-            for task in tasks:
-                if isinstance(task, _Submit):
-                    sched.add(task.req)
-                elif isinstance(task, _Cancel):
-                    sched.cancel(task.request_id)
-                elif isinstance(task, _Stop):
-                    sched.cancel_all(EndReason.SHUTDOWN, SHUTDOWN_MESSAGE)
-                    return
-            if sched.has_work:
-                sched.step()
+            if not self._serve(tasks):
+                return
+
+    def _serve(self, tasks: list) -> bool:
+        """Apply the tasks, run a step; False on stop. (No local outlives it: asleep, nothing holds the model.)"""
+        sched = self.scheduler
+        for task in tasks:
+            if isinstance(task, _Submit):
+                sched.add(task.req)
+            elif isinstance(task, _Cancel):
+                sched.cancel(task.request_id)
+            elif isinstance(task, _Stop):
+                sched.cancel_all(EndReason.SHUTDOWN, SHUTDOWN_MESSAGE)
+                return False
+        if sched.has_work:
+            sched.step()
+        return True
 
     def _warmup(self, model: DecoderModel) -> None:
         """Compile (or load from numba's cache) every kernel path a step can take, before serving:

@@ -43,6 +43,7 @@ class GenRequest:
     grammar: Grammar | None = None  # constrain the output (a matcher is started on the engine thread)
     draft: DraftParams | None = None  # speculative decoding's limits for this request (None: the server's)
     sink: Callable[[TokenEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
+    return_progress: bool = False  # ProgressEvents while the prompt is evaluated (llama-server's option)
     id: int = -1                 # assigned by Engine.submit
 
 
@@ -69,10 +70,22 @@ class TokenEvent:
 
 
 @dataclass(slots=True)
+class ProgressEvent:
+    """Prompt evaluation so far: sent when the request gets its slot (processed == cache), then after each prompt
+    batch (the last with processed == total). `stats` as of then (n_prompt = processed), for timings."""
+
+    total: int
+    cache: int
+    processed: int
+    time_ms: int
+    stats: Stats
+
+
+@dataclass(slots=True)
 class DoneEvent:
     reason: EndReason
     stats: Stats
     message: str = ""  # for ERROR / SHUTDOWN
 
 
-Event = TokenEvent | DoneEvent
+Event = TokenEvent | ProgressEvent | DoneEvent

@@ -25,7 +25,7 @@ from ..kernels.weight import VEC_DOT_BATCH
 from ..models import DecoderModel, KVCache, Segment
 from ..sampling import Sampler
 from ..sampling.chain import log_softmax
-from .requests import DoneEvent, EndReason, GenRequest, Stats, TokenEvent
+from .requests import DoneEvent, EndReason, GenRequest, ProgressEvent, Stats, TokenEvent
 from .sequence import Sequence
 from .speculative import DraftParams, DraftSetup, ModelDrafter
 from .thread_tuner import ThreadTuner
@@ -210,6 +210,8 @@ class Scheduler:
         for (slot, chunk), row in zip(plan, logits):
             slot.seq.tokens.extend(chunk)
             del slot.pending[:len(chunk)]
+            if slot.prompting and slot.req.return_progress:
+                self._progress(slot, now)
             if not slot.pending:
                 if slot.prompting:
                     slot.prompt_logits = (len(slot.seq.tokens), row.copy())
@@ -293,8 +295,18 @@ class Scheduler:
             except Exception as e:  # noqa: BLE001 - e.g. a grammar llguidance refuses: fail this one only
                 self._finish(best, EndReason.ERROR, f"{type(e).__name__}: {e}")
                 continue
+            if req.return_progress:
+                self._progress(best, now, started=True)
             if logits is not None:
                 self._sample(best, logits, now)
+
+    @staticmethod
+    def _progress(slot: Slot, now: float, started: bool = False) -> None:
+        st = slot.stats
+        processed = len(slot.seq.tokens)
+        elapsed_ms = 0.0 if started else (now - slot.t_start) * 1e3
+        stats = replace(st, n_prompt=processed, t_prompt_ms=elapsed_ms)
+        slot.req.sink(ProgressEvent(st.n_prompt, st.n_cached, processed, int(elapsed_ms), stats))
 
     def _plan(self) -> list[tuple[Slot, list[int]]]:
         """(slot, tokens to evaluate) for this step: decoding slots first, then prompt chunks."""

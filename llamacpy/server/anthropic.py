@@ -250,6 +250,8 @@ async def message_events(meta: MessageMeta, gen: Generation, tools: ToolSetup | 
 
     try:
         async for kind, value in reply_parts(gen, tools):
+            if kind == "progress":  # Anthropic's stream has no place for it (llama-server sends none either)
+                continue
             if kind == "start":
                 head = {"id": meta.id, "type": "message", "role": "assistant", "model": meta.model,
                         "content": [], "stop_reason": None, "stop_sequence": None,

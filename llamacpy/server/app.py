@@ -62,6 +62,7 @@ from .params import (
     read_body,
 )
 from .reasoning import Thinking
+from .sleep import WakeOnRequest
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 from .tool_calls import ToolSetup, tool_grammar, tool_setup
@@ -567,8 +568,8 @@ async def props(request: Request):
         "endpoint_slots": s.slots, "endpoint_props": False, "endpoint_metrics": s.metrics,
         "ui": s.webui, "ui_settings": {}, "chat_template": ctx.template.source,
         "chat_template_caps": ctx.template_caps(), "bos_token": ctx.token_text("bos"),
-        "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT, "is_sleeping": False,
-        "cors_proxy_enabled": False, "embedding": s.embedding, "pooling": ctx.pooling if s.embedding else None,
+        "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT,
+        "is_sleeping": ctx.engine.sleeping.is_set(), "cors_proxy_enabled": s.cors_proxy, "embedding": s.embedding, "pooling": ctx.pooling if s.embedding else None,
         "model_draft_path": str(ctx.draft_path) if ctx.draft_path else None,
     })
 
@@ -727,6 +728,7 @@ def create_app(ctx: ServerContext) -> ASGIApp:
     app.state.ctx = ctx
     app.state.toolbox, app.state.cors_proxy = ctx.toolbox, ctx.settings.cors_proxy
     app.state.started = time.time()
-    gated = Gate(app, api_keys=ctx.api_keys, ready=lambda: ctx.ready, public_paths=PUBLIC_PATHS,
+    awake = WakeOnRequest(app, ctx.engine) if ctx.settings.sleep_idle_seconds > 0 else app
+    gated = Gate(awake, api_keys=ctx.api_keys, ready=lambda: ctx.ready, public_paths=PUBLIC_PATHS,
                  router_secret=ctx.settings.router_secret, cors=ctx.settings.cors())
     return WebUI(gated) if ctx.settings.webui else gated  # the web UI: public, served while loading

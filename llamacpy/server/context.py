@@ -42,8 +42,13 @@ class ServerContext:
         # llama-server keeps the aliases in a std::set: the model's name is the first in sorted order
         self.aliases = sorted(set(settings.alias))
         self.model_name = self.aliases[0] if self.aliases else settings.model
-        config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads)
-        self.engine = EmbeddingEngine(self._load, config) if settings.embedding else Engine(self._load, config)
+        if settings.sleep_idle_seconds == 0 or settings.sleep_idle_seconds < -1:
+            raise ValueError("--sleep-idle-seconds: invalid value: cannot be 0 or less than -1")
+        config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads,
+                              sleep_idle_seconds=settings.sleep_idle_seconds if settings.sleep_idle_seconds > 0
+                              else None)
+        kind = EmbeddingEngine if settings.embedding else Engine
+        self.engine = kind(self._load, config, log.info, release=self._release)
         self.pooling = "none"  # the embeddings' pooling (--pooling, else the model's), set when loaded
         self.path: Path | None = None
         self.draft_path: Path | None = None  # the draft model (-md), when speculative decoding
@@ -90,6 +95,11 @@ class ServerContext:
             self.engine.config.draft = self._load_draft(tokenizer)
         self.gguf, self.tokenizer = g, tokenizer
         return model, tokenizer.eog_ids
+
+    def _release(self) -> None:
+        """Going to sleep: drop what holds the model's memory (the engine drops the rest); `_load` runs again."""
+        self.gguf = None
+        self.engine.config.draft = None
 
     def _load_draft(self, tokenizer: Tokenizer) -> DraftSetup:
         """The draft model (-md), refused before its weights load when its vocabulary differs from the model's."""

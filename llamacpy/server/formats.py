@@ -104,6 +104,9 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
     think = ReasoningStream(args.think) if args.think is not None else None
     n_calls = 0
     async for piece in gen.pieces():
+        if piece.progress is not None:
+            yield _progress(_chat_chunk(meta, {"role": "assistant", "content": None}, index=index), piece, args)
+            continue
         if first:
             first = False
             yield _chat_chunk(meta, {"role": "assistant", "content": None}, index=index)
@@ -122,6 +125,8 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
             chunk = _chat_chunk(meta, delta, index=index)
             if args.logprobs and i == 0:
                 chunk["choices"][0]["logprobs"] = _logprobs(piece.probs)
+            if args.timings_per_token and i == len(deltas) - 1:
+                chunk["timings"] = timings(piece.stats)
             yield chunk
         last = piece
     finish = "tool_calls" if n_calls and last.finish == "stop" else last.finish
@@ -132,6 +137,14 @@ async def chat_events(meta: OaiMeta, gen: Generation, tools: ToolSetup | None = 
                "timings": timings(last.stats)}
     else:
         yield {**end, "timings": timings(last.stats)}
+
+
+def _progress(chunk: dict, piece: Piece, args: GenArgs) -> dict:
+    """A return_progress frame: `chunk` with prompt_progress (and the timings so far with timings_per_token)."""
+    chunk["prompt_progress"] = piece.progress
+    if args.timings_per_token:
+        chunk["timings"] = timings(piece.stats)
+    return chunk
 
 
 def _piece_events(think: ReasoningStream | None, parser: ToolCallStream | None,
@@ -175,11 +188,15 @@ def split_reply(r: Result, tools: ToolSetup | None, think: Thinking | None) -> t
 
 async def reply_parts(gen: Generation, tools: ToolSetup | None) -> AsyncIterator[tuple[str, Any]]:
     """A generation as ("start", first Piece), then ("thinking", str), ("text", str) and ("call", ToolCall) in
-    order, then ("end", last Piece): what chat_events streams, for the APIs that stream blocks instead of deltas."""
+    order, then ("end", last Piece): what chat_events streams, for the APIs that stream blocks instead of deltas.
+    ("progress", Piece) may come first, with return_progress."""
     parser = ToolCallStream() if tools is not None else None
     think = ReasoningStream(gen.args.think) if gen.args.think is not None else None
     n_calls, first = 0, True
     async for piece in gen.pieces():
+        if piece.progress is not None:
+            yield "progress", piece
+            continue
         if first:
             first = False
             yield "start", piece
@@ -206,11 +223,14 @@ async def text_events(meta: OaiMeta, gen: Generation, index: int = 0) -> AsyncIt
     args = gen.args
     last: Piece | None = None
     async for piece in gen.pieces():
-        if piece.text or piece.probs or piece.finish:
+        if piece.progress is not None or piece.text or piece.probs or piece.finish:
             choice = {"text": piece.text, "index": index,
                       "logprobs": _logprobs(piece.probs) if args.logprobs else None, "finish_reason": piece.finish}
             chunk = {**meta.head("text_completion"), "choices": [choice]}
-            if piece.finish and not args.include_usage:
+            if piece.progress is not None:
+                yield _progress(chunk, piece, args)
+                continue
+            if (piece.finish and not args.include_usage) or args.timings_per_token:
                 chunk["timings"] = timings(piece.stats)
             yield chunk
         last = piece
@@ -237,7 +257,9 @@ async def native_events(model: str, prompt: str, gen: Generation, index: int = 0
     """A frame per piece of text ("stop": false), then the final frame with the statistics; no [DONE]."""
     args = gen.args
     async for piece in gen.pieces():
-        if piece.finish:
+        if piece.progress is not None:
+            yield _progress(_native_partial(piece, args, index), piece, args)
+        elif piece.finish:
             last = Result("", piece.tokens, piece.probs, piece.stats, piece.finish, piece.stop_type,
                           piece.stopping_word)
             if piece.text:
@@ -245,7 +267,10 @@ async def native_events(model: str, prompt: str, gen: Generation, index: int = 0
                 last.tokens, last.probs = [], []
             yield native_response(model, prompt, last, args, index)
         else:
-            yield _native_partial(piece, args, index)
+            partial = _native_partial(piece, args, index)
+            if args.timings_per_token:
+                partial["timings"] = timings(piece.stats)
+            yield partial
 
 
 def _native_partial(piece: Piece, args: GenArgs, index: int = 0) -> dict:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from ..engine import DoneEvent, EndReason, Engine, Stats, TokenEvent
+from ..engine import DoneEvent, EndReason, Engine, ProgressEvent, Stats, TokenEvent
 from ..textgen import StopStrings
 from ..tokenizer import Tokenizer
 from .errors import ApiError
@@ -29,6 +29,7 @@ class Piece:
     finish: str | None = None      # "stop" | "length"
     stop_type: str = "none"        # "eos" | "limit" | "word"
     stopping_word: str = ""
+    progress: dict | None = None   # return_progress: {total, cache, processed, time_ms}, no text
 
 
 @dataclass
@@ -54,11 +55,11 @@ class Generation:
                  on_end: Callable[[Generation, Piece], None] | None = None):
         self.engine, self.tokenizer, self.args, self.on_end = engine, tokenizer, args, on_end
         self.loop = asyncio.get_running_loop()
-        self.events: asyncio.Queue[TokenEvent | DoneEvent] = asyncio.Queue()
+        self.events: asyncio.Queue[TokenEvent | ProgressEvent | DoneEvent] = asyncio.Queue()
         self.done = False
         self.id = engine.submit(args.engine_request(self._sink))
 
-    def _sink(self, event: TokenEvent | DoneEvent) -> None:  # engine thread
+    def _sink(self, event: TokenEvent | ProgressEvent | DoneEvent) -> None:  # engine thread
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the event loop has closed (server exiting)
@@ -82,6 +83,11 @@ class Generation:
                     self.done = True
                     yield self._ended(self._last_piece(event, detok, stops, tokens, probs))
                     return
+                if isinstance(event, ProgressEvent):
+                    yield Piece("", [], [], event.stats, progress={
+                        "total": event.total, "cache": event.cache, "processed": event.processed,
+                        "time_ms": event.time_ms})
+                    continue
                 tokens.append(event.token)
                 eog = event.token in tok.eog_ids and not args.ignore_eos
                 if event.logprob is not None and not eog:

@@ -133,6 +133,8 @@ class GenArgs:
     id_slot: int = -1
     return_tokens: bool = False
     post_sampling_probs: bool = False  # n_probs as probabilities after the sampler chain
+    return_progress: bool = False  # streams: prompt_progress frames while the prompt is evaluated
+    timings_per_token: bool = False  # streams: `timings` in every frame, not only the last
     grammar: Grammar | None = None
     draft: DraftParams = field(default_factory=DraftParams)  # speculative.n_max/n_min/p_min
     think: Thinking | None = None  # chat routes: how the reply's reasoning is split out (reasoning.py)
@@ -140,7 +142,7 @@ class GenArgs:
     def engine_request(self, sink) -> GenRequest:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
                           self.n_probs, self.post_sampling_probs, self.cache_prompt, self.id_slot, self.grammar,
-                          self.draft, sink)
+                          self.draft, sink, return_progress=self.return_progress and self.stream)
 
     def settings_json(self) -> dict:
         """`generation_settings` / slot `params` as llama-server reports them."""
@@ -293,6 +295,8 @@ def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab
         id_slot=body.int("id_slot", -1, minimum=-1),
         return_tokens=body.bool("return_tokens"),
         post_sampling_probs=body.bool("post_sampling_probs"),
+        return_progress=body.bool("return_progress"),
+        timings_per_token=body.bool("timings_per_token"),
     )
 
 

@@ -268,8 +268,14 @@ async def response_events(meta: ResponseMeta, gen: Generation, tools: ToolSetup 
 
     yield event("response.created", response=meta.head("in_progress"))
     yield event("response.in_progress", response=meta.head("in_progress"))
+    n_progress = 0
     try:
         async for kind, value in reply_parts(gen, tools):
+            if kind == "progress":  # return_progress: one in_progress event per update (the first is above)
+                if n_progress:
+                    yield event("response.in_progress", response=meta.head("in_progress"))
+                n_progress += 1
+                continue
             if kind == "thinking":
                 if reasoning_id is None:
                     reasoning_id = _new_id("rs_")

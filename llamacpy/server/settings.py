@@ -128,6 +128,10 @@ class ServerSettings:
     stream_max_sessions: int = field(default=128, metadata=_flag(
         "--stream-max-sessions", metavar="N",
         help="resumable streams held at once; finished ones give way first, then new ones get 503 (default: 128)"))
+    sleep_idle_seconds: int = field(default=-1, metadata=_flag(
+        "--sleep-idle-seconds", metavar="SECONDS",
+        help="release the model (its memory map, KV cache, repacked weights) after this long without a request; "
+             "the next one loads it again (default: -1 = never)"))
     # tools for agents (server/toolbox): experimental in llama-server, off by default
     tools: list[str] = field(default_factory=list, metadata=_flag(
         "--tools", metavar="TOOL1,TOOL2,...",
