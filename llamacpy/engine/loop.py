@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ class EngineConfig:
     n_threads: int | None = None
     draft: DraftSetup | None = None  # speculative decoding (set by the load function, like n_ctx_slot)
     sleep_idle_seconds: float | None = None  # --sleep-idle-seconds: release the model after this long idle
+    kv_pool: int | None = None  # a unified KV cache of this many cells shared by the slots (None: one per slot)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,16 @@ class _Cancel:
 @dataclass(frozen=True)
 class _Stop:
     pass
+
+
+@dataclass(frozen=True)
+class SlotAction:
+    """save / restore / erase a slot's state (`path` for the first two); done when the slot is idle."""
+
+    kind: str
+    id_slot: int
+    path: str
+    future: Future
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,7 @@ class Engine(ModelThread):
         super().__init__(load, config, log, release)
         self.scheduler: Scheduler | None = None
         self._counters = Counters()  # kept while the model sleeps
+        self._slot_actions: list[SlotAction] = []  # waiting for their slot to be idle
         self._ids = itertools.count()
 
     # -- API for other threads -----------------------------------------------------------------------------
@@ -214,6 +227,16 @@ class Engine(ModelThread):
     def cancel(self, request_id: int) -> None:
         """Stop a request (queued or running); its slot is free before the next step."""
         self.tasks.put(_Cancel(request_id))
+
+    def slot_action(self, kind: str, id_slot: int, path: str = "") -> Future:
+        """Queue a slot action ("save", "restore", "erase"); it waits for the slot to be idle, as llama-server
+        defers it. The future's result: (tokens, bytes) for save / restore, tokens erased for erase."""
+        future: Future = Future()
+        if id_slot < 0 or id_slot >= self.config.n_slots:
+            future.set_exception(ValueError("Invalid slot ID"))
+        else:
+            self.tasks.put(SlotAction(kind, id_slot, path, future))
+        return future
 
     def stop(self, timeout: float = 5.0) -> None:
         """End every request with SHUTDOWN and stop the thread."""
@@ -243,7 +266,7 @@ class Engine(ModelThread):
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
         kept = self._counters
-        self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft)
+        self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool)
         self.scheduler.counters = kept
         self._warmup(model)
 
@@ -279,12 +302,37 @@ class Engine(ModelThread):
                 sched.add(task.req)
             elif isinstance(task, _Cancel):
                 sched.cancel(task.request_id)
+            elif isinstance(task, SlotAction):
+                self._slot_actions.append(task)
             elif isinstance(task, _Stop):
                 sched.cancel_all(EndReason.SHUTDOWN, SHUTDOWN_MESSAGE)
+                for action in self._slot_actions:
+                    action.future.set_exception(RuntimeError(SHUTDOWN_MESSAGE))
                 return False
+        if self._slot_actions:
+            self._run_slot_actions()
         if sched.has_work:
             sched.step()
         return True
+
+    def _run_slot_actions(self) -> None:
+        sched, waiting = self.scheduler, []
+        for action in self._slot_actions:
+            if sched.slots[action.id_slot].busy:
+                waiting.append(action)
+                continue
+            try:
+                if action.kind == "save":
+                    result = sched.save_slot(action.id_slot, action.path)
+                elif action.kind == "restore":
+                    result = sched.restore_slot(action.id_slot, action.path)
+                else:
+                    result = sched.erase_slot(action.id_slot)
+            except Exception as e:  # noqa: BLE001 - the action's answer (a file that cannot be used, disk full)
+                action.future.set_exception(e)
+            else:
+                action.future.set_result(result)
+        self._slot_actions = waiting
 
     def _warmup(self, model: DecoderModel) -> None:
         """Compile (or load from numba's cache) every kernel path a step can take, before serving:

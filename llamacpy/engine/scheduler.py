@@ -25,6 +25,7 @@ from ..kernels.weight import VEC_DOT_BATCH
 from ..models import DecoderModel, KVCache, Segment
 from ..sampling import Sampler
 from ..sampling.chain import log_softmax
+from . import slot_file
 from .requests import DoneEvent, EndReason, GenRequest, ProgressEvent, Stats, TokenEvent
 from .sequence import Sequence
 from .speculative import DraftParams, DraftSetup, ModelDrafter
@@ -115,14 +116,18 @@ class Scheduler:
     """
 
     def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
-                 tuner: ThreadTuner | None = None, draft: DraftSetup | None = None):
+                 tuner: ThreadTuner | None = None, draft: DraftSetup | None = None, pool: int | None = None):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
         self.n_vocab = model.args.n_vocab
-        self.cache = model.new_cache(n_ctx_slot, n_slots)
-        for a in self.cache.k + self.cache.v:
-            a.fill(0)  # commit the pages now (as llama.cpp clears its buffer): memory does not grow with use
+        # a unified KV cache (`pool` cells shared by the slots, llama-server's --kv-unified): every slot may hold
+        # up to n_ctx_slot tokens, all together at most `pool`; the memory follows the tokens held
+        self.pool = pool
+        self.cache = model.new_cache(n_ctx_slot, n_slots, lazy=pool is not None)
+        if pool is None:
+            for a in self.cache.k + self.cache.v:
+                a.fill(0)  # commit the pages now (as llama.cpp clears its buffer): memory does not grow with use
         self.slots = [Slot(model, self.cache, i) for i in range(n_slots)]
         self.waiting: deque[GenRequest] = deque()
         self.counters = Counters()
@@ -169,6 +174,31 @@ class Scheduler:
                 req.sink(DoneEvent(reason, Stats(n_prompt=len(req.prompt)), message))
                 return
 
+    # -- a slot's state in a file (on an idle slot: llama-server's /slots/{id}?action=) ----------------------
+
+    def save_slot(self, index: int, path: str) -> tuple[int, int]:
+        """(tokens saved, bytes written)."""
+        slot = self.slots[index]
+        return len(slot.seq.tokens), slot_file.save(path, self.model, self.cache, index, slot.seq.tokens)
+
+    def restore_slot(self, index: int, path: str) -> tuple[int, int]:
+        """(tokens restored, bytes read); the slot's cache is empty if the file could not be used."""
+        slot = self.slots[index]
+        slot.seq.reset(0)
+        slot.prompt_logits = None
+        room = slot.n_ctx if self.pool is None else min(slot.n_ctx, self.pool_free())
+        tokens, n_read = slot_file.load(path, self.model, self.cache, index, room)
+        slot.seq.tokens.extend(tokens)
+        return len(tokens), n_read
+
+    def erase_slot(self, index: int) -> int:
+        slot = self.slots[index]
+        n = len(slot.seq.tokens)
+        slot.seq.reset(0)
+        slot.prompt_logits = None
+        self.cache.release(index)
+        return n
+
     def cancel_all(self, reason: EndReason, message: str = "") -> None:
         for slot in self.slots:
             if slot.busy:
@@ -187,6 +217,8 @@ class Scheduler:
         """Admit waiting requests, run one forward over all active slots, sample; returns tokens evaluated."""
         self._admit(time.perf_counter())
         plan = self._plan()
+        if self.pool is not None:
+            plan = self._fit_pool(plan)
         if not plan:
             return 0
         if self.drafting and self._draft(plan):
@@ -225,8 +257,9 @@ class Scheduler:
             return False
         rows_left = VEC_DOT_BATCH - len(plan)
         drafted = False
+        pool_left = self.pool_free() - len(plan) if self.pool is not None else VEC_DOT_BATCH
         for slot, chunk in plan:
-            budget = min(rows_left, slot.n_ctx - len(slot.seq.tokens) - 2)
+            budget = min(rows_left, pool_left, slot.n_ctx - len(slot.seq.tokens) - 2)
             if slot.req.n_predict >= 0:
                 budget = min(budget, slot.req.n_predict - slot.stats.n_decoded - 1)
             try:
@@ -236,6 +269,7 @@ class Scheduler:
                 draft = []
             chunk += draft
             rows_left -= len(draft)
+            pool_left -= len(draft)
             slot.stats.n_drafted += len(draft)
             self.counters.n_drafted += len(draft)
             self.counters.n_draft_steps += bool(draft)
@@ -321,6 +355,42 @@ class Scheduler:
             plan.append((s, chunk))
             budget -= len(chunk)
         return plan
+
+    def pool_free(self) -> int:
+        """Cells of the unified KV cache no slot holds (idle slots' cached prompts count as held)."""
+        return self.pool - sum(len(s.seq.tokens) for s in self.slots)
+
+    def _fit_pool(self, plan: list[tuple[Slot, list[int]]]) -> list[tuple[Slot, list[int]]]:
+        """The step's plan within the unified cache, as llama-server fits its batch: idle slots' cached prompts
+        are dropped first (least recently used first), then prompt chunks shrink to the room left after the
+        decoding rows; when not even those fit, every request in progress fails (the pool is full)."""
+        need = sum(len(chunk) for _, chunk in plan)
+        idle = sorted((s for s in self.slots if not s.busy and s.seq.tokens), key=lambda s: s.last_used)
+        while need > self.pool_free() and idle:
+            slot = idle.pop(0)
+            slot.seq.reset(0)
+            slot.prompt_logits = None
+            self.cache.release(slot.id)
+        free = self.pool_free()
+        if need <= free:
+            return plan
+        n_decoding = sum(1 for slot, _ in plan if not slot.prompting)
+        room, out = free - n_decoding, []
+        for slot, chunk in plan:  # the room goes to the prompts in the plan's order (oldest first)
+            if slot.prompting:
+                chunk = chunk[:max(0, room)]
+                room -= len(chunk)
+            if chunk:
+                out.append((slot, chunk))
+        if n_decoding > free or not out:
+            for slot in self.slots:
+                if slot.busy:
+                    slot.seq.reset(0)
+                    slot.prompt_logits = None
+                    self.cache.release(slot.id)
+                    self._finish(slot, EndReason.ERROR, "Context size has been exceeded.")
+            return []
+        return out
 
     def _count(self, plan: list[tuple[Slot, list[int]]], seconds: float) -> None:
         c = self.counters

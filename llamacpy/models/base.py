@@ -6,6 +6,7 @@ the embedding, final norm and output projection are common.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,13 +78,37 @@ class Segment:
 
 class KVCache:
     """Keys and values per layer: float16 (n_seq, n_head_kv, n_ctx, head_dim), preallocated once
-    (llama.cpp's default F16 cache: same rounding, half the memory and bandwidth of f32)."""
+    (llama.cpp's default F16 cache: same rounding, half the memory and bandwidth of f32).
 
-    def __init__(self, args: ModelArgs, n_ctx: int, n_seq: int = 1):
+    `lazy`: the arrays live in anonymous memory maps whose pages exist once written, and `release(seq)` gives a
+    sequence's pages back (for a pool of sequences that together hold at most n_ctx tokens: memory follows the
+    tokens held, not n_seq x n_ctx)."""
+
+    def __init__(self, args: ModelArgs, n_ctx: int, n_seq: int = 1, lazy: bool = False):
         self.n_ctx, self.n_seq = n_ctx, n_seq
         shape = (n_seq, args.n_head_kv, n_ctx, args.head_dim)
-        self.k = [np.zeros(shape, np.float16) for _ in range(args.n_layer)]
-        self.v = [np.zeros(shape, np.float16) for _ in range(args.n_layer)]
+        self._maps: list[mmap.mmap] = []
+        self.k = [self._array(shape, lazy) for _ in range(args.n_layer)]
+        self.v = [self._array(shape, lazy) for _ in range(args.n_layer)]
+
+    def _array(self, shape: tuple[int, ...], lazy: bool) -> np.ndarray:
+        if not lazy:
+            return np.zeros(shape, np.float16)
+        m = mmap.mmap(-1, max(1, int(np.prod(shape)) * 2))  # anonymous: zero pages until written
+        self._maps.append(m)
+        return np.frombuffer(m, np.float16).reshape(shape)
+
+    def release(self, seq: int) -> None:
+        """Give the pages of sequence `seq` back to the system (they read as zeros again); lazy caches only."""
+        if not self._maps:
+            return
+        per_seq = len(self._maps[0]) // self.n_seq
+        start = seq * per_seq
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the sequence's bytes
+        end = (start + per_seq) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > first:
+            for m in self._maps:
+                m.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     @property
     def nbytes(self) -> int:
@@ -154,8 +179,8 @@ class DecoderModel:
         (attn_norm-i, Qcur-i, Kcur-i, Vcur-i, kqv_out-i, l_out-i ...) to compare with its eval callback."""
         raise NotImplementedError
 
-    def new_cache(self, n_ctx: int, n_seq: int = 1) -> KVCache:
-        return KVCache(self.args, n_ctx, n_seq)
+    def new_cache(self, n_ctx: int, n_seq: int = 1, lazy: bool = False) -> KVCache:
+        return KVCache(self.args, n_ctx, n_seq, lazy)
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         x = self.tok_embd.get_rows(tokens)  # (T, n_embd)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Stats
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, media_unsupported
 from .formats import reply_parts, split_reply
 from .generation import Generation, Piece, Result
 from .reasoning import Thinking
@@ -54,8 +54,8 @@ class AnthropicError(ApiError):
 def to_chat(data: dict, count_only: bool = False) -> dict:
     """The chat completions body of a Messages request (`count_only`: /count_tokens, no `max_tokens`)."""
     messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' is required and must be a non-empty array")
+    if not isinstance(messages, list):  # an empty one is rendered, as llama-server does
+        raise bad_request("'messages' is required and must be an array")
     chat = _system(data.get("system"))
     for m in messages:
         chat += _message(m)
@@ -95,8 +95,10 @@ def _text_blocks(value: Any, what: str) -> str:
 def _check_block(block: Any, what: str) -> None:
     if not isinstance(block, dict) or not isinstance(block.get("type"), str):
         raise bad_request(f"each block of {what} must be an object with a string 'type'")
-    if block["type"] in ("image", "document"):
-        raise bad_request(f"{block['type']} blocks are not supported by this server (text only)")
+    if block["type"] == "image":  # llama-server turns it into an image_url part, which a text model refuses
+        raise media_unsupported("image")
+    if block["type"] == "document":
+        raise bad_request("document blocks are not supported by this server (text only)")
 
 
 def _text(block: dict) -> str:
@@ -250,7 +252,7 @@ async def message_events(meta: MessageMeta, gen: Generation, tools: ToolSetup | 
 
     try:
         async for kind, value in reply_parts(gen, tools):
-            if kind == "progress":  # Anthropic's stream has no place for it (llama-server sends none either)
+            if kind in ("progress", "piece"):  # Anthropic's stream has no place for these (nor has llama-server's)
                 continue
             if kind == "start":
                 head = {"id": meta.id, "type": "message", "role": "assistant", "model": meta.model,

@@ -28,7 +28,7 @@ from . import anthropic, responses
 from .context import ServerContext
 from .cors_proxy import cors_proxy
 from .embeddings import check_generating, embeddings_native, embeddings_oai, rerank
-from .errors import EXCEPTION_HANDLERS, ApiError, bad_request, exceeds_context
+from .errors import EXCEPTION_HANDLERS, ApiError, bad_request, exceeds_context, media_unsupported
 from .formats import (
     FINGERPRINT,
     OaiMeta,
@@ -63,6 +63,7 @@ from .params import (
 )
 from .reasoning import Thinking
 from .sleep import WakeOnRequest
+from .slot_actions import slot_action
 from .sse import EventStream, GuardedResponse, sse_bytes
 from .stream_routes import resumable, stream_delete, stream_get, streams_lookup
 from .tool_calls import ToolSetup, tool_grammar, tool_setup
@@ -71,6 +72,7 @@ from .toolbox import tools_get, tools_post
 log = logging.getLogger("llamacpy.server")
 
 PUBLIC_PATHS = {"/", "/health", "/v1/health", "/models", "/v1/models"}
+MEDIA = {"image_url": "image", "input_audio": "audio", "input_video": "video"}  # content part type -> media
 BIG_TEXT = 8192  # characters: tokenize longer texts off the event loop
 MAX_N_PROBS = 100  # alternatives per token: more would make every response frame huge
 
@@ -125,8 +127,8 @@ def _message_text(content, role: str) -> str | list:
         raise bad_request(f"the content of a '{role}' message must be a string, null or an array of parts")
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind in ("image_url", "input_audio", "input_video"):
-            raise bad_request(f"{kind} input is not supported by this server (text only)")
+        if kind in MEDIA:
+            raise media_unsupported(MEDIA[kind])
         if kind != "text" or not isinstance(part.get("text"), str):
             raise bad_request("content parts must be objects {\"type\": \"text\", \"text\": string}")
     return content
@@ -135,8 +137,10 @@ def _message_text(content, role: str) -> str | list:
 async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
     """The templated prompt of a chat request. A trailing assistant message is continued (prefill)."""
     messages = body.data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' is required and must be a non-empty array")
+    if messages is None:
+        raise bad_request("'messages' is required")
+    if not isinstance(messages, list):
+        raise bad_request("Expected 'messages' to be an array")  # an empty one is rendered, as llama-server
     clean = []
     for m in messages:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
@@ -159,7 +163,7 @@ async def _chat_prompt(ctx: ServerContext, body: Body) -> str:
     prefill, cont = "", _continuation(body.data.get("continue_final_message"))
     if cont and add_generation_prompt:
         raise bad_request("Cannot set both add_generation_prompt and continue_final_message to true.")
-    if clean[-1]["role"] == "assistant":  # llama-server continues it whatever add_generation_prompt says
+    if clean and clean[-1]["role"] == "assistant":  # llama-server continues it whatever add_generation_prompt says
         if len(clean) > 1 and clean[-2]["role"] == "assistant":
             raise bad_request("cannot have 2 or more assistant messages at the end of the list")
         if clean[-1].get("tool_calls"):
@@ -678,6 +682,7 @@ ROUTES = [
     ("GET", "/models", models),
     ("GET", "/v1/models", models),
     ("GET", "/slots", slots),
+    ("POST", "/slots/{id_slot}", slot_action),
     ("GET", "/metrics", metrics),
     ("POST", "/completion", resumable(completion_native)),
     ("POST", "/completions", resumable(completion_native)),

@@ -7,6 +7,7 @@ model" meanwhile); the tokenizer, template and model facts are published here fo
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict
@@ -42,6 +43,8 @@ class ServerContext:
         # llama-server keeps the aliases in a std::set: the model's name is the first in sorted order
         self.aliases = sorted(set(settings.alias))
         self.model_name = self.aliases[0] if self.aliases else settings.model
+        if settings.slot_save_path:
+            os.makedirs(settings.slot_save_path, exist_ok=True)
         if settings.sleep_idle_seconds == 0 or settings.sleep_idle_seconds < -1:
             raise ValueError("--sleep-idle-seconds: invalid value: cannot be 0 or less than -1")
         config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads,
@@ -79,10 +82,12 @@ class ServerContext:
         self.template = self._template(g, tokenizer)
         n_train = model.args.n_ctx_train
         self.n_ctx = min(s.ctx_size, n_train) if s.ctx_size > 0 else n_train
-        self.n_ctx_slot = self.n_ctx // s.n_slots
+        # unified: every slot may use the whole context, the slots share it (llama-server's --kv-unified)
+        self.n_ctx_slot = self.n_ctx if s.unified_kv else self.n_ctx // s.n_slots
         if self.n_ctx_slot < 8:
             raise ValueError(f"a context of {self.n_ctx} tokens split over {s.n_slots} slots is too small")
         self.engine.config.n_ctx_slot = self.n_ctx_slot  # read by the engine when it builds the cache, next
+        self.engine.config.kv_pool = self.n_ctx if s.unified_kv and not s.embedding else None
         self.max_piece_bytes = max(len(tokenizer.token_to_piece(i)) for i in range(tokenizer.n_vocab)) or 1
         tensors = list(g.tensors.values())
         self.model_facts = {

@@ -53,7 +53,9 @@ async def _inputs(ctx: ServerContext, value: Any) -> list[list[int]]:
         if not tokens:
             raise bad_request(EMPTY)
         if len(tokens) > ctx.n_ctx:  # no cache is kept: an input may use the whole context
-            raise exceeds_context(len(tokens), ctx.n_ctx)
+            # llama-server's words for an input it cannot embed (its limit is the batch; ours the context)
+            raise exceeds_context(len(tokens), ctx.n_ctx, f"input ({len(tokens)} tokens) is too large to process: "
+                                                          f"larger than the max context size ({ctx.n_ctx} tokens)")
         out.append(tokens)
     return out
 

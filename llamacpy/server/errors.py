@@ -46,13 +46,20 @@ def bad_request(message: str) -> ApiError:
 
 
 NOT_FOUND = ApiError(404, "File Not Found")
+
+
+def media_unsupported(kind: str) -> ApiError:
+    """llama-server's answer (a 500) to an image / audio / video part for a model without a projector."""
+    return ApiError(500, f"{kind} input is not supported - hint: if this is unexpected, you may need to provide "
+                         "the mmproj")
 LOADING = ApiError(503, "Loading model")
 BAD_API_KEY = ApiError(401, "Invalid API Key")
 
 
-def exceeds_context(n_prompt: int, n_ctx: int) -> ApiError:
-    return ApiError(400, f"request ({n_prompt} tokens) exceeds the available context size ({n_ctx} tokens), "
-                         "try increasing it", "exceed_context_size_error", n_prompt_tokens=n_prompt, n_ctx=n_ctx)
+def exceeds_context(n_prompt: int, n_ctx: int, message: str = "") -> ApiError:
+    message = message or (f"request ({n_prompt} tokens) exceeds the available context size ({n_ctx} tokens), "
+                          "try increasing it")
+    return ApiError(400, message, "exceed_context_size_error", n_prompt_tokens=n_prompt, n_ctx=n_ctx)
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:

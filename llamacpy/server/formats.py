@@ -189,7 +189,7 @@ def split_reply(r: Result, tools: ToolSetup | None, think: Thinking | None) -> t
 async def reply_parts(gen: Generation, tools: ToolSetup | None) -> AsyncIterator[tuple[str, Any]]:
     """A generation as ("start", first Piece), then ("thinking", str), ("text", str) and ("call", ToolCall) in
     order, then ("end", last Piece): what chat_events streams, for the APIs that stream blocks instead of deltas.
-    ("progress", Piece) may come first, with return_progress."""
+    ("progress", Piece) may come first, with return_progress; ("piece", Piece) follows each piece's parts."""
     parser = ToolCallStream() if tools is not None else None
     think = ReasoningStream(gen.args.think) if gen.args.think is not None else None
     n_calls, first = 0, True
@@ -206,6 +206,7 @@ async def reply_parts(gen: Generation, tools: ToolSetup | None) -> AsyncIterator
             elif tools.parallel or n_calls == 0:
                 yield "call", value
                 n_calls += 1
+        yield "piece", piece
         if piece.finish:
             yield "end", piece
 

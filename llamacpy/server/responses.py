@@ -18,7 +18,7 @@ from typing import Any
 
 from ..engine import Stats
 from .errors import ApiError, bad_request
-from .formats import reply_parts, split_reply
+from .formats import reply_parts, split_reply, timings
 from .generation import Generation, Result
 from .reasoning import Thinking
 from .tool_calls import ToolCall, ToolSetup
@@ -230,10 +230,29 @@ def response(meta: ResponseMeta, r: Result, tools: ToolSetup | None, think: Thin
     return meta.done(status, output, r.stats)
 
 
+@dataclass
+class _Timings:
+    """The end of a piece's events: its timings (with timings_per_token) go on the last of them."""
+
+    timings: dict | None
+
+
 async def response_events(meta: ResponseMeta, gen: Generation, tools: ToolSetup | None) -> AsyncIterator[dict]:
     """response.created / in_progress, then per output item: output_item.added, its content part or
     function call arguments, output_item.done; then response.completed (or response.incomplete when
-    `max_output_tokens` cut the reply short)."""
+    `max_output_tokens` cut the reply short), with llama-server's `timings`."""
+    held = None  # an event waits for the next one or for the end of its piece (no waiting on the engine)
+    async for e in _events(meta, gen, tools):
+        if held is not None and isinstance(e, _Timings) and e.timings is not None:
+            held["timings"] = e.timings
+        if held is not None:
+            yield held
+        held = None if isinstance(e, _Timings) else e
+    if held is not None:
+        yield held
+
+
+async def _events(meta: ResponseMeta, gen: Generation, tools: ToolSetup | None) -> AsyncIterator[dict | _Timings]:
     seq = 0
 
     def event(kind: str, **fields: Any) -> dict:
@@ -266,15 +285,20 @@ async def response_events(meta: ResponseMeta, gen: Generation, tools: ToolSetup 
                 event("response.content_part.done", **where, part=item["content"][0]),
                 event("response.output_item.done", output_index=index, item=item)]
 
+    args = gen.args
     yield event("response.created", response=meta.head("in_progress"))
-    yield event("response.in_progress", response=meta.head("in_progress"))
-    n_progress = 0
+    if not args.return_progress:  # else each progress update is an in_progress event
+        yield event("response.in_progress", response=meta.head("in_progress"))
     try:
         async for kind, value in reply_parts(gen, tools):
-            if kind == "progress":  # return_progress: one in_progress event per update (the first is above)
-                if n_progress:
-                    yield event("response.in_progress", response=meta.head("in_progress"))
-                n_progress += 1
+            if kind == "progress":  # llama-server's telemetry: prompt_progress (and the timings so far)
+                e = event("response.in_progress", response=meta.head("in_progress"), prompt_progress=value.progress)
+                if args.timings_per_token:
+                    e["timings"] = timings(value.stats)
+                yield e
+                continue
+            if kind == "piece":
+                yield _Timings(timings(value.stats) if args.timings_per_token else None)
                 continue
             if kind == "thinking":
                 if reasoning_id is None:
@@ -321,7 +345,8 @@ async def response_events(meta: ResponseMeta, gen: Generation, tools: ToolSetup 
                 if text_id is not None:
                     for e in close_text(status):
                         yield e
-                yield event(f"response.{status}", response=meta.done(status, output, value.stats))
+                yield event(f"response.{status}", response=meta.done(status, output, value.stats),
+                            timings=timings(value.stats))
     except ApiError:
         raise
     except Exception as e:  # a bug still ends the stream with an error frame

@@ -95,7 +95,8 @@ class _Server(GracefulServer):
         if s.embedding:  # no cache kept: any input may use the whole context
             serving = f"embeddings ({ctx.pooling} pooling), inputs of up to {ctx.n_ctx} tokens"
         else:
-            serving = f"context {ctx.n_ctx} tokens = {s.n_slots} slots x {ctx.n_ctx_slot}"
+            serving = (f"context {ctx.n_ctx} tokens shared by {s.n_slots} slots (unified KV cache)" if s.unified_kv
+                       else f"context {ctx.n_ctx} tokens = {s.n_slots} slots x {ctx.n_ctx_slot}")
         if ctx.draft_path is not None:
             d = s.draft
             serving += (f"; speculative decoding with {ctx.draft_path.name} (context {ctx.engine.config.draft.n_ctx_slot}"

@@ -66,6 +66,10 @@ class ServerSettings:
         "-np", "--parallel", metavar="N",
         help=f"number of slots: requests served at once, the context split among them (default: -1 = auto = "
              f"{AUTO_SLOTS})"))
+    kv_unified: bool | None = field(default=None, metadata=_flag(
+        "-kvu", "--kv-unified", negatable=True,
+        help="one KV cache of -c tokens shared by all slots, each may use all of it (default: on when -np is "
+             "auto, else each slot gets -c / -np)"))
     n_predict: int = field(default=-1, metadata=_flag(
         "-n", "--n-predict", metavar="N", help="most tokens a request may generate (default: -1 = no limit)"))
     api_key: list[str] = field(default_factory=list, metadata=_flag(
@@ -128,6 +132,9 @@ class ServerSettings:
     stream_max_sessions: int = field(default=128, metadata=_flag(
         "--stream-max-sessions", metavar="N",
         help="resumable streams held at once; finished ones give way first, then new ones get 503 (default: 128)"))
+    slot_save_path: str | None = field(default=None, metadata=_flag(
+        "--slot-save-path", metavar="PATH",
+        help="folder of slot files: POST /slots/{id}?action=save|restore|erase (default: none, the action is 501)"))
     sleep_idle_seconds: int = field(default=-1, metadata=_flag(
         "--sleep-idle-seconds", metavar="SECONDS",
         help="release the model (its memory map, KV cache, repacked weights) after this long without a request; "
@@ -192,6 +199,10 @@ class ServerSettings:
     @property
     def is_router(self) -> bool:
         return bool(self.models_dir or self.models_preset or self.models_catalog)
+
+    @property
+    def unified_kv(self) -> bool:
+        return self.kv_unified if self.kv_unified is not None else self.parallel <= 0
 
     @property
     def n_slots(self) -> int:

@@ -113,8 +113,11 @@ def test_errors_have_anthropics_shape_and_the_server_goes_on(client, http, serve
     assert r.status_code == 400 and r.json()["type"] == "error"
     assert r.json()["error"]["message"].startswith("invalid JSON")
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
-    with pytest.raises(anthropic.BadRequestError, match="image blocks are not supported"):
-        client.messages.create(messages=[{"role": "user", "content": [image]}], **GREEDY)
+    r = http.post("/v1/messages", json={"model": "smol", "max_tokens": 4, "messages": [
+        {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}]})
+    assert r.status_code == 500 and r.json()["error"]["message"].startswith("image input is not supported")
+    r = http.post("/v1/messages", json={"model": "smol", "max_tokens": 2, "messages": []})  # rendered as it is
+    assert r.status_code == 200 and r.json()["type"] == "message"
     with pytest.raises(anthropic.BadRequestError, match="tool type 'web_search_20250305' is not supported"):
         client.messages.create(messages=ASK, tools=[{"type": "web_search_20250305", "name": "web_search"}],
                                **GREEDY)

@@ -94,7 +94,7 @@ def test_bad_requests(oai, server):
                               ({"prompt": FOOD}, '"input" or "content" must be provided'),
                               ({"input": [FOOD_IDS[:2] + [10**6]]}, "token ids"),
                               ({"input": FOOD, "embd_normalize": "2"}, "embd_normalize"),
-                              ({"input": " ".join(["word"] * 600)}, "exceeds the available context size")):
+                              ({"input": " ".join(["word"] * 600)}, "is too large to process: larger than the max context")):
             r = c.post("/v1/embeddings", json=body)
             assert r.status_code == 400 and message in r.json()["error"]["message"], (body, r.text)
 

@@ -79,11 +79,17 @@ def test_text_completions_and_responses(http):
     check_progress([f["prompt_progress"] for f in progress], cached=False)
     assert all(f["choices"][0]["text"] == "" for f in progress)
     with http.stream("POST", "/v1/responses", json={"input": PROMPT, "max_output_tokens": 2, "stream": True,
-                                                    "return_progress": True, "cache_prompt": False}) as r:
-        lines = list(r.iter_lines())
-    events = [line[7:] for line in lines if line.startswith("event: ")]
-    done = next(json.loads(line[6:]) for line in lines if '"response.incomplete"' in line)  # max_output_tokens
-    n_prompt = done["response"]["usage"]["input_tokens"]
-    # one in_progress per update (the start and each batch of 16), as llama-server
-    assert events[:2] == ["response.created", "response.in_progress"]
-    assert events.count("response.in_progress") == 1 + -(-n_prompt // 16)
+                                                    "return_progress": True, "cache_prompt": False,
+                                                    "timings_per_token": True}) as r:
+        data = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    kinds = [d["type"] for d in data]
+    n_prompt = data[-1]["response"]["usage"]["input_tokens"]
+    # llama-server's telemetry: an in_progress event per update (the start, each batch of 16) with its
+    # prompt_progress, the timings on each piece's last event and on the final one
+    assert kinds[0] == "response.created" and kinds[-1] == "response.incomplete"  # max_output_tokens
+    updates = [d["prompt_progress"] for d in data if d["type"] == "response.in_progress"]
+    assert len(updates) == kinds.count("response.in_progress") == 1 + -(-n_prompt // 16)
+    check_progress(updates, cached=False)
+    deltas = [d for d in data if d["type"] == "response.output_text.delta"]
+    assert deltas and all("predicted_per_second" in d["timings"] for d in deltas)
+    assert data[-1]["timings"]["predicted_n"] == 2

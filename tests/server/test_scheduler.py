@@ -116,3 +116,42 @@ def test_logprobs_are_reported_for_the_sampled_token(sched, loaded):
     run(sched)
     first = events[0]
     assert len(first.top) == 3 and first.top[0][0] == first.token and first.top[0][1] == first.logprob <= 0
+
+
+# -- a unified KV cache (--kv-unified): the slots share one pool of cells -------------------------------------
+
+def pool_sched(loaded, pool: int, n_slots: int = 2) -> Scheduler:
+    model, tok = loaded
+    return Scheduler(model, n_slots=n_slots, n_ctx_slot=pool, n_batch=64, eog_ids=tok.eog_ids, pool=pool)
+
+
+def test_one_slot_may_use_the_whole_pool_and_gives_the_tokens_of_a_private_cache(loaded):
+    prompt = loaded[1].encode("The capital of France is")
+    unified = pool_sched(loaded, 96)
+    alone = submit(unified, prompt, n_predict=80, ignore_eos=True)  # more than a 96 / 2 split would allow
+    run(unified)
+    private = Scheduler(loaded[0], n_slots=1, n_ctx_slot=96, n_batch=64, eog_ids=loaded[1].eog_ids)
+    ref = submit(private, prompt, n_predict=80, ignore_eos=True)
+    run(private)
+    assert alone.done.reason == EndReason.LENGTH and alone.tokens == ref.tokens
+
+
+def test_idle_caches_give_way_then_a_full_pool_fails_the_requests_in_progress(loaded):
+    tok = loaded[1]
+    sched = pool_sched(loaded, 96)
+    first = submit(sched, tok.encode("Once upon a time"), n_predict=60, ignore_eos=True)
+    run(sched)
+    assert first.done.reason == EndReason.LENGTH and sched.pool_free() < 40  # its cache stays, idle
+    both = [submit(sched, tok.encode("Hello"), n_predict=30, ignore_eos=True, id_slot=1),
+            submit(sched, tok.encode("Hi there"), n_predict=30, ignore_eos=True, id_slot=0)]
+    run(sched)
+    assert [r.done.reason for r in both] == [EndReason.LENGTH, EndReason.LENGTH]  # the idle cache was dropped
+    over = [submit(sched, tok.encode("Hello"), n_predict=60, ignore_eos=True, id_slot=i) for i in (0, 1)]
+    run(sched)
+    for r in over:
+        assert r.done.reason == EndReason.ERROR and r.done.message == "Context size has been exceeded."
+        assert len(r.tokens) < 60
+    assert sched.pool_free() == 96  # the failed requests' cells are free again
+    again = submit(sched, tok.encode("Hello"), n_predict=8)
+    run(sched)
+    assert again.done.reason == EndReason.LENGTH

@@ -32,17 +32,16 @@ def _mcp_tool(d: ToolDef, servers: McpServers) -> Tool:
         return servers.call(d.server, d.name, args, lambda: False)
 
     return Tool(f"{d.server}_{d.name}", f"{d.server}_{d.name}", d.description, {}, (), invoke, uses_cwd=False,
-                kind="mcp")
+                kind="mcp", schema=d.input_schema)
 
 
 class Toolbox:
     """The tools a server offers; empty (both routes 403) unless --tools or MCP servers are set."""
 
     def __init__(self, tools: list[Tool], mcp: McpServers | None = None,
-                 runtime: FixedRuntime | OwnedContainer | None = None, schemas: dict[str, dict] | None = None):
+                 runtime: FixedRuntime | OwnedContainer | None = None):
         self.tools = {t.name: t for t in tools}
         self.mcp, self.runtime = mcp, runtime
-        self.schemas = schemas or {}  # an MCP tool's inputSchema, as its definition's parameters
 
     @classmethod
     def start(cls, settings: ServerSettings) -> Toolbox:
@@ -55,10 +54,9 @@ class Toolbox:
                 raise ValueError(f'unknown tool "{name}". available tools: {", ".join(known)}')
         tools = [t for t in BUILTIN if ALL in enabled or t.name in enabled]
         mcp = McpServers.from_settings(settings.mcp_servers_config, settings.mcp_servers_json)
-        schemas = {}
         if mcp:
             mcp.warmup()
-            seen = {t.name for t in tools}
+            n_builtin, seen = len(tools), {t.name for t in tools}
             for d in mcp.tools:
                 tool = _mcp_tool(d, mcp)
                 if tool.name in seen:
@@ -67,13 +65,12 @@ class Toolbox:
                     continue
                 seen.add(tool.name)
                 tools.append(tool)
-                schemas[tool.name] = d.input_schema
-            log.info("MCP: %d tools from %d servers", len(schemas), len(mcp.configs))
+            log.info("MCP: %d tools from %d servers", len(tools) - n_builtin, len(mcp.configs))
         try:
             owned = tools_runtime(runtime) if runtime else None
         except RuntimeSpecError as e:
             raise ValueError(str(e)) from None
-        box = cls(tools, mcp, owned, schemas)
+        box = cls(tools, mcp, owned)
         if box.enabled:
             log.warning("experimental: tools for agents enabled (%s) - do not enable in untrusted environments",
                         ", ".join(box.tools))
@@ -82,12 +79,6 @@ class Toolbox:
     @property
     def enabled(self) -> bool:
         return bool(self.tools) or bool(self.mcp)
-
-    def describe(self, tool: Tool) -> dict:
-        out = tool.to_json()
-        if tool.name in self.schemas:
-            out["definition"]["function"]["parameters"] = self.schemas[tool.name]
-        return out
 
     def close(self) -> None:
         """At shutdown: calls to MCP servers in flight answer "cancelled", the servers and the owned container
@@ -129,7 +120,7 @@ def _box(request: Request) -> Toolbox:
 
 async def tools_get(request: Request):
     box = _box(request)
-    return JsonResponse([box.describe(t) for t in box.tools.values()])
+    return JsonResponse([t.to_json() for t in box.tools.values()])
 
 
 def _invoke(tool: Tool, params: dict, stream=None) -> dict:

@@ -46,13 +46,14 @@ class Tool:
     stream: bool = False
     uses_cwd: bool = True
     kind: str = "server"
+    schema: dict | None = None  # the whole parameters schema, as given (an MCP tool's inputSchema)
 
     def definition(self) -> dict:
         params: dict[str, Any] = {"type": "object", "properties": self.properties}
         if self.required:
             params["required"] = list(self.required)
         return {"type": "function", "function": {"name": self.name, "description": self.description,
-                                                 "parameters": params}}
+                                                 "parameters": self.schema if self.schema is not None else params}}
 
     def to_json(self) -> dict:
         return {"display_name": self.display_name, "tool": self.name, "type": self.kind,
