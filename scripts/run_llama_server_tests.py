@@ -6,7 +6,8 @@
     LLAMA_SERVER=/path/to/bin/llama-server python3 scripts/run_llama_server_tests.py --servers llama-server
     python3 scripts/run_llama_server_tests.py -k "test_basic or test_tokenize"   # a part (pytest -k)
 
-Each run keeps its JUnit XML in --results; the report (--out) puts every server with a result there side by side.
+Each run keeps its JUnit XML and each test's outcome (JSON) in --results; the report (--out) puts every server with
+a result there side by side. `-k ... --update` reruns some tests and keeps the other outcomes of the last run.
 
 Not in CI: the whole suite starts a server per test (about an hour for both servers on 2 cores).
 
@@ -24,6 +25,7 @@ them when missing). Writes a per-test table to --out (default: docs/llama-server
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -157,6 +159,8 @@ def main() -> int:
     ap.add_argument("-k", dest="select", help="pytest -k expression: run a part of the suite")
     ap.add_argument("--results", type=Path, default=ROOT / "build/llama-server-tests", help="JUnit XML per server")
     ap.add_argument("--out", type=Path, default=ROOT / "docs/llama-server-tests.md")
+    ap.add_argument("--update", action="store_true",
+                    help="with -k: replace only the outcomes of the tests run, keep the others of the last run")
     a = ap.parse_args()
     missing = [pkg for mod, pkg in NEEDS.items() if __import__("importlib").util.find_spec(mod) is None]
     if missing:
@@ -168,10 +172,14 @@ def main() -> int:
         work = Path(tmp)
         for name in a.servers.split(","):
             binary = llamacpy_wrapper(work) if name == "llamacpy" else Path(os.environ["LLAMA_SERVER"])
-            run_suite(suite, binary, models, a.select, work, a.results / f"{name}.xml")
-    results = {name: outcomes(a.results / f"{name}.xml") for name in ("llamacpy", "llama-server")
-               if (a.results / f"{name}.xml").exists()}
-    report(results, a.out, a.select)
+            xml = a.results / f"{name}.xml"
+            run_suite(suite, binary, models, a.select, work, xml)
+            kept = a.results / f"{name}.json"  # each test's last outcome: --update keeps the tests not run now
+            merged = json.loads(kept.read_text()) if a.update and kept.exists() else {}
+            kept.write_text(json.dumps({**merged, **outcomes(xml)}, indent=0, sort_keys=True))
+    results = {name: json.loads((a.results / f"{name}.json").read_text()) for name in ("llamacpy", "llama-server")
+               if (a.results / f"{name}.json").exists()}
+    report(results, a.out, None if a.update else a.select)
     return 0
 
 

@@ -246,7 +246,7 @@ def native_response(model: str, prompt: str, r: Result, args: GenArgs, index: in
     out = {"index": index, "content": r.content, "tokens": r.tokens if args.return_tokens else [],
            "id_slot": r.stats.id_slot, "stop": True, "model": model, "tokens_predicted": r.stats.n_decoded,
            "tokens_evaluated": r.stats.n_prompt, "generation_settings": args.settings_json(), "prompt": prompt,
-           "has_new_line": "\n" in r.content, "truncated": False, "stop_type": r.stop_type,
+           "has_new_line": "\n" in r.content, "truncated": r.truncated, "stop_type": r.stop_type,
            "stopping_word": r.stopping_word, "tokens_cached": r.stats.n_prompt + r.stats.n_decoded,
            "timings": timings(r.stats)}
     if args.n_probs > 0:
@@ -262,7 +262,7 @@ async def native_events(model: str, prompt: str, gen: Generation, index: int = 0
             yield _progress(_native_partial(piece, args, index), piece, args)
         elif piece.finish:
             last = Result("", piece.tokens, piece.probs, piece.stats, piece.finish, piece.stop_type,
-                          piece.stopping_word)
+                          piece.stopping_word, piece.truncated)
             if piece.text:
                 yield _native_partial(piece, args, index)
                 last.tokens, last.probs = [], []

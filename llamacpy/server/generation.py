@@ -30,6 +30,7 @@ class Piece:
     stop_type: str = "none"        # "eos" | "limit" | "word"
     stopping_word: str = ""
     progress: dict | None = None   # return_progress: {total, cache, processed, time_ms}, no text
+    truncated: bool = False        # ended because the slot's context was full
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Result:
     finish: str = "length"
     stop_type: str = "none"
     stopping_word: str = ""
+    truncated: bool = False
 
 
 class Generation:
@@ -120,7 +122,8 @@ class Generation:
         text, _ = stops.push(detok.flush())
         text += stops.flush()
         eos = event.reason == EndReason.EOS
-        return Piece(text, tokens, probs, event.stats, "stop" if eos else "length", "eos" if eos else "limit")
+        return Piece(text, tokens, probs, event.stats, "stop" if eos else "length", "eos" if eos else "limit",
+                     truncated=event.reason == EndReason.CONTEXT)
 
     async def result(self) -> Result:
         out = Result()
@@ -132,6 +135,7 @@ class Generation:
             out.stats = piece.stats
             if piece.finish:
                 out.finish, out.stop_type, out.stopping_word = piece.finish, piece.stop_type, piece.stopping_word
+                out.truncated = piece.truncated
         out.content = "".join(parts)
         return out
 
