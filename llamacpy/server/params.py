@@ -277,8 +277,8 @@ def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab
                 server_n_predict: int = -1, ignore_eos: bool = False) -> GenArgs:
     """The fields every completion route shares (the route sets logprobs its own way)."""
     n_predict = body.first_int(("n_predict", "max_tokens", "max_completion_tokens"), -1, minimum=-1)
-    if server_n_predict >= 0:
-        n_predict = server_n_predict if n_predict < 0 else min(n_predict, server_n_predict)
+    if n_predict < 0:  # -n is the default of a request that sets none (llama-server's n_predict_max)
+        n_predict = server_n_predict
     options = body.object("stream_options")
     include_usage = options.get("include_usage", False)
     if not isinstance(include_usage, bool):
