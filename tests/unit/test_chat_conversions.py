@@ -43,10 +43,10 @@ def test_anthropic_tool_round_trip_becomes_chat_history():
 
 @pytest.mark.parametrize("body, message", [
     ({"messages": [{"role": "user", "content": "x"}]}, "'max_tokens' is required"),
-    ({"max_tokens": 1, "messages": []}, "'messages' is required"),
+    ({"max_tokens": 1, "messages": {}}, "'messages' is required"),
     ({"max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}, "'role' \"user\" or \"assistant\""),
     ({"max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
-     "image blocks are not supported"),
+     "image input is not supported"),
     ({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "sometimes"}},
      "'tool_choice' must be"),
 ])
