@@ -265,9 +265,8 @@ class Engine(ModelThread):
         c = self.config
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
-        kept = self._counters
         self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool)
-        self.scheduler.counters = kept
+        self.scheduler.counters = self._counters  # the totals since start outlive a sleep
         self._warmup(model)
 
     def _release(self) -> None:

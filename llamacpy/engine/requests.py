@@ -42,7 +42,7 @@ class GenRequest:
     id_slot: int = -1            # -1: any slot
     grammar: Grammar | None = None  # constrain the output (a matcher is started on the engine thread)
     draft: DraftParams | None = None  # speculative decoding's limits for this request (None: the server's)
-    sink: Callable[[TokenEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
+    sink: Callable[[TokenEvent | ProgressEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
     return_progress: bool = False  # ProgressEvents while the prompt is evaluated (llama-server's option)
     id: int = -1                 # assigned by Engine.submit
 

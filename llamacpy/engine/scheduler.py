@@ -103,6 +103,12 @@ class Slot:
             self.drafter.params = req.draft or self.draft_params
         return self.prompt_logits[1] if reuse else None
 
+    def clear(self) -> None:
+        """Drop the cached tokens (and, in a lazily mapped cache, give their pages back)."""
+        self.seq.reset(0)
+        self.prompt_logits = None
+        self.seq.cache.release(self.id)
+
     def release(self, now: float) -> GenRequest:
         req, self.req, self.sampler, self.pending = self.req, None, None, []
         self.last_used = now
@@ -184,19 +190,15 @@ class Scheduler:
     def restore_slot(self, index: int, path: str) -> tuple[int, int]:
         """(tokens restored, bytes read); the slot's cache is empty if the file could not be used."""
         slot = self.slots[index]
-        slot.seq.reset(0)
-        slot.prompt_logits = None
+        slot.clear()
         room = slot.n_ctx if self.pool is None else min(slot.n_ctx, self.pool_free())
         tokens, n_read = slot_file.load(path, self.model, self.cache, index, room)
         slot.seq.tokens.extend(tokens)
         return len(tokens), n_read
 
     def erase_slot(self, index: int) -> int:
-        slot = self.slots[index]
-        n = len(slot.seq.tokens)
-        slot.seq.reset(0)
-        slot.prompt_logits = None
-        self.cache.release(index)
+        n = len(self.slots[index].seq.tokens)
+        self.slots[index].clear()
         return n
 
     def cancel_all(self, reason: EndReason, message: str = "") -> None:
@@ -367,10 +369,7 @@ class Scheduler:
         need = sum(len(chunk) for _, chunk in plan)
         idle = sorted((s for s in self.slots if not s.busy and s.seq.tokens), key=lambda s: s.last_used)
         while need > self.pool_free() and idle:
-            slot = idle.pop(0)
-            slot.seq.reset(0)
-            slot.prompt_logits = None
-            self.cache.release(slot.id)
+            idle.pop(0).clear()
         free = self.pool_free()
         if need <= free:
             return plan
@@ -385,9 +384,7 @@ class Scheduler:
         if n_decoding > free or not out:
             for slot in self.slots:
                 if slot.busy:
-                    slot.seq.reset(0)
-                    slot.prompt_logits = None
-                    self.cache.release(slot.id)
+                    slot.clear()
                     self._finish(slot, EndReason.ERROR, "Context size has been exceeded.")
             return []
         return out

@@ -572,8 +572,8 @@ async def props(request: Request):
         "endpoint_slots": s.slots, "endpoint_props": False, "endpoint_metrics": s.metrics,
         "ui": s.webui, "ui_settings": {}, "chat_template": ctx.template.source,
         "chat_template_caps": ctx.template_caps(), "bos_token": ctx.token_text("bos"),
-        "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT,
-        "is_sleeping": ctx.engine.sleeping.is_set(), "cors_proxy_enabled": s.cors_proxy, "embedding": s.embedding, "pooling": ctx.pooling if s.embedding else None,
+        "eos_token": ctx.token_text("eos"), "build_info": FINGERPRINT, "is_sleeping": ctx.engine.sleeping.is_set(),
+        "cors_proxy_enabled": s.cors_proxy, "embedding": s.embedding, "pooling": ctx.pooling if s.embedding else None,
         "model_draft_path": str(ctx.draft_path) if ctx.draft_path else None,
     })
 

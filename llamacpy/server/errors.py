@@ -46,14 +46,14 @@ def bad_request(message: str) -> ApiError:
 
 
 NOT_FOUND = ApiError(404, "File Not Found")
+LOADING = ApiError(503, "Loading model")
+BAD_API_KEY = ApiError(401, "Invalid API Key")
 
 
 def media_unsupported(kind: str) -> ApiError:
     """llama-server's answer (a 500) to an image / audio / video part for a model without a projector."""
     return ApiError(500, f"{kind} input is not supported - hint: if this is unexpected, you may need to provide "
                          "the mmproj")
-LOADING = ApiError(503, "Loading model")
-BAD_API_KEY = ApiError(401, "Invalid API Key")
 
 
 def exceeds_context(n_prompt: int, n_ctx: int, message: str = "") -> ApiError:

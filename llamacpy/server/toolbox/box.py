@@ -24,11 +24,12 @@ log = logging.getLogger("llamacpy.server")
 DISABLED = ApiError(403, "this feature is disabled", "feature_disabled")
 MAX_BODY = 16 << 20
 ALL = "all"
+FROM_HEADERS = ("cwd", "runtime", "resp_type")  # params only the request's headers set, never the model
 
 
 def _mcp_tool(d: ToolDef, servers: McpServers) -> Tool:
     def invoke(params: dict, _stream=None) -> dict:
-        args = {k: v for k, v in params.items() if k not in ("cwd", "runtime", "resp_type")}
+        args = {k: v for k, v in params.items() if k not in FROM_HEADERS}
         return servers.call(d.server, d.name, args, lambda: False)
 
     return Tool(f"{d.server}_{d.name}", f"{d.server}_{d.name}", d.description, {}, (), invoke, uses_cwd=False,
@@ -98,7 +99,7 @@ class Toolbox:
 
     def call_params(self, request: Request, params: dict) -> dict:
         """The params with cwd / runtime / resp_type from the headers only (a model's own are dropped)."""
-        params = {k: v for k, v in params.items() if k not in ("cwd", "runtime", "resp_type")}
+        params = {k: v for k, v in params.items() if k not in FROM_HEADERS}
         headers = request.headers
         if headers.get("x-tool-cwd"):
             params["cwd"] = headers["x-tool-cwd"]

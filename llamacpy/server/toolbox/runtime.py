@@ -17,6 +17,7 @@ import os
 import select
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -401,8 +402,6 @@ class OwnedContainer:
         self._spawn()
 
     def _spawn(self) -> None:
-        import tempfile
-
         cidfile = os.path.join(tempfile.gettempdir(), f"llamacpy-tools-runtime-{os.getpid()}-{id(self)}.cid")
         with contextlib.suppress(OSError):
             os.remove(cidfile)
