@@ -259,7 +259,9 @@ async def native_events(model: str, prompt: str, gen: Generation, index: int = 0
     args = gen.args
     async for piece in gen.pieces():
         if piece.progress is not None:
-            yield _progress(_native_partial(piece, args, index), piece, args)
+            partial = _native_partial(piece, args, index)
+            partial["tokens_evaluated"] = piece.progress["total"]  # the progress stats count what is processed
+            yield _progress(partial, piece, args)
         elif piece.finish:
             last = Result("", piece.tokens, piece.probs, piece.stats, piece.finish, piece.stop_type,
                           piece.stopping_word, piece.truncated)

@@ -45,7 +45,7 @@ def test_native_stream(http):
     n_total = updates[0]["total"]
     assert len(updates) == 1 + -(-n_total // 16)  # the start, then one per batch of 16
     assert out[:len(progress)] == progress  # all before the first token
-    assert all(f["content"] == "" and f["tokens"] == [] for f in progress)
+    assert all(f["content"] == "" and f["tokens"] == [] and f["tokens_evaluated"] == n_total for f in progress)
     first = progress[0]["timings"]
     assert first["prompt_n"] == 0 and first["prompt_ms"] == 0.0 and first["predicted_n"] == 0
     ms = [f["timings"]["prompt_ms"] for f in progress]
