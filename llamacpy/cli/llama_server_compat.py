@@ -56,7 +56,6 @@ NO_EFFECT = {
     "--threads-http": "HTTP runs on one asyncio loop",
     "--reuse-port": "the socket is bound once",
     "--cache-idle-slots": "idle slots keep their cache for prompt reuse",
-    "--keep": "only used by --context-shift, which is off",
     "--verbose": "see --log-verbosity", "--log-verbosity": "llamacpy logs at INFO",
     "--log-disable": "llamacpy logs at INFO", "--log-file": "llamacpy logs to stderr",
     "--log-colors": "llamacpy logs without colours", "--log-prefix": "llamacpy logs with its own prefix",
@@ -90,7 +89,6 @@ _OFF = ("off", "disabled", "false", "0", False)
 UNTIL = {
     "--cache-type-k": (("f16",), "KV cache types other than f16"),
     "--cache-type-v": (("f16",), "KV cache types other than f16"),
-    "--context-shift": (_OFF, "context shift"),
     "--cache-reuse": (("0",), "prompt cache reuse by KV shifting"),
     "--lora": ((), "LoRA adapters"), "--lora-scaled": ((), "LoRA adapters"),
     "--lora-init-without-apply": (_OFF, "LoRA adapters"),

@@ -37,6 +37,8 @@ class EngineConfig:
     draft: DraftSetup | None = None  # speculative decoding (set by the load function, like n_ctx_slot)
     sleep_idle_seconds: float | None = None  # --sleep-idle-seconds: release the model after this long idle
     kv_pool: int | None = None  # a unified KV cache of this many cells shared by the slots (None: one per slot)
+    context_shift: bool = False  # --context-shift (scheduler.py)
+    add_bos: bool = False  # the model's prompts start with BOS (a context shift keeps it)
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,8 @@ class Engine(ModelThread):
         c = self.config
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
-        self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool)
+        self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool,
+                                   c.context_shift, c.add_bos)
         self.scheduler.counters = self._counters  # the totals since start outlive a sleep
         self._warmup(model)
 

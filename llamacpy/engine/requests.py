@@ -44,6 +44,8 @@ class GenRequest:
     draft: DraftParams | None = None  # speculative decoding's limits for this request (None: the server's)
     sink: Callable[[TokenEvent | ProgressEvent | DoneEvent], None] = field(default=lambda ev: None, repr=False)
     return_progress: bool = False  # ProgressEvents while the prompt is evaluated (llama-server's option)
+    n_keep: int = 0              # context shift: prompt tokens kept at the front (-1: all; BOS is kept besides)
+    n_discard: int = 0           # context shift: tokens dropped after them (0: half of the rest)
     id: int = -1                 # assigned by Engine.submit
 
 
@@ -59,6 +61,7 @@ class Stats:
     t_gen_ms: float = 0.0     # from the first sampled token to the latest
     n_drafted: int = 0        # speculative decoding: tokens drafted ...
     n_draft_accepted: int = 0  # ... and accepted (sampled as drafted)
+    truncated: bool = False    # the context was shifted (tokens dropped) at least once
 
 
 @dataclass(slots=True)

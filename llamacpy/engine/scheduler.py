@@ -14,6 +14,7 @@ prompt chunk do not draft (a prompt goes through at full batch size); without a 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -30,6 +31,8 @@ from .requests import DoneEvent, EndReason, GenRequest, ProgressEvent, Stats, To
 from .sequence import Sequence
 from .speculative import DraftParams, DraftSetup, ModelDrafter
 from .thread_tuner import ThreadTuner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,11 +125,15 @@ class Scheduler:
     """
 
     def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
-                 tuner: ThreadTuner | None = None, draft: DraftSetup | None = None, pool: int | None = None):
+                 tuner: ThreadTuner | None = None, draft: DraftSetup | None = None, pool: int | None = None,
+                 context_shift: bool = False, add_bos: bool = False):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
         self.n_vocab = model.args.n_vocab
+        # llama-server's --context-shift: a generating slot whose context fills drops tokens after its first
+        # n_keep (+ BOS when the model adds one) instead of ending; off: the reply ends there, truncated
+        self.context_shift, self.add_bos = context_shift, add_bos
         # a unified KV cache (`pool` cells shared by the slots, llama-server's --kv-unified): every slot may hold
         # up to n_ctx_slot tokens, all together at most `pool`; the memory follows the tokens held
         self.pool = pool
@@ -426,10 +433,28 @@ class Scheduler:
             self._finish(slot, EndReason.EOS)
         elif 0 <= req.n_predict <= st.n_decoded:
             self._finish(slot, EndReason.LENGTH)
-        elif len(slot.seq.tokens) + 1 >= slot.n_ctx:
+        elif len(slot.seq.tokens) + 1 >= slot.n_ctx and not self.context_shift:
             self._finish(slot, EndReason.CONTEXT)
         else:
+            if len(slot.seq.tokens) + 1 >= slot.n_ctx:
+                self._shift(slot)
             slot.pending = [token]
+
+    def _shift(self, slot: Slot) -> None:
+        """llama-server's context shift (server-context.cpp pre_decode): keep the first n_keep tokens (the whole
+        prompt for -1; one more for BOS), drop n_discard after them (default half the rest), move the rest down.
+        A drafted step never reaches here before its last row (its draft stops 2 cells short of the end)."""
+        req, n = slot.req, len(slot.seq.tokens)
+        keep = (len(req.prompt) if req.n_keep < 0 else req.n_keep) + int(self.add_bos)
+        keep = min(slot.n_ctx - 4, keep)
+        left = n - keep
+        discard = max(0, min(req.n_discard or left // 2, left - 1))
+        log.info("slot %d: context shift, n_keep = %d, n_left = %d, n_discard = %d", slot.id, keep, left, discard)
+        slot.seq.shift(keep, discard)
+        if slot.drafter is not None:
+            slot.drafter.seq.shift(keep, discard)
+        slot.prompt_logits = None
+        slot.stats.truncated = True
 
     def _finish(self, slot: Slot, reason: EndReason, message: str = "") -> None:
         st = slot.stats

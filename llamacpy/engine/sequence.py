@@ -35,6 +35,15 @@ class Sequence:
     def reset(self, keep: int = 0) -> None:
         del self.tokens[keep:]
 
+    def shift(self, keep: int, discard: int) -> None:
+        """Drop tokens [keep, keep + discard) from the cache row, the later ones moved down (context shift)."""
+        n = len(self.tokens)
+        if n <= keep + discard:
+            self.reset(min(n, keep))
+            return
+        self.model.shift_cache(self.cache, self.seq, keep, discard, n)
+        del self.tokens[keep:keep + discard]
+
     def feed(self, tokens: list[int], all_logits: bool = False, row_exact: bool = False) -> np.ndarray:
         """Append tokens to the sequence; return logits of the last token (or of every token).
 

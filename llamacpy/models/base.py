@@ -13,7 +13,7 @@ import numpy as np
 
 from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
-from ..ops import rms_norm
+from ..ops import RopeTable, rms_norm
 from ..ops.linear import Linear
 
 
@@ -178,6 +178,21 @@ class DecoderModel:
         """One layer. With `trace`, intermediates are stored under llama.cpp's graph names
         (attn_norm-i, Qcur-i, Kcur-i, Vcur-i, kqv_out-i, l_out-i ...) to compare with its eval callback."""
         raise NotImplementedError
+
+    def rope_of(self, layer: int) -> RopeTable:  # pragma: no cover - abstract
+        """The rotary table of `layer`'s keys (for shifting them in the cache)."""
+        raise NotImplementedError
+
+    def shift_cache(self, cache: KVCache, seq: int, keep: int, discard: int, n: int) -> None:
+        """llama-server's context shift on row `seq` holding n tokens: drop the cells [keep, keep + discard) and
+        move the later ones down, their keys re-rotated by -discard positions (llama.cpp's seq_rm + seq_add and
+        K shift: rope on the f16 cache, rounded back to f16)."""
+        if discard <= 0 or keep + discard >= n:
+            raise ValueError(f"cannot discard {discard} of {n} tokens after the first {keep}")
+        for i in range(self.args.n_layer):
+            k, v = cache.k[i][seq], cache.v[i][seq]  # (n_head_kv, n_ctx, head_dim) float16
+            k[:, keep:n - discard] = self.rope_of(i).shift(k[:, keep + discard:n], -discard)
+            v[:, keep:n - discard] = v[:, keep + discard:n].copy()
 
     def new_cache(self, n_ctx: int, n_seq: int = 1, lazy: bool = False) -> KVCache:
         return KVCache(self.args, n_ctx, n_seq, lazy)

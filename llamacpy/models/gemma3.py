@@ -53,6 +53,9 @@ class Model(DecoderModel):
         self.rope_global = RopeTable(args.n_rot, args.rope_base, n_ctx, True, args.rope_scale)
         self.rope_local = RopeTable(args.n_rot, args.rope_base_swa, n_ctx, True, 1.0)
 
+    def rope_of(self, layer: int) -> RopeTable:
+        return self.rope_local if self.args.is_swa(layer) else self.rope_global
+
     def load_layer(self, w: Weights, i: int) -> Gemma3Layer:
         p = f"blk.{i}."
         return Gemma3Layer(

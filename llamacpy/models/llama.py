@@ -39,6 +39,9 @@ class Model(DecoderModel):
         self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, args.rope_neox, args.rope_scale)
         self.scale = 1.0 / np.sqrt(args.head_dim)
 
+    def rope_of(self, layer: int) -> RopeTable:
+        return self.rope
+
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
                 output_rows: np.ndarray | None = None, trace: dict | None = None,
                 row_exact: bool = False) -> np.ndarray:

@@ -44,6 +44,21 @@ class RopeTable:
         self.sin = np.empty_like(theta)
         _cos_sin(theta, self.cos, self.sin)
 
+    def shift(self, k: np.ndarray, delta: int) -> np.ndarray:
+        """Cached keys k (n_heads, n, head_dim), rotated at their positions, -> rotated `delta` positions further
+        (float32), as llama.cpp's K shift ropes its cache by each cell's position change. A negative delta uses
+        cos(-t) = cos(t), sin(-t) = -sin(t): ggml's angles for -p are exactly those for p negated."""
+        if not 0 < abs(delta) < len(self.cos):
+            raise ValueError(f"a shift of {delta} positions is outside the table (0 < |delta| < {len(self.cos)})")
+        d = abs(delta)
+        cos, sin = self.cos[d:d + 1], self.sin[d:d + 1]
+        if delta < 0:
+            sin = -sin
+        x = np.ascontiguousarray(k.transpose(1, 0, 2), dtype=np.float32)  # (n, n_heads, head_dim)
+        out = np.empty_like(x)
+        _rope(x, np.zeros(len(x), np.int64), cos, sin, self.n_rot, self.neox, out)
+        return out.transpose(1, 0, 2)
+
     def apply(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """x: (T, n_heads, head_dim) float32, positions: (T,) -> rotated copy."""
         x = np.ascontiguousarray(x, dtype=np.float32)

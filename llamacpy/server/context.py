@@ -48,6 +48,7 @@ class ServerContext:
         if settings.sleep_idle_seconds == 0 or settings.sleep_idle_seconds < -1:
             raise ValueError("--sleep-idle-seconds: invalid value: cannot be 0 or less than -1")
         config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads,
+                              context_shift=settings.context_shift,
                               sleep_idle_seconds=settings.sleep_idle_seconds if settings.sleep_idle_seconds > 0
                               else None)
         kind = EmbeddingEngine if settings.embedding else Engine
@@ -88,6 +89,7 @@ class ServerContext:
             raise ValueError(f"a context of {self.n_ctx} tokens split over {s.n_slots} slots is too small")
         self.engine.config.n_ctx_slot = self.n_ctx_slot  # read by the engine when it builds the cache, next
         self.engine.config.kv_pool = self.n_ctx if s.unified_kv and not s.embedding else None
+        self.engine.config.add_bos = tokenizer.add_bos
         self.max_piece_bytes = max(len(tokenizer.token_to_piece(i)) for i in range(tokenizer.n_vocab)) or 1
         tensors = list(g.tensors.values())
         self.model_facts = {

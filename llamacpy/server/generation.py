@@ -123,7 +123,7 @@ class Generation:
         text += stops.flush()
         eos = event.reason == EndReason.EOS
         return Piece(text, tokens, probs, event.stats, "stop" if eos else "length", "eos" if eos else "limit",
-                     truncated=event.reason == EndReason.CONTEXT)
+                     truncated=event.reason == EndReason.CONTEXT or event.stats.truncated)
 
     async def result(self) -> Result:
         out = Result()

@@ -72,6 +72,14 @@ class ServerSettings:
              "auto, else each slot gets -c / -np)"))
     n_predict: int = field(default=-1, metadata=_flag(
         "-n", "--n-predict", metavar="N", help="most tokens a request may generate (default: -1 = no limit)"))
+    context_shift: bool = field(default=False, metadata=_flag(
+        "--context-shift", negatable=True,
+        help="when a reply fills its slot's context, drop the older half of what follows the --keep tokens and go "
+             "on (default: off, the reply ends there)"))
+    keep: int = field(default=0, metadata=_flag(
+        "--keep", metavar="N",
+        help="context shift: prompt tokens always kept, besides BOS (default: 0; -1 = the whole prompt; a "
+             "request's n_keep wins)"))
     api_key: list[str] = field(default_factory=list, metadata=_flag(
         "--api-key", metavar="KEY[,KEY...]", help="API keys; requests must send one (Authorization: Bearer KEY)"))
     api_key_file: str | None = field(default=None, metadata=_flag(

@@ -108,6 +108,13 @@ def test_environment_sets_flags_and_the_command_line_wins(monkeypatch):
     assert (s.ctx_size, s.jinja, s.slots) == (99, True, True)
 
 
+def test_context_shift_and_keep(monkeypatch):
+    assert (settings().context_shift, settings().keep) == (False, 0)
+    assert (settings("--context-shift", "--keep", "-1").context_shift, settings("--keep", "-1").keep) == (True, -1)
+    monkeypatch.setenv("LLAMA_ARG_CONTEXT_SHIFT", "enabled")
+    assert settings().context_shift and not settings("--no-context-shift").context_shift
+
+
 def test_a_bad_environment_value_names_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "lots")
     with pytest.raises(SystemExit):
@@ -131,7 +138,7 @@ def test_gpu_flags_from_the_environment_are_logged(monkeypatch):
                                              "LLAMA_ARG_N_GPU_LAYERS: no effect, llamacpy runs on the CPU"]
 
 
-@pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-context-shift"], ["--cache-reuse", "0"],
+@pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-mmproj"], ["--cache-reuse", "0"],
                                   ["--adaptive-target", "-1"], ["--spec-type", "none"]])
 def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
     assert compat.check(parse(*argv))[0].endswith("as llamacpy does")
@@ -139,7 +146,7 @@ def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
 
 @pytest.mark.parametrize("argv, message", [
     (["-ctk", "q8_0"], "-ctk q8_0: llamacpy does not support KV cache types other than f16 yet"),
-    (["--context-shift"], "--context-shift: llamacpy does not support context shift yet"),
+    (["--spm-infill"], "--spm-infill: llamacpy does not support SPM infill order yet"),
     (["--lora", "a.gguf"], "--lora a.gguf: llamacpy does not support LoRA adapters yet"),
     (["-hf", "org/repo"], "Hugging Face downloads"),
     (["--gpt-oss-20b-default"], "preset of llama-server's downloads"),
