@@ -89,7 +89,6 @@ _OFF = ("off", "disabled", "false", "0", False)
 UNTIL = {
     "--cache-type-k": (("f16",), "KV cache types other than f16"),
     "--cache-type-v": (("f16",), "KV cache types other than f16"),
-    "--cache-reuse": (("0",), "prompt cache reuse by KV shifting"),
     "--lora": ((), "LoRA adapters"), "--lora-scaled": ((), "LoRA adapters"),
     "--lora-init-without-apply": (_OFF, "LoRA adapters"),
     "--control-vector": ((), "control vectors"), "--control-vector-scaled": ((), "control vectors"),

@@ -46,6 +46,8 @@ class GenRequest:
     return_progress: bool = False  # ProgressEvents while the prompt is evaluated (llama-server's option)
     n_keep: int = 0              # context shift: prompt tokens kept at the front (-1: all; BOS is kept besides)
     n_discard: int = 0           # context shift: tokens dropped after them (0: half of the rest)
+    n_cache_reuse: int = 0       # --cache-reuse: cached runs of at least this many prompt tokens are moved, not
+                                 # evaluated again (0: only the common prefix is reused)
     id: int = -1                 # assigned by Engine.submit
 
 

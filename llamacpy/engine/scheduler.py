@@ -90,6 +90,10 @@ class Slot:
         whole prompt and those logits (no evaluation needed), else None."""
         n = len(req.prompt)
         common = self.seq.common_prefix(req.prompt) if req.cache_prompt else 0
+        if req.cache_prompt and req.n_cache_reuse > 0 and common < min(n, len(self.seq.tokens)):
+            if self.prompt_logits is not None and self.prompt_logits[0] > common:
+                self.prompt_logits = None  # the cells after the common prefix are about to move
+            common = self.seq.reuse_chunks(req.prompt, common, req.n_cache_reuse)
         reuse = common == n and self.prompt_logits is not None and self.prompt_logits[0] == n
         keep = n if reuse else min(common, n - 1)
         self.seq.reset(keep)

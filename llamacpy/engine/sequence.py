@@ -41,8 +41,30 @@ class Sequence:
         if n <= keep + discard:
             self.reset(min(n, keep))
             return
-        self.model.shift_cache(self.cache, self.seq, keep, discard, n)
+        self.model.move_cells(self.cache, self.seq, keep + discard, keep, n - keep - discard)
         del self.tokens[keep:keep + discard]
+
+    def reuse_chunks(self, prompt: list[int], n_past: int, min_chunk: int) -> int:
+        """llama-server's --cache-reuse: past the common prefix (n_past tokens), every run of at least min_chunk
+        cached tokens that continues the prompt where it stands is moved into place (its keys re-rotated) instead
+        of being evaluated again; the cached tokens after the last reused run are dropped. Returns how many of
+        the prompt's tokens the row now holds (server-context.cpp's loop, run for run)."""
+        cached = self.tokens
+        head_c = head_p = n_past
+        while head_c < len(cached) and head_p < len(prompt):
+            m = 0
+            while head_c + m < len(cached) and head_p + m < len(prompt) and cached[head_c + m] == prompt[head_p + m]:
+                m += 1
+            if m >= min_chunk:
+                if head_c != head_p:
+                    self.model.move_cells(self.cache, self.seq, head_c, head_p, m)
+                cached[head_p:head_p + m] = cached[head_c:head_c + m]
+                head_c += m
+                head_p += m
+            else:
+                head_c += 1
+        self.reset(head_p)
+        return head_p
 
     def feed(self, tokens: list[int], all_logits: bool = False, row_exact: bool = False) -> np.ndarray:
         """Append tokens to the sequence; return logits of the last token (or of every token).

@@ -183,16 +183,16 @@ class DecoderModel:
         """The rotary table of `layer`'s keys (for shifting them in the cache)."""
         raise NotImplementedError
 
-    def shift_cache(self, cache: KVCache, seq: int, keep: int, discard: int, n: int) -> None:
-        """llama-server's context shift on row `seq` holding n tokens: drop the cells [keep, keep + discard) and
-        move the later ones down, their keys re-rotated by -discard positions (llama.cpp's seq_rm + seq_add and
-        K shift: rope on the f16 cache, rounded back to f16)."""
-        if discard <= 0 or keep + discard >= n:
-            raise ValueError(f"cannot discard {discard} of {n} tokens after the first {keep}")
+    def move_cells(self, cache: KVCache, seq: int, src: int, dst: int, n: int) -> None:
+        """Move the n cells [src, src + n) of row `seq` to [dst, dst + n), keys re-rotated by dst - src positions
+        (llama.cpp's seq_add with its K shift: rope on the f16 cache, rounded back to f16). For a context shift
+        and for reusing cached chunks of a prompt at new positions (--cache-reuse)."""
+        if n <= 0 or src == dst or min(src, dst) < 0 or max(src, dst) + n > cache.n_ctx:
+            raise ValueError(f"cannot move {n} cells from {src} to {dst} in a context of {cache.n_ctx}")
         for i in range(self.args.n_layer):
             k, v = cache.k[i][seq], cache.v[i][seq]  # (n_head_kv, n_ctx, head_dim) float16
-            k[:, keep:n - discard] = self.rope_of(i).shift(k[:, keep + discard:n], -discard)
-            v[:, keep:n - discard] = v[:, keep + discard:n].copy()
+            k[:, dst:dst + n] = self.rope_of(i).shift(k[:, src:src + n], dst - src)
+            v[:, dst:dst + n] = v[:, src:src + n].copy()
 
     def new_cache(self, n_ctx: int, n_seq: int = 1, lazy: bool = False) -> KVCache:
         return KVCache(self.args, n_ctx, n_seq, lazy)

@@ -196,7 +196,8 @@ def _defaults(ctx: ServerContext) -> SamplingParams:
 def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
     s = ctx.settings
     args = common_args(body, tokens, _defaults(ctx), ctx.tokenizer.n_vocab,
-                       lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos, s.keep)
+                       lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos, s.keep,
+                       s.cache_reuse)
     args.draft = draft_params(body, s.draft)
     if args.sampling.dry_on:
         args.sampling.dry_breakers = breaker_sequences(ctx.tokenizer, args.sampling.dry_sequence_breakers)

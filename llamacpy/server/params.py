@@ -136,6 +136,7 @@ class GenArgs:
     return_progress: bool = False  # streams: prompt_progress frames while the prompt is evaluated
     n_keep: int = 0  # context shift: prompt tokens kept (-1: all), and tokens dropped after them (0: half)
     n_discard: int = 0
+    n_cache_reuse: int = 0  # --cache-reuse: least run of cached tokens moved into place
     timings_per_token: bool = False  # streams: `timings` in every frame, not only the last
     grammar: Grammar | None = None
     draft: DraftParams = field(default_factory=DraftParams)  # speculative.n_max/n_min/p_min
@@ -145,7 +146,7 @@ class GenArgs:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
                           self.n_probs, self.post_sampling_probs, self.cache_prompt, self.id_slot, self.grammar,
                           self.draft, sink, return_progress=self.return_progress and self.stream,
-                          n_keep=self.n_keep, n_discard=self.n_discard)
+                          n_keep=self.n_keep, n_discard=self.n_discard, n_cache_reuse=self.n_cache_reuse)
 
     def settings_json(self) -> dict:
         """`generation_settings` / slot `params` as llama-server reports them."""
@@ -161,6 +162,7 @@ class GenArgs:
                 "dry_sequence_breakers": list(s.dry_sequence_breakers), "mirostat": s.mirostat,
                 "mirostat_tau": s.mirostat_tau, "mirostat_eta": s.mirostat_eta, "min_keep": s.min_keep,
                 "stop": list(self.stop), "n_probs": self.n_probs, "n_keep": self.n_keep, "n_discard": self.n_discard,
+                "n_cache_reuse": self.n_cache_reuse,
                 "ignore_eos": self.ignore_eos, "stream": self.stream, "cache_prompt": self.cache_prompt,
                 "logit_bias": [{"bias": v if math.isfinite(v) else None, "token": int(k)}  # -inf is null
                                for k, v in s.logit_bias.items()],
@@ -277,7 +279,7 @@ def stop_strings(body: Body) -> list[str]:
 
 
 def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab: int, tokenize,
-                server_n_predict: int = -1, ignore_eos: bool = False, server_n_keep: int = 0) -> GenArgs:
+                server_n_predict: int = -1, ignore_eos: bool = False, server_n_keep: int = 0, server_cache_reuse: int = 0) -> GenArgs:
     """The fields every completion route shares (the route sets logprobs its own way)."""
     n_predict = body.first_int(("n_predict", "max_tokens", "max_completion_tokens"), -1, minimum=-1)
     if n_predict < 0:  # -n is the default of a request that sets none (llama-server's n_predict_max)
@@ -301,6 +303,7 @@ def common_args(body: Body, prompt: list[int], defaults: SamplingParams, n_vocab
         return_progress=body.bool("return_progress"),
         n_keep=body.int("n_keep", server_n_keep, minimum=-1),
         n_discard=body.int("n_discard", 0, minimum=0),
+        n_cache_reuse=body.int("n_cache_reuse", server_cache_reuse, minimum=0),
         timings_per_token=body.bool("timings_per_token"),
     )
 

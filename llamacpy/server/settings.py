@@ -80,6 +80,11 @@ class ServerSettings:
         "--keep", metavar="N",
         help="context shift: prompt tokens always kept, besides BOS (default: 0; -1 = the whole prompt; a "
              "request's n_keep wins)"))
+    cache_reuse: int = field(default=0, metadata=_flag(
+        "--cache-reuse", metavar="N",
+        help="reuse runs of at least N cached tokens found later in a new prompt by moving their cells into place "
+             "(keys re-rotated) instead of evaluating them again (default: 0 = off; a request's n_cache_reuse "
+             "wins)"))
     api_key: list[str] = field(default_factory=list, metadata=_flag(
         "--api-key", metavar="KEY[,KEY...]", help="API keys; requests must send one (Authorization: Bearer KEY)"))
     api_key_file: str | None = field(default=None, metadata=_flag(

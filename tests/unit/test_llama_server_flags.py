@@ -113,6 +113,7 @@ def test_context_shift_and_keep(monkeypatch):
     assert (settings("--context-shift", "--keep", "-1").context_shift, settings("--keep", "-1").keep) == (True, -1)
     monkeypatch.setenv("LLAMA_ARG_CONTEXT_SHIFT", "enabled")
     assert settings().context_shift and not settings("--no-context-shift").context_shift
+    assert settings().cache_reuse == 0 and settings("--cache-reuse", "256").cache_reuse == 256
 
 
 def test_a_bad_environment_value_names_the_variable(monkeypatch, capsys):
@@ -138,7 +139,7 @@ def test_gpu_flags_from_the_environment_are_logged(monkeypatch):
                                              "LLAMA_ARG_N_GPU_LAYERS: no effect, llamacpy runs on the CPU"]
 
 
-@pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-mmproj"], ["--cache-reuse", "0"],
+@pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-mmproj"], ["--rope-scaling", "none"],
                                   ["--adaptive-target", "-1"], ["--spec-type", "none"]])
 def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
     assert compat.check(parse(*argv))[0].endswith("as llamacpy does")

@@ -1,6 +1,7 @@
-"""--context-shift, as llama-server's (server-context.cpp pre_decode): a reply that fills its slot drops the older
-half of what follows the first n_keep tokens (BOS kept besides) and goes on; the kept cells move down with their
-keys re-rotated to the new positions. Off (the default), the reply ends there, truncated."""
+"""Moving KV cells, as llama-server does. --context-shift (server-context.cpp pre_decode): a reply that fills its slot
+drops the older half of what follows the first n_keep tokens (BOS kept besides) and goes on; the kept cells move
+down with their keys re-rotated to the new positions. Off (the default), the reply ends there, truncated.
+--cache-reuse N: runs of at least N cached tokens that a new prompt has later on are moved into place."""
 
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def test_shifted_cells_hold_what_the_kept_tokens_give_at_their_new_positions(loa
             assert np.all(np.abs(k - k_ref) <= 2 * _f16_ulp(np.abs(k_ref).max(axis=-1, keepdims=True)))
             assert np.abs(k - k_ref).max() < 0.01 * np.abs(k_ref).max()
         np.testing.assert_array_equal(k[:, :4], k_ref[:, :4])  # the kept front is not touched
-    # a shift by 0 positions or past the cells is refused, not silently wrong
-    with pytest.raises(ValueError):
-        model.shift_cache(shifted.cache, 0, 4, 0, 60)
+    # a move by 0 positions or past the context is refused, not silently wrong
+    for src, dst, n in ((4, 4, 10), (100, 0, 40)):
+        with pytest.raises(ValueError):
+            model.move_cells(shifted.cache, 0, src, dst, n)
 
 
 def test_a_reply_longer_than_the_slot_goes_on_after_a_shift(loaded):
@@ -112,3 +114,43 @@ def test_server_context_shift_flag(start_server, smollm2_path, flag):
         assert "slot 0: context shift, n_keep = " in server.log_text()
     else:  # the reply ends when the slot is full
         assert body["timings"]["predicted_n"] == 256 - n_prompt
+
+
+def test_cache_reuse_moves_the_runs_a_new_prompt_has_further_on(loaded):
+    """A prompt with a middle part cut out (a chat whose history was edited): with n_cache_reuse 16 the part after
+    the cut is moved, not evaluated; without, only the common prefix is reused."""
+    model, tok = loaded
+    ids = tok.encode(TEXT * 2, add_special=True, parse_special=False)
+    head, middle, tail = ids[:10], ids[10:30], ids[30:70]
+    extra = tok.encode(" and so on", add_special=False, parse_special=False)
+    for n_reuse, cached in ((16, 50), (41, 10), (0, 10)):
+        sched = Scheduler(model, n_slots=1, n_ctx_slot=128, n_batch=128, eog_ids=tok.eog_ids)
+        submit(sched, head + middle + tail, n_predict=1)
+        run(sched)
+        rec = submit(sched, head + tail + extra, n_predict=4, n_cache_reuse=n_reuse)
+        run(sched)
+        assert rec.done.stats.n_cached == cached, n_reuse
+        assert sched.slots[0].seq.tokens[:len(head + tail)] == head + tail
+    # layer 0 of the moved cells is what those tokens give at their new positions
+    fresh = Sequence(model, model.new_cache(128))
+    fresh.feed(head + tail + extra)
+    sched = Scheduler(model, n_slots=1, n_ctx_slot=128, n_batch=128, eog_ids=tok.eog_ids)
+    submit(sched, head + middle + tail, n_predict=1)
+    run(sched)
+    sched.slots[0].seq.reuse_chunks(head + tail + extra, 10, 16)
+    assert sched.slots[0].seq.tokens == head + tail
+    k, k_ref = (c.k[0][0][:, 10:50].astype(np.float32) for c in (sched.cache, fresh.cache))
+    assert np.abs(k - k_ref).max() < 0.02 * np.abs(k_ref).max()
+
+
+def test_server_cache_reuse_flag(start_server, smollm2_path):
+    server = start_server(smollm2_path, "-c", "1024", "-np", "1", "--cache-reuse", "16")
+    with server.client(timeout=300) as http:
+        first = http.post("/completion", json={"prompt": TEXT + " Duis aute irure dolor." + TEXT, "n_predict": 1})
+        assert first.status_code == 200 and first.json()["generation_settings"]["n_cache_reuse"] == 16
+        again = http.post("/completion", json={"prompt": TEXT + TEXT + " More.", "n_predict": 1}).json()
+        off = http.post("/completion", json={"prompt": TEXT + " Other." + TEXT + " More.", "n_predict": 1,
+                                             "n_cache_reuse": 0}).json()
+    n_text = again["timings"]["prompt_n"] + again["timings"]["cache_n"]
+    assert again["timings"]["cache_n"] >= n_text - 8  # both copies of TEXT came from the cache
+    assert off["timings"]["cache_n"] <= n_text // 2 + 2  # the common prefix only
