@@ -168,6 +168,7 @@ class DecoderModel:
         self.output_norm = w.vector("output_norm.weight")
         self.output = Linear(w.matrix("output.weight")) if w.has("output.weight") else Linear(self.tok_embd)
         self.embed_scale = 1.0
+        self.logit_scale = 1.0  # the logits are multiplied by this (granite divides by its logit_scale)
         self.layers = [self.load_layer(w, i) for i in range(args.n_layer)]
 
     def load_layer(self, w: Weights, i: int):  # pragma: no cover - abstract
@@ -179,8 +180,8 @@ class DecoderModel:
         (attn_norm-i, Qcur-i, Kcur-i, Vcur-i, kqv_out-i, l_out-i ...) to compare with its eval callback."""
         raise NotImplementedError
 
-    def rope_of(self, layer: int) -> RopeTable:  # pragma: no cover - abstract
-        """The rotary table of `layer`'s keys (for shifting them in the cache)."""
+    def rope_of(self, layer: int) -> RopeTable | None:  # pragma: no cover - abstract
+        """The rotary table of `layer`'s keys (for shifting them in the cache); None: that layer has no RoPE."""
         raise NotImplementedError
 
     def move_cells(self, cache: KVCache, seq: int, src: int, dst: int, n: int) -> None:
@@ -191,7 +192,8 @@ class DecoderModel:
             raise ValueError(f"cannot move {n} cells from {src} to {dst} in a context of {cache.n_ctx}")
         for i in range(self.args.n_layer):
             k, v = cache.k[i][seq], cache.v[i][seq]  # (n_head_kv, n_ctx, head_dim) float16
-            k[:, dst:dst + n] = self.rope_of(i).shift(k[:, src:src + n], dst - src)
+            rope = self.rope_of(i)
+            k[:, dst:dst + n] = k[:, src:src + n].copy() if rope is None else rope.shift(k[:, src:src + n], dst - src)
             v[:, dst:dst + n] = v[:, src:src + n].copy()
 
     def new_cache(self, n_ctx: int, n_seq: int = 1, lazy: bool = False) -> KVCache:
@@ -234,4 +236,11 @@ class DecoderModel:
         for i in range(self.args.n_layer):
             x = self.block(i, x, positions, segments, cache, trace)
         x = rms_norm(x[output_rows], self.output_norm, self.args.rms_eps)  # (R, n_embd)
-        return self.output(x)  # (R, n_vocab)
+        return self.logits(x)  # (R, n_vocab)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """The output projection of final-normed hidden states (R, n_embd) -> (R, n_vocab)."""
+        out = self.output(x)
+        if self.logit_scale != 1.0:
+            out *= np.float32(self.logit_scale)
+        return out

@@ -28,6 +28,8 @@ class LlamaLayer:
     w_gate: Linear
     w_up: Linear
     w_down: Linear
+    q_norm: np.ndarray | None = None  # per-head RMS norms of q and k before RoPE (qwen3), when the file has them
+    k_norm: np.ndarray | None = None
 
 
 class Model(DecoderModel):
@@ -36,11 +38,15 @@ class Model(DecoderModel):
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=self.rope_neox)
         super().__init__(g, args)
-        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, args.rope_neox, args.rope_scale)
+        # llama 3.x: per-pair frequency factors (rope_freqs.weight, written by llama.cpp's converter)
+        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, args.rope_neox, args.rope_scale,
+                              self.w.optional_vector("rope_freqs.weight"))
         self.scale = 1.0 / np.sqrt(args.head_dim)
+        self.residual_scale = 1.0  # each block's attention and FFN outputs are scaled by this (granite)
+        self.rope_layers = (True,) * args.n_layer  # the layers whose q and k are rotated (smollm3 skips some)
 
-    def rope_of(self, layer: int) -> RopeTable:
-        return self.rope
+    def rope_of(self, layer: int) -> RopeTable | None:
+        return self.rope if self.rope_layers[layer] else None
 
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,
                 output_rows: np.ndarray | None = None, trace: dict | None = None,
@@ -71,8 +77,8 @@ class Model(DecoderModel):
         x = rms_norm(x[output_rows], self.output_norm, a.rms_eps)  # (R, n_embd)
         w = self.output.w
         if row_exact and len(x) >= 4 and w.vec_dot_type is not None and repacked_by_ggml(w.type, w.n_out):
-            return np.concatenate([self.output(x[i:i + 1]) for i in range(len(x))])  # (R, n_vocab)
-        return self.output(x)  # (R, n_vocab)
+            return np.concatenate([self.logits(x[i:i + 1]) for i in range(len(x))])  # (R, n_vocab)
+        return self.logits(x)  # (R, n_vocab)
 
     def _layer_steps(self, row_exact: bool = False) -> list[tuple] | None:
         """Per layer, the arguments `layer_step` needs about the weights (None: some weight has a type
@@ -89,8 +95,9 @@ class Model(DecoderModel):
             steps = []
             for L in self.layers:
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
-                if any(m.w.vec_dot_type is None for m in mats):
-                    return None
+                if any(m.w.vec_dot_type is None for m in mats) or L.q_norm is not None or self.residual_scale != 1 \
+                        or not all(self.rope_layers):
+                    return None  # the fused step has no q/k norm yet: the layer-by-layer path
                 kinds = np.array([KINDS[(m.w.type, repacked_by_ggml(m.w.type, m.n_out))] for m in mats], np.int64)
                 need = np.zeros((4, 3), np.bool_)
                 for group, ms in enumerate(([0, 1, 2], [3], [4, 5], [6])):
@@ -112,7 +119,13 @@ class Model(DecoderModel):
             wo=w.linear(p + "attn_output.weight"),
             ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.linear(p + "ffn_gate.weight"),
             w_up=w.linear(p + "ffn_up.weight"), w_down=w.linear(p + "ffn_down.weight"),
+            q_norm=w.optional_vector(p + "attn_q_norm.weight"), k_norm=w.optional_vector(p + "attn_k_norm.weight"),
         )
+
+    def _residual(self, branch: np.ndarray) -> np.ndarray:
+        if self.residual_scale != 1.0:
+            branch *= np.float32(self.residual_scale)
+        return branch
 
     def block(self, i: int, x: np.ndarray, positions: np.ndarray, segments: list[Segment],
               cache: KVCache, trace: dict | None = None) -> np.ndarray:
@@ -125,7 +138,10 @@ class Model(DecoderModel):
         q = L.wq(hq).reshape(T, a.n_head, a.head_dim)
         k = L.wk(hq).reshape(T, a.n_head_kv, a.head_dim)
         v = L.wv(hq).reshape(T, a.n_head_kv, a.head_dim)
-        q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
+        if L.q_norm is not None:
+            q, k = rms_norm(q, L.q_norm, a.rms_eps), rms_norm(k, L.k_norm, a.rms_eps)
+        if self.rope_layers[i]:
+            q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
         for seg in segments:
@@ -133,11 +149,11 @@ class Model(DecoderModel):
             kc, vc = cache.store(i, seg, k[rows], v[rows])
             attn[rows] = attention(q[rows], kc, vc, seg.pos0, self.scale)
             start += seg.n
-        x = x + L.wo(attn)  # (T, n_embd)
+        x = x + self._residual(L.wo(attn))  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
         hq = Activations(h)
         ff = swiglu(L.w_gate(hq), L.w_up(hq))  # (T, n_ff)
-        out = x + L.w_down(ff)
+        out = x + self._residual(L.w_down(ff))
         if trace is not None:
             trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,
                           f"ffn_inp-{i}": x, f"ffn_swiglu-{i}": ff, f"l_out-{i}": out})

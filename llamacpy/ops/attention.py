@@ -16,7 +16,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..kernels._common import fma32, half_to_float, pow2, round_to_half
-from ..kernels.simd import F32, I8, I64, Emit
+from ..kernels.simd import F32, HAS_AVX512, I8, I64, Emit
 from ..kernels.threads import run_parallel
 
 ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
@@ -197,6 +197,30 @@ def _scores_any(q, k, lo, hi, scale, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _scores_avx2(q, k, lo, hi, scale, out):
+    """ggml_vec_dot_f16 as ggml computes it with AVX2 (no AVX-512 on the host): 4 accumulators of 8 lanes over
+    steps of 32, folded (0+2) + (1+3), the 8 lanes as _mm_add_ps of the halves then two hadds, the tail (head
+    sizes not a multiple of 32) added in double. Products of f16 values are exact in f32, so ggml's fma is an
+    add of the exact product, as here."""
+    n = q.shape[0] - q.shape[0] % 32
+    acc = np.empty(32, np.float32)
+    for j in range(lo, hi):
+        kr = k[j]
+        acc[:] = 0.0
+        for i in range(0, n, 32):
+            for m in range(32):
+                acc[m] += q[i + m] * half_to_float(kr[i + m])
+        for m in range(8):
+            acc[m] = (acc[m] + acc[16 + m]) + (acc[8 + m] + acc[24 + m])
+        t0, t1 = acc[0] + acc[4], acc[1] + acc[5]
+        t2, t3 = acc[2] + acc[6], acc[3] + acc[7]
+        s = np.float64((t0 + t1) + (t2 + t3))
+        for i in range(n, q.shape[0]):
+            s += np.float64(q[i] * half_to_float(kr[i]))
+        out[j - lo] = np.float32(s) * scale
+
+
+@njit(cache=True, nogil=True, inline="always")
 def attend_f16(qrow, k, v, lo, hi, scale, out):
     """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
     computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max),
@@ -209,7 +233,9 @@ def attend_f16(qrow, k, v, lo, hi, scale, out):
     for d in range(hd):
         qh[d] = round_to_half(qrow[d])
     scores = np.empty(max(hi - lo, 0), np.float32)
-    if hd % 64 == 0:
+    if not HAS_AVX512:  # ggml's order is the host's: llamacpy matches the llama.cpp built on the same machine
+        _scores_avx2(qh, k, lo, hi, scale, scores)
+    elif hd % 64 == 0:
         _scores_f16(qh, k, lo, hi, scale, scores)
     else:
         _scores_any(qh, k, lo, hi, scale, scores)

@@ -30,7 +30,10 @@ def _cos_sin(theta, cos, sin):
 class RopeTable:
     """cos/sin (float32) for positions [0, n_ctx), computed once as ggml_rope_cache_init does."""
 
-    def __init__(self, n_rot: int, base: float, n_ctx: int, neox: bool, freq_scale: float = 1.0):
+    def __init__(self, n_rot: int, base: float, n_ctx: int, neox: bool, freq_scale: float = 1.0,
+                 freq_factors: np.ndarray | None = None):
+        """`freq_factors` (n_rot/2 float32, a GGUF's rope_freqs.weight: llama 3.x's rope scaling) divide each
+        pair's angle before the frequency scale, as ggml_rope_ext's freq_factors."""
         self.n_rot, self.neox = n_rot, neox
         # ggml's float32 recurrence: theta_0 = pos, theta_{i+1} = theta_i * base^(-2/n_rot); the angles
         # are then rounded the same way as llama.cpp's, so f16 rounding downstream flips the same bits.
@@ -39,6 +42,10 @@ class RopeTable:
         theta[:, 0] = np.arange(n_ctx, dtype=np.float32)
         for i in range(1, n_rot // 2):
             theta[:, i] = theta[:, i - 1] * theta_scale
+        if freq_factors is not None:
+            if freq_factors.shape != (n_rot // 2,):
+                raise ValueError(f"rope frequency factors: {freq_factors.shape[0]} values for {n_rot // 2} pairs")
+            theta /= freq_factors.astype(np.float32)
         theta *= np.float32(freq_scale)
         self.cos = np.empty_like(theta)  # (n_ctx, n_rot/2)
         self.sin = np.empty_like(theta)

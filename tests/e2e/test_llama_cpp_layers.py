@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from llamacpy.gguf import GGUFFile
+from llamacpy.kernels.simd import HAS_AVX512
 from llamacpy.models import Segment, load_model
 
-DATA = Path(__file__).parent.parent / "data" / "llama_cpp_layers"
+# the host's instruction set picks the recording: ggml's float order follows its SIMD width, as llamacpy does
+DATA = Path(__file__).parent.parent / "data" / ("llama_cpp_layers" if HAS_AVX512 else "llama_cpp_layers_avx2")
 MODELS = {"smollm2-135m-instruct": "smollm2_path", "qwen2.5-coder-0.5b-instruct": "qwen05_path",
           "gemma-3-270m": "gemma_path"}
 TOLERANCE = {"kqv_out": 3e-4, "ffn_geglu": 3e-5}

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Tiny random-weight GGUFs, one per architecture, for checking llamacpy against llama.cpp (tests/data/arch/).
+
+    python3 scripts/make_tiny_models.py OUT_DIR [ARCH ...]     # default: every architecture below
+
+Each model has 2-3 layers and small widths, a real vocabulary (copied with its tokenizer from the catalog's
+smollm2-135m-instruct, so prompts tokenize as text), seeded weights (the same bytes on every run: the recordings
+name each file's sha256), and every hyper-parameter its architecture reads set away from its default, so that a
+feature llamacpy lacks changes the output. Matrices are Q8_0 (exact in both programs' kernels), norms F32.
+Embeddings and outputs are scaled so that the logits spread over several nats: greedy picks are not near-ties.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+VOCAB_MODEL = "smollm2-135m-instruct"  # its tokenizer.* keys are copied
+
+
+@dataclass
+class Spec:
+    """One tiny model: hyper-parameters (under the architecture's prefix) and how its layers' tensors look."""
+
+    arch: str
+    seed: int
+    n_embd: int = 128
+    n_layer: int = 3
+    n_head: int = 4
+    n_head_kv: int = 2
+    head_dim: int = 32
+    n_ff: int = 256
+    kv: dict = field(default_factory=dict)      # more `{arch}.` keys
+    extra: Callable | None = None               # (spec, rng) -> {tensor name: array} besides the llama-like ones
+    qk_norm: bool = False                       # attn_q_norm / attn_k_norm per head (qwen3, olmo2)
+    tied: bool = False                          # no output.weight: the embedding is the output
+    olmo2: bool = False                         # no pre-norms; post-norms; q/k norms over all heads at once
+
+
+def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    # llama 3.x's rope scaling as convert_hf_to_gguf.py writes it: one factor per rotated pair, 1 for high
+    # frequencies, up to `factor` for low ones (here random in [1, 8] so that every pair is changed)
+    return {"rope_freqs.weight": rng.uniform(1.0, 8.0, spec.head_dim // 2).astype(np.float32)}
+
+
+SPECS = {
+    "llama": Spec("llama", 11, kv={"rope.freq_base": 50000.0}),
+    "llama3": Spec("llama", 12, kv={"rope.freq_base": 500000.0}, extra=_llama3_rope_freqs),
+    "qwen3": Spec("qwen3", 13, head_dim=48, qk_norm=True, tied=True, kv={"rope.freq_base": 1000000.0}),
+    "smollm3": Spec("smollm3", 15, n_layer=4, tied=True, kv={"rope.freq_base": 2000000.0}),  # layer 3: no RoPE
+    "olmo2": Spec("olmo2", 16, olmo2=True, n_head_kv=4, kv={"rope.freq_base": 500000.0}),
+    "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
+                                       "attention.scale": 0.09, "logit_scale": 2.5}),
+}
+
+
+def _copy_tokenizer(w: gguf.GGUFWriter, source: Path) -> int:
+    r = gguf.GGUFReader(source)
+    n_vocab = 0
+    for f in r.fields.values():
+        if not f.name.startswith("tokenizer."):
+            continue
+        value = f.contents()
+        vtype = f.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(f.name, value, vtype, sub_type=f.types[-1])
+            if f.name == "tokenizer.ggml.tokens":
+                n_vocab = len(value)
+        else:
+            w.add_key_value(f.name, value, vtype)
+    return n_vocab
+
+
+def _q8_0(w: gguf.GGUFWriter, name: str, x: np.ndarray) -> None:
+    w.add_tensor(name, gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0),
+                 raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+
+
+def make(name: str, out: Path, vocab_source: Path) -> Path:
+    """Write the tiny model `name` (a key of SPECS) to out/<name>.gguf."""
+    s = SPECS[name]
+    rng = np.random.default_rng(s.seed)
+    path = out / f"{name}.gguf"
+    w = gguf.GGUFWriter(path, s.arch)
+    w.add_name(f"tiny-{name}")
+    a = s.arch
+    w.add_uint32(f"{a}.context_length", 2048)
+    w.add_uint32(f"{a}.embedding_length", s.n_embd)
+    w.add_uint32(f"{a}.block_count", s.n_layer)
+    w.add_uint32(f"{a}.feed_forward_length", s.n_ff)
+    w.add_uint32(f"{a}.attention.head_count", s.n_head)
+    w.add_uint32(f"{a}.attention.head_count_kv", s.n_head_kv)
+    w.add_uint32(f"{a}.attention.key_length", s.head_dim)
+    w.add_uint32(f"{a}.attention.value_length", s.head_dim)
+    w.add_uint32(f"{a}.rope.dimension_count", s.head_dim)
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
+    for key, value in s.kv.items():
+        (w.add_float32 if isinstance(value, float) else w.add_uint32)(f"{a}.{key}", value)
+    w.add_uint32("general.file_type", gguf.LlamaFileType.MOSTLY_Q8_0)
+    n_vocab = _copy_tokenizer(w, vocab_source)
+    w.add_uint32(f"{a}.vocab_size", n_vocab)
+
+    def mat(n_out: int, n_in: int, std: float) -> np.ndarray:
+        return (rng.standard_normal((n_out, n_in)) * std).astype(np.float32)
+
+    def norm(n: int) -> np.ndarray:
+        return rng.uniform(0.5, 1.5, n).astype(np.float32)
+
+    e, hd = s.n_embd, s.head_dim
+    _q8_0(w, "token_embd.weight", mat(n_vocab, e, 1.0))
+    w.add_tensor("output_norm.weight", norm(e))
+    if not s.tied:
+        _q8_0(w, "output.weight", mat(n_vocab, e, 0.5))
+    for name_, x in (s.extra(s, rng) if s.extra else {}).items():
+        w.add_tensor(name_, x)
+    for i in range(s.n_layer):
+        p = f"blk.{i}."
+        if not s.olmo2:
+            w.add_tensor(p + "attn_norm.weight", norm(e))
+        # small enough that attention scores spread over a few units: a near one-hot softmax would turn rounding
+        # differences into a different key winning
+        _q8_0(w, p + "attn_q.weight", mat(s.n_head * hd, e, 0.1))
+        _q8_0(w, p + "attn_k.weight", mat(s.n_head_kv * hd, e, 0.1))
+        _q8_0(w, p + "attn_v.weight", mat(s.n_head_kv * hd, e, 0.2))
+        _q8_0(w, p + "attn_output.weight", mat(e, s.n_head * hd, 0.1))
+        if s.qk_norm:
+            w.add_tensor(p + "attn_q_norm.weight", norm(hd))
+            w.add_tensor(p + "attn_k_norm.weight", norm(hd))
+        if s.olmo2:
+            w.add_tensor(p + "attn_q_norm.weight", norm(s.n_head * hd))
+            w.add_tensor(p + "attn_k_norm.weight", norm(s.n_head_kv * hd))
+            w.add_tensor(p + "post_attention_norm.weight", norm(e))
+            w.add_tensor(p + "post_ffw_norm.weight", norm(e))
+        else:
+            w.add_tensor(p + "ffn_norm.weight", norm(e))
+        _q8_0(w, p + "ffn_gate.weight", mat(s.n_ff, e, 0.1))
+        _q8_0(w, p + "ffn_up.weight", mat(s.n_ff, e, 0.1))
+        _q8_0(w, p + "ffn_down.weight", mat(e, s.n_ff, 0.1))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def vocab_source() -> Path:
+    from llamacpy.catalog import resolve_model
+
+    return resolve_model(VOCAB_MODEL, lambda *_: None)
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 2
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    src = vocab_source()
+    for name in argv[1:] or list(SPECS):
+        print(make(name, out, src))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

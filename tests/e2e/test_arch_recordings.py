@@ -1,0 +1,74 @@
+"""Every architecture against llama.cpp, on the tiny random-weight models of scripts/make_tiny_models.py: the
+greedy tokens and top-5 logprobs llama-server gave (tests/data/arch/*.json, by scripts/record_llama_cpp_arch.py)
+come out of llamacpy the same: identical tokens, logprobs within 0.02 nats."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from llamacpy.engine import DoneEvent, GenRequest
+from llamacpy.engine.scheduler import Scheduler
+from llamacpy.gguf import GGUFFile
+from llamacpy.models import load_model
+from llamacpy.sampling import SamplingParams
+from llamacpy.tokenizer import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests/data/arch"
+RECORDINGS = sorted(p.stem for p in DATA.glob("*.json"))
+TOLERANCE = 0.02  # nats
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_tiny_models", ROOT / "scripts/make_tiny_models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, smollm2_path):
+    return tmp_path_factory.mktemp("tiny"), _maker(), smollm2_path
+
+
+def _greedy(sched: Scheduler, prompt: list[int], n: int) -> list:
+    events = []
+    req = GenRequest(prompt, SamplingParams(temperature=0), n_predict=n, logprobs=True, n_probs=5,
+                     cache_prompt=False, sink=events.append)
+    req.id = 1
+    sched.add(req)
+    while sched.has_work:
+        sched.step()
+    assert isinstance(events[-1], DoneEvent) and not events[-1].message, events[-1]
+    return events[:-1]
+
+
+def test_every_architecture_of_the_maker_is_recorded():
+    assert sorted(_maker().SPECS) == RECORDINGS
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_tokens_and_logprobs_match_llama_cpp(name, tiny_dir):
+    out, maker, vocab = tiny_dir
+    rec = json.loads((DATA / f"{name}.json").read_text())
+    path = maker.make(name, out, vocab)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["model_sha256"], \
+        "the maker writes other bytes than were recorded: record again (scripts/record_llama_cpp_arch.py)"
+    g = GGUFFile(path)
+    model, tok = load_model(g), Tokenizer.from_gguf(g)
+    sched = Scheduler(model, n_slots=1, n_ctx_slot=512, n_batch=512, eog_ids=tok.eog_ids)
+    for case in rec["cases"]:
+        assert tok.encode(case["prompt"], add_special=True, parse_special=True) == case["prompt_ids"]
+        got = _greedy(sched, case["prompt_ids"], len(case["tokens"]))
+        assert [e.token for e in got] == case["tokens"], case["prompt"]
+        for i, (e, top) in enumerate(zip(got, case["top"], strict=True)):
+            assert [t for t, _ in e.top] == [t for t, _ in top], (case["prompt"], i)
+            worst = max(abs(lp - ref) for (_, lp), (_, ref) in zip(e.top, top, strict=True))
+            assert worst < TOLERANCE, (case["prompt"], i, worst)
