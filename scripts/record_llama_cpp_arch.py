@@ -6,7 +6,8 @@ tests/data/arch/<name>.json (what tests/e2e/test_arch_recordings.py compares lla
 
 For each model: `llama-server -m <model> -c 512 -np 1 -t 2 --port P`, then for each prompt `/tokenize` (with
 add_special and parse_special, as /completion tokenizes) and `/completion` with temperature 0, n_predict 16,
-n_probs 5. Each file names the llama.cpp commit, the model's sha256 and the command.
+n_probs 5. Each file names the llama.cpp commit, the host's instruction set (AVX2 or AVX-512: ggml's float order
+follows it), the model's sha256 and the command.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_tiny_models
 
+from llamacpy.kernels.simd import HAS_AVX512
+
+# the host's SIMD width sets ggml's float order (docs/numerics.md): a recording names it
 COMMIT = "0c1e570"  # the llama.cpp vendored in llama-cpp-python==0.3.36
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a small village,"]
 N_PREDICT, N_PROBS = 16, 5
@@ -67,7 +71,7 @@ def record(server: Path, model: Path) -> dict:
                           "top": [[[t["id"], round(t["logprob"], 5)] for t in p["top_logprobs"]]
                                   for p in res["completion_probabilities"]],
                           "content": res["content"]})
-        return {"llama.cpp": COMMIT, "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        return {"llama.cpp": COMMIT, "isa": "avx512" if HAS_AVX512 else "avx2", "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
                 "made_by": f"scripts/make_tiny_models.py {model.stem}",
                 "command": " ".join(["llama-server", *cmd[1:2], model.name, *cmd[3:-2]])
                 + f"; /completion temperature 0, n_predict {N_PREDICT}, n_probs {N_PROBS}", "cases": cases}
