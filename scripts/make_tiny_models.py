@@ -40,6 +40,7 @@ class Spec:
     qk_norm: bool = False                       # attn_q_norm / attn_k_norm per head (qwen3, olmo2)
     tied: bool = False                          # no output.weight: the embedding is the output
     olmo2: bool = False                         # no pre-norms; post-norms; q/k norms over all heads at once
+    fused: bool = False                         # phi3: one attn_qkv matrix, one ffn_up holding gate then up
 
 
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -54,6 +55,7 @@ SPECS = {
     "qwen3": Spec("qwen3", 13, head_dim=48, qk_norm=True, tied=True, kv={"rope.freq_base": 1000000.0}),
     "smollm3": Spec("smollm3", 15, n_layer=4, tied=True, kv={"rope.freq_base": 2000000.0}),  # layer 3: no RoPE
     "olmo2": Spec("olmo2", 16, olmo2=True, n_head_kv=4, kv={"rope.freq_base": 500000.0}),
+    "phi3": Spec("phi3", 17, fused=True, kv={"rope.freq_base": 10000.0}),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
@@ -87,7 +89,7 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
     rng = np.random.default_rng(s.seed)
     path = out / f"{name}.gguf"
     w = gguf.GGUFWriter(path, s.arch)
-    w.add_name(f"tiny-{name}")
+    w.add_name(f"tiny random model {s.seed}")  # not the family name: llama.cpp keys vocab quirks on it (phi3)
     a = s.arch
     w.add_uint32(f"{a}.context_length", 2048)
     w.add_uint32(f"{a}.embedding_length", s.n_embd)
@@ -124,9 +126,13 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             w.add_tensor(p + "attn_norm.weight", norm(e))
         # small enough that attention scores spread over a few units: a near one-hot softmax would turn rounding
         # differences into a different key winning
-        _q8_0(w, p + "attn_q.weight", mat(s.n_head * hd, e, 0.1))
-        _q8_0(w, p + "attn_k.weight", mat(s.n_head_kv * hd, e, 0.1))
-        _q8_0(w, p + "attn_v.weight", mat(s.n_head_kv * hd, e, 0.2))
+        q, k, v = mat(s.n_head * hd, e, 0.1), mat(s.n_head_kv * hd, e, 0.1), mat(s.n_head_kv * hd, e, 0.2)
+        if s.fused:
+            _q8_0(w, p + "attn_qkv.weight", np.concatenate([q, k, v]))
+        else:
+            _q8_0(w, p + "attn_q.weight", q)
+            _q8_0(w, p + "attn_k.weight", k)
+            _q8_0(w, p + "attn_v.weight", v)
         _q8_0(w, p + "attn_output.weight", mat(e, s.n_head * hd, 0.1))
         if s.qk_norm:
             w.add_tensor(p + "attn_q_norm.weight", norm(hd))
@@ -138,8 +144,12 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
         else:
             w.add_tensor(p + "ffn_norm.weight", norm(e))
-        _q8_0(w, p + "ffn_gate.weight", mat(s.n_ff, e, 0.1))
-        _q8_0(w, p + "ffn_up.weight", mat(s.n_ff, e, 0.1))
+        gate, up = mat(s.n_ff, e, 0.1), mat(s.n_ff, e, 0.1)
+        if s.fused:
+            _q8_0(w, p + "ffn_up.weight", np.concatenate([gate, up]))
+        else:
+            _q8_0(w, p + "ffn_gate.weight", gate)
+            _q8_0(w, p + "ffn_up.weight", up)
         _q8_0(w, p + "ffn_down.weight", mat(e, s.n_ff, 0.1))
     w.write_header_to_file()
     w.write_kv_data_to_file()
