@@ -41,6 +41,8 @@ class Spec:
     tied: bool = False                          # no output.weight: the embedding is the output
     olmo2: bool = False                         # no pre-norms; post-norms; q/k norms over all heads at once
     fused: bool = False                         # phi3: one attn_qkv matrix, one ffn_up holding gate then up
+    post_norms: bool = False                    # gemma: post_attention_norm and post_ffw_norm besides the pre-norms
+    embd_std: float = 1.0                       # of token_embd (with tied outputs it sets the logits' spread)
 
 
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -56,6 +58,9 @@ SPECS = {
     "smollm3": Spec("smollm3", 15, n_layer=4, tied=True, kv={"rope.freq_base": 2000000.0}),  # layer 3: no RoPE
     "olmo2": Spec("olmo2", 16, olmo2=True, n_head_kv=4, kv={"rope.freq_base": 500000.0}),
     "phi3": Spec("phi3", 17, fused=True, kv={"rope.freq_base": 10000.0}),
+    "gemma2": Spec("gemma2", 18, post_norms=True, tied=True, embd_std=0.3,
+                   kv={"rope.freq_base": 10000.0, "attention.sliding_window": 6, "attn_logit_softcapping": 2.0,
+                       "final_logit_softcapping": 8.0}),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
@@ -114,7 +119,7 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         return rng.uniform(0.5, 1.5, n).astype(np.float32)
 
     e, hd = s.n_embd, s.head_dim
-    _q8_0(w, "token_embd.weight", mat(n_vocab, e, 1.0))
+    _q8_0(w, "token_embd.weight", mat(n_vocab, e, s.embd_std))
     w.add_tensor("output_norm.weight", norm(e))
     if not s.tied:
         _q8_0(w, "output.weight", mat(n_vocab, e, 0.5))
@@ -144,6 +149,9 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
         else:
             w.add_tensor(p + "ffn_norm.weight", norm(e))
+        if s.post_norms:
+            w.add_tensor(p + "post_attention_norm.weight", norm(e))
+            w.add_tensor(p + "post_ffw_norm.weight", norm(e))
         gate, up = mat(s.n_ff, e, 0.1), mat(s.n_ff, e, 0.1)
         if s.fused:
             _q8_0(w, p + "ffn_up.weight", np.concatenate([gate, up]))

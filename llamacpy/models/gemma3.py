@@ -23,8 +23,8 @@ class Gemma3Layer:
     wk: Linear
     wv: Linear
     wo: Linear
-    q_norm: np.ndarray
-    k_norm: np.ndarray
+    q_norm: np.ndarray | None  # gemma2 has none
+    k_norm: np.ndarray | None
     attn_post_norm: np.ndarray
     ffn_norm: np.ndarray
     w_gate: Linear
@@ -33,25 +33,29 @@ class Gemma3Layer:
     ffn_post_norm: np.ndarray
 
 
-def gemma3_args(g: GGUFFile) -> ModelArgs:
-    window = int(g.arch_get("attention.sliding_window", 0))
+def gemma3_args(g: GGUFFile, pattern: int = SWA_PATTERN, window: int = 0, base_swa: float = 10000.0) -> ModelArgs:
+    """gemma3's hyper-parameters; gemma2 passes its own defaults (every other layer, a window of 4096, one base)."""
+    window = int(g.arch_get("attention.sliding_window", window))
     n_layer = int(g.arch_get("block_count"))
-    pattern = int(g.arch_get("attention.sliding_window_pattern", SWA_PATTERN))
+    pattern = int(g.arch_get("attention.sliding_window_pattern", pattern))
     swa = tuple(window > 0 and (i % pattern < pattern - 1) for i in range(n_layer))
     args = ModelArgs.from_gguf(g, rope_neox=True, swa_window=window, swa_layers=swa,
-                               rope_base_swa=float(g.arch_get("rope.freq_base_swa", 10000.0)))
-    args.attn_scale = 1.0 / np.sqrt(args.head_dim)
+                               rope_base_swa=float(g.arch_get("rope.freq_base_swa", base_swa)))
+    args.attn_scale = float(np.float32(1.0) / np.sqrt(np.float32(args.head_dim)))  # 1.0f / sqrtf(head_dim)
     return args
 
 
 class Model(DecoderModel):
+    swa_freq_scale = 1.0  # the sliding-window layers' RoPE frequency scale (gemma3: none; gemma2: the model's)
+
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or gemma3_args(g)
         super().__init__(g, args)
         self.embed_scale = float(np.float32(np.sqrt(args.n_embd)))
         n_ctx = args.n_ctx_train
         self.rope_global = RopeTable(args.n_rot, args.rope_base, n_ctx, True, args.rope_scale)
-        self.rope_local = RopeTable(args.n_rot, args.rope_base_swa, n_ctx, True, 1.0)
+        self.rope_local = RopeTable(args.n_rot, args.rope_base_swa, n_ctx, True, self.swa_freq_scale)
+        self.attn_softcap = float(g.arch_get("attn_logit_softcapping", 0.0))  # gemma2's; 0 = none
 
     def rope_of(self, layer: int) -> RopeTable:
         return self.rope_local if self.args.is_swa(layer) else self.rope_global
@@ -62,7 +66,7 @@ class Model(DecoderModel):
             attn_norm=w.vector(p + "attn_norm.weight"),
             wq=w.linear(p + "attn_q.weight"), wk=w.linear(p + "attn_k.weight"),
             wv=w.linear(p + "attn_v.weight"), wo=w.linear(p + "attn_output.weight"),
-            q_norm=w.vector(p + "attn_q_norm.weight"), k_norm=w.vector(p + "attn_k_norm.weight"),
+            q_norm=w.optional_vector(p + "attn_q_norm.weight"), k_norm=w.optional_vector(p + "attn_k_norm.weight"),
             attn_post_norm=w.vector(p + "post_attention_norm.weight"),
             ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.linear(p + "ffn_gate.weight"),
             w_up=w.linear(p + "ffn_up.weight"), w_down=w.linear(p + "ffn_down.weight"),
@@ -79,8 +83,10 @@ class Model(DecoderModel):
         if trace is not None:
             trace[f"attn_norm-{i}"] = h
         hq = Activations(h)  # quantized once for q, k and v
-        q = rms_norm(L.wq(hq).reshape(T, a.n_head, a.head_dim), L.q_norm, a.rms_eps)
-        k = rms_norm(L.wk(hq).reshape(T, a.n_head_kv, a.head_dim), L.k_norm, a.rms_eps)
+        q = L.wq(hq).reshape(T, a.n_head, a.head_dim)
+        k = L.wk(hq).reshape(T, a.n_head_kv, a.head_dim)
+        if L.q_norm is not None:
+            q, k = rms_norm(q, L.q_norm, a.rms_eps), rms_norm(k, L.k_norm, a.rms_eps)
         v = L.wv(hq).reshape(T, a.n_head_kv, a.head_dim)
         q, k = rope.apply(q, positions), rope.apply(k, positions)
         qs = q * np.float32(a.attn_scale)  # llama.cpp scales Q before attention (then kq_scale = 1)
@@ -89,7 +95,7 @@ class Model(DecoderModel):
         for seg in segments:
             rows = slice(start, start + seg.n)
             kc, vc = cache.store(i, seg, k[rows], v[rows])
-            attn[rows] = attention(qs[rows], kc, vc, seg.pos0, 1.0, a.swa_window if swa else 0)
+            attn[rows] = attention(qs[rows], kc, vc, seg.pos0, 1.0, a.swa_window if swa else 0, self.attn_softcap)
             start += seg.n
         x = x + rms_norm(L.wo(attn), L.attn_post_norm, a.rms_eps)  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)

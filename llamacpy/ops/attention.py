@@ -23,21 +23,25 @@ ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: float,
-              window: int = 0) -> np.ndarray:
+              window: int = 0, softcap: float = 0.0) -> np.ndarray:
     """q: (n, n_head, hd) at positions q_pos0..q_pos0+n-1; k, v: (n_kv, L, hd) float16 (the cache; float32
     arrays are rounded to f16) holding positions 0..L-1.
 
     Query head h reads kv head h // (n_head / n_kv) (ggml's broadcast). `window` > 0 is a sliding
-    window: key j is visible to query position p when p - j < window. Returns (n, n_head * hd_v).
+    window: key j is visible to query position p when p - j < window. `softcap` > 0 (gemma2): scores become
+    softcap * tanh(score / softcap), as ggml's flash attention applies logit_softcap (its scale divided by the cap
+    in f32 first). Returns (n, n_head * hd_v).
     """
     k, v = (np.ascontiguousarray(a, dtype=np.float16) for a in (k, v))
+    cap = np.float32(softcap)
+    scale = np.float32(scale) / cap if softcap else np.float32(scale)
     if q.shape[0] <= ONE_CHUNK_MAX_ROWS:
         out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
         _attention_f16_online(np.ascontiguousarray(q, dtype=np.float32), k.view(np.uint16), v.view(np.uint16),
-                              q_pos0, np.float32(scale), window, out)
+                              q_pos0, scale, window, out, cap)
         return out.reshape(q.shape[0], -1)
     return _attention_many_rows(np.ascontiguousarray(q, dtype=np.float32), k.astype(np.float32),
-                                v.astype(np.float32), q_pos0, np.float32(scale), window)
+                                v.astype(np.float32), q_pos0, scale, window, cap)
 
 
 def _attention_f32(q, k, v, q_pos0, scale, window):
@@ -83,7 +87,7 @@ def _exp_neg(x):
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _softmax_causal(s, g, p0, scale, window):
+def _softmax_causal(s, g, p0, scale, window, cap):
     """Rows of raw scores s (rows ordered (token, head), g heads per token, the first token at position
     p0; column j = key position j): scale, mask the keys a row must not see, softmax in place."""
     R, L = s.shape
@@ -96,6 +100,8 @@ def _softmax_causal(s, g, p0, scale, window):
         m = np.float32(-np.inf)
         for j in range(hi - lo):
             seen[j] *= scale
+            if cap != 0:
+                seen[j] = cap * np.tanh(seen[j])
             m = max(m, seen[j])
         total = np.float32(0.0)
         for j in range(hi - lo):
@@ -109,7 +115,7 @@ def _softmax_causal(s, g, p0, scale, window):
         row[hi:] = 0.0
 
 
-def _attention_many_rows(q, k, v, q_pos0, scale, window):
+def _attention_many_rows(q, k, v, q_pos0, scale, window, cap=np.float32(0.0)):
     """f32 softmax attention (ggml's tiled path) for prompt batches: per kv head and block of query rows,
     scores = Q K^T and out = P V by BLAS over the keys the block can see, the masked softmax between by
     numba. Blocks run on the kernel threads, each with single-threaded BLAS (see kernels/threads.py)."""
@@ -123,7 +129,7 @@ def _attention_many_rows(q, k, v, q_pos0, scale, window):
         keys = min(L, q_pos0 + r1)  # the block's last row sees keys 0..q_pos0 + r1 - 1
         qg = q[r0:r1, h * g:(h + 1) * g].reshape((r1 - r0) * g, hd)
         s = qg @ k[h, :keys].T  # (rows * g, keys)
-        _softmax_causal(s, g, q_pos0 + r0, scale, window)
+        _softmax_causal(s, g, q_pos0 + r0, scale, window, cap)
         out[r0:r1, h * g:(h + 1) * g] = (s @ v[h, :keys]).reshape(r1 - r0, g, hd_v)
 
     run_parallel(work, jobs)
@@ -221,7 +227,7 @@ def _scores_avx2(q, k, lo, hi, scale, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def attend_f16(qrow, k, v, lo, hi, scale, out):
+def attend_f16(qrow, k, v, lo, hi, scale, out, cap):
     """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
     computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max),
     then the online softmax over keys accumulating V in f16: when a key raises the max,
@@ -239,6 +245,9 @@ def attend_f16(qrow, k, v, lo, hi, scale, out):
         _scores_f16(qh, k, lo, hi, scale, scores)
     else:
         _scores_any(qh, k, lo, hi, scale, scores)
+    if cap != 0:  # logit soft-capping: s = cap * tanhf(s), after the (cap-divided) scale
+        for j in range(hi - lo):
+            scores[j] = cap * np.tanh(scores[j])
     acc = np.zeros(hd_v, np.float32)
     M = np.float32(-np.inf)
     S = np.float32(0.0)
@@ -263,7 +272,7 @@ def attend_f16(qrow, k, v, lo, hi, scale, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
+def _attention_f16_online(q, k, v, q_pos0, scale, window, out, cap):
     """ggml_compute_forward_flash_attn_ext_f16_one_chunk (see attend_f16) for rows of one sequence."""
     n, n_head = q.shape[0], q.shape[1]
     n_kv, L = v.shape[0], v.shape[1]
@@ -273,7 +282,7 @@ def _attention_f16_online(q, k, v, q_pos0, scale, window, out):
         kvh = h // g
         p = q_pos0 + i
         lo = 0 if window <= 0 else max(0, p - window + 1)
-        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h])
+        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h], cap)
 
 
 BIDIR_NUMBA_MAX = 64  # segment length up to which the numba loop beats per-segment BLAS calls
