@@ -115,7 +115,7 @@ def _softmax_causal(s, g, p0, scale, window, cap):
         row[hi:] = 0.0
 
 
-def _attention_many_rows(q, k, v, q_pos0, scale, window, cap=np.float32(0.0)):
+def _attention_many_rows(q, k, v, q_pos0, scale, window, cap):
     """f32 softmax attention (ggml's tiled path) for prompt batches: per kv head and block of query rows,
     scores = Q K^T and out = P V by BLAS over the keys the block can see, the masked softmax between by
     numba. Blocks run on the kernel threads, each with single-threaded BLAS (see kernels/threads.py)."""
