@@ -23,8 +23,12 @@ from pathlib import Path
 
 import httpx
 
+from llamacpy.kernels.simd import HAS_AVX512
+
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tests/data/llama_server_sampling"
+# ggml's float order follows the host's SIMD width (docs/numerics.md), and seeded draws follow the probabilities:
+# an AVX2 host's recordings go beside the AVX-512 ones
+OUT = ROOT / "tests/data" / ("llama_server_sampling" if HAS_AVX512 else "llama_server_sampling_avx2")
 COMMIT = "0c1e570"
 CACHE = Path(os.environ.get("LLAMACPY_CACHE", Path.home() / ".cache/llamacpy")) / "models"
 MODELS = ["SmolLM2-135M-Instruct.Q4_1.gguf", "qwen2.5-coder-0.5b-instruct.gguf"]
@@ -111,7 +115,7 @@ def main() -> int:
         sha = hashlib.sha256(model.read_bytes()).hexdigest()
         data = {"llama_cpp_commit": COMMIT, "recorder": "scripts/record_llama_server_sampling.py",
                 "command": f"llama-server -m {model.name} {' '.join(SERVER_ARGS)}", "model": model.name,
-                "model_sha256": sha, "requests": record(server, model)}
+                "model_sha256": sha, "isa": "avx512" if HAS_AVX512 else "avx2", "requests": record(server, model)}
         (OUT / f"{model.stem}.json").write_text(json.dumps(data, indent=1) + "\n")
     return 0
 
