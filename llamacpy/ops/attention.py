@@ -16,7 +16,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..kernels._common import fma32, half_to_float, pow2, round_to_half
-from ..kernels.simd import F32, HAS_AVX512, I8, I64, Emit
+from ..kernels.simd import F32, HAS_AVX512, I8, I32, I64, Emit
 from ..kernels.threads import run_parallel
 
 ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
@@ -177,6 +177,49 @@ def _scores_f16(typingctx, q, k, lo, hi, scale, out):
     return sig, codegen
 
 
+@intrinsic
+def _scores_f16_avx2(typingctx, q, k, lo, hi, scale, out):
+    """out[j - lo] = ggml_vec_dot_f16(q, k[j]) * scale as ggml computes it with AVX2 (no AVX-512 on the host):
+    4 accumulators of 8 lanes over steps of 32, folded (0+2) + (1+3), the halves added, then two hadds:
+    (t0 + t1) + (t2 + t3). hd a multiple of 32 (`_scores_avx2` takes the others); as `_scores_f16` otherwise."""
+    sig = types.void(q, k, lo, hi, scale, out)
+
+    def codegen(context, builder, signature, args):
+        e = Emit(builder)
+        qa, ka, oa = (context.make_array(t)(context, builder, a) for t, a in
+                      zip((signature.args[0], signature.args[1], signature.args[5]), (args[0], args[1], args[5])))
+        lo_, hi_, scale_ = args[2], args[3], args[4]
+        hd = cgutils.unpack_tuple(builder, ka.shape, 2)[1]
+        row_bytes = cgutils.unpack_tuple(builder, ka.strides, 2)[0]
+        qp = builder.bitcast(qa.data, I8.as_pointer())
+        kp = builder.bitcast(ka.data, I8.as_pointer())
+        op = builder.bitcast(oa.data, F32.as_pointer())
+        v8f, v8h = ir.VectorType(F32, 8), ir.VectorType(ir.HalfType(), 8)
+        zero = ir.Constant(v8f, [0.0] * 8)
+        with cgutils.for_range(builder, builder.sub(hi_, lo_)) as loop:
+            j = builder.add(loop.index, lo_)
+            krow = e.at(kp, builder.mul(j, row_bytes))
+            accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
+            for a in accs:
+                builder.store(zero, a)
+            with cgutils.for_range(builder, builder.udiv(hd, I64(32))) as step:
+                base = builder.mul(step.index, I64(32))
+                for m in range(4):
+                    off = builder.add(base, I64(8 * m))
+                    qv = e.load(e.at(qp, builder.mul(off, I64(4))), v8f)
+                    kv = builder.fpext(e.load(e.at(krow, builder.mul(off, I64(2))), v8h), v8f)
+                    builder.store(builder.fadd(builder.load(accs[m]), builder.fmul(qv, kv)), accs[m])
+            a0, a1, a2, a3 = (builder.load(a) for a in accs)
+            x = builder.fadd(builder.fadd(a0, a2), builder.fadd(a1, a3))
+            t = builder.fadd(e.shuffle(x, None, [0, 1, 2, 3]), e.shuffle(x, None, [4, 5, 6, 7]))
+            lane = [builder.extract_element(t, I32(i)) for i in range(4)]
+            total = builder.fadd(builder.fadd(lane[0], lane[1]), builder.fadd(lane[2], lane[3]))
+            builder.store(builder.fmul(total, scale_), builder.gep(op, [loop.index]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _scores_any(q, k, lo, hi, scale, out):
     """_scores_f16 for head sizes that are not multiples of 64: the 64-steps as there, leftover elements
@@ -240,7 +283,10 @@ def attend_f16(qrow, k, v, lo, hi, scale, out, cap):
         qh[d] = round_to_half(qrow[d])
     scores = np.empty(max(hi - lo, 0), np.float32)
     if not HAS_AVX512:  # ggml's order is the host's: llamacpy matches the llama.cpp built on the same machine
-        _scores_avx2(qh, k, lo, hi, scale, scores)
+        if hd % 32 == 0:
+            _scores_f16_avx2(qh, k, lo, hi, scale, scores)
+        else:
+            _scores_avx2(qh, k, lo, hi, scale, scores)
     elif hd % 64 == 0:
         _scores_f16(qh, k, lo, hi, scale, scores)
     else:
