@@ -61,6 +61,9 @@ SPECS = {
     "gemma2": Spec("gemma2", 18, post_norms=True, tied=True, embd_std=0.3,
                    kv={"rope.freq_base": 10000.0, "attention.sliding_window": 6, "attn_logit_softcapping": 2.0,
                        "final_logit_softcapping": 8.0}),
+    "gemma3": Spec("gemma3", 19, n_layer=4, post_norms=True, qk_norm=True, tied=True, embd_std=0.3,
+                   kv={"rope.freq_base": 200000.0, "rope.freq_base_swa": 5000.0, "attention.sliding_window": 5,
+                       "attention.sliding_window_pattern": 3}),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }

@@ -11,7 +11,7 @@ from ..gguf import GGUFFile
 from ..kernels import Activations
 from ..ops import RopeTable, attention, geglu, rms_norm
 from ..ops.linear import Linear
-from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
+from .base import DecoderModel, KVCache, ModelArgs, ModelError, Segment, Weights
 
 SWA_PATTERN = 6  # llama.cpp's default for gemma3: layer il is sliding-window when il % 6 < 5
 
@@ -37,8 +37,13 @@ def gemma3_args(g: GGUFFile, pattern: int = SWA_PATTERN, window: int = 0, base_s
     """gemma3's hyper-parameters; gemma2 passes its own defaults (every other layer, a window of 4096, one base)."""
     window = int(g.arch_get("attention.sliding_window", window))
     n_layer = int(g.arch_get("block_count"))
-    pattern = int(g.arch_get("attention.sliding_window_pattern", pattern))
-    swa = tuple(window > 0 and (i % pattern < pattern - 1) for i in range(n_layer))
+    given = g.arch_get("attention.sliding_window_pattern", pattern)
+    if isinstance(given, (list, tuple)):  # one flag per layer (true: sliding window), as newer converters write
+        if len(given) != n_layer:
+            raise ModelError(f"{g.path}: sliding_window_pattern has {len(given)} flags for {n_layer} layers")
+        swa = tuple(window > 0 and bool(f) for f in given)
+    else:
+        swa = tuple(window > 0 and (i % int(given) < int(given) - 1) for i in range(n_layer))
     args = ModelArgs.from_gguf(g, rope_neox=True, swa_window=window, swa_layers=swa,
                                rope_base_swa=float(g.arch_get("rope.freq_base_swa", base_swa)))
     args.attn_scale = float(np.float32(1.0) / np.sqrt(np.float32(args.head_dim)))  # 1.0f / sqrtf(head_dim)
