@@ -95,9 +95,8 @@ class Model(DecoderModel):
             steps = []
             for L in self.layers:
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
-                if any(m.w.vec_dot_type is None for m in mats) or L.q_norm is not None or self.residual_scale != 1 \
-                        or not all(self.rope_layers):
-                    return None  # the fused step has no q/k norm yet: the layer-by-layer path
+                if any(m.w.vec_dot_type is None for m in mats) or self.residual_scale != 1 or not all(self.rope_layers):
+                    return None  # the fused step has no residual scale or RoPE-less layers: layer by layer
                 kinds = np.array([KINDS[(m.w.type, repacked_by_ggml(m.w.type, m.n_out))] for m in mats], np.int64)
                 need = np.zeros((4, 3), np.bool_)
                 for group, ms in enumerate(([0, 1, 2], [3], [4, 5], [6])):
@@ -105,7 +104,10 @@ class Model(DecoderModel):
                         need[group, FORMATS[mats[j].w.vec_dot_type]] = True
                 biases = [m.bias if m.bias is not None else np.zeros(0, np.float32) for m in mats[:3]]
                 has_bias = np.array([m.bias is not None for m in mats[:3]])
-                steps.append((tuple(m.w.data for m in mats), kinds, need, tuple(biases), has_bias))
+                none = np.zeros(0, np.float32)
+                qk_norm = (none, none) if L.q_norm is None else (L.q_norm, L.k_norm)
+                steps.append((tuple(m.w.data for m in mats), kinds, need, tuple(biases), has_bias, qk_norm,
+                              L.q_norm is not None))
             self._steps = steps
         return self._steps
 

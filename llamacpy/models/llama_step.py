@@ -59,11 +59,12 @@ def _attention(q, kc, vc, seq, pos, scale, out):
 
 
 @njit(cache=True, nogil=True)
-def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_bias, cos, sin, n_rot, neox,
-               kc, vc, n_head, hd, scale):
+def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_bias, qk_norm, has_qk_norm, cos,
+               sin, n_rot, neox, kc, vc, n_head, hd, scale):
     """One llama block for the T rows of x (T, n_embd), in place. w: the 7 weights' blocks (q, k, v, o,
     gate, up, down), kinds their `dispatch.KINDS` (or `ROW_EXACT` kinds), need (4, 3): activation formats
-    needed at the four product inputs; bias (3 vectors) added to q, k, v where has_bias; kc, vc: the layer's
+    needed at the four product inputs; bias (3 vectors) added to q, k, v where has_bias; with has_qk_norm, q and
+    k get per-head RMS norms (qk_norm: their two weight vectors) before RoPE (qwen3); kc, vc: the layer's
     cache as f16 bits (n_seq, n_kv, n_ctx, hd)."""
     T, n_embd = x.shape
     n_kv = kc.shape[1]
@@ -78,6 +79,10 @@ def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_
         if has_bias[m]:
             for t in range(T):
                 qkv[m][t] += bias[m]
+    if has_qk_norm:
+        for m in range(2):
+            heads = qkv[m].reshape((-1, hd))
+            _rms_norm_rows(heads, qk_norm[m], eps, heads)
     qr = np.empty((T, n_head, hd), np.float32)
     kr = np.empty((T, n_kv, hd), np.float32)
     _rope(qkv[0].reshape((T, n_head, hd)), pos, cos, sin, n_rot, neox, qr)
