@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from ..gguf import GGMLType
-from . import q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0
+from . import iq4_nl, iq4_xs, mxfp4, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0
 from ._common import FAST
 from .q8 import _q8_0_block, _q8_k_row, round_to_half
 
@@ -23,11 +23,12 @@ KINDS = {
     (GGMLType.Q4_0, False): 0, (GGMLType.Q4_0, True): 1, (GGMLType.Q4_1, False): 2, (GGMLType.Q5_0, False): 3,
     (GGMLType.Q5_1, False): 4, (GGMLType.Q8_0, False): 5, (GGMLType.Q2_K, False): 6, (GGMLType.Q2_K, True): 7,
     (GGMLType.Q3_K, False): 8, (GGMLType.Q4_K, False): 9, (GGMLType.Q4_K, True): 10, (GGMLType.Q5_K, False): 11,
-    (GGMLType.Q6_K, False): 12,
+    (GGMLType.Q6_K, False): 12, (GGMLType.IQ4_NL, False): 16, (GGMLType.IQ4_NL, True): 17,
+    (GGMLType.MXFP4, False): 18, (GGMLType.MXFP4, True): 19, (GGMLType.IQ4_XS, False): 20,
 }  # fmt: skip
 # the repacked kinds computed row by row as a one-row step does (`rows_repack_gemv`): a chunk whose rows
 # must each get the logits of one-row decoding (checking a draft); no llama.cpp counterpart, so no KINDS key
-ROW_EXACT = {1: 13, 7: 14, 10: 15}
+ROW_EXACT = {1: 13, 7: 14, 10: 15, 17: 21, 19: 22}
 # which activation format each kind reads: 0 = Q8_0, 1 = Q8_1, 2 = Q8_K
 FORMATS = {GGMLType.Q8_0: 0, GGMLType.Q8_1: 1, GGMLType.Q8_K: 2}
 
@@ -65,8 +66,22 @@ def rows_dot(kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
         q4_0.rows_repack_gemv(data, q, d, s0, out, r, r1)
     elif kind == 14:
         q2_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)
-    else:
+    elif kind == 15:
         q4_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)
+    elif kind == 16:
+        iq4_nl.rows(data, q, d, s0, out, r, r1)
+    elif kind == 17:
+        iq4_nl.rows_repack(data, q, d, s0, out, r, r1)
+    elif kind == 18:
+        mxfp4.rows(data, q, d, s0, out, r, r1)
+    elif kind == 19:
+        mxfp4.rows_repack(data, q, d, s0, out, r, r1)
+    elif kind == 20:
+        iq4_xs.rows(data, qk, dk, sk, out, r, r1)
+    elif kind == 21:
+        iq4_nl.rows_repack_gemv(data, q, d, s0, out, r, r1)
+    else:
+        mxfp4.rows_repack_gemv(data, q, d, s0, out, r, r1)
 
 
 @njit(cache=True, nogil=True)

@@ -134,14 +134,27 @@ class Emit:
         """As dot_u8 with the i16 pair sums multiplied by scale16 (16 lanes: 8 per 16 elements)."""
         return self.madd(self.maddubs(u, s), scale16)
 
-    def dot_s8(self, a: ir.Value, s: ir.Value) -> ir.Value:
-        """sum of s8 a[j] * s8 s[j] in 8 i32 lanes: |a| times s with a's sign (ggml's Q8_0 trick)."""
+    def maddubs_s8(self, a: ir.Value, s: ir.Value) -> ir.Value:
+        """32 s8 x 32 s8 -> 16 i16 pair sums: |a| times s with a's sign (ggml's mul_add_epi8)."""
         if HAS_AVX2:
             absa = self._x86("llvm.abs.v32i8", V32I8, a, ir.Constant(ir.IntType(1), 0))
-            return self.dot_u8(absa, self._x86("llvm.x86.avx2.psign.b", V32I8, s, a))
-        p = self.b.mul(self.b.sext(a, _vec(I32, 32)), self.b.sext(s, _vec(I32, 32)))
-        q = self.b.add(self.shuffle(p, None, list(range(0, 32, 2))), self.shuffle(p, None, list(range(1, 32, 2))))
-        return self.b.add(self.shuffle(q, None, list(range(0, 16, 2))), self.shuffle(q, None, list(range(1, 16, 2))))
+            return self.maddubs(absa, self._x86("llvm.x86.avx2.psign.b", V32I8, s, a))
+        p = self.b.mul(self.b.sext(a, _vec(I16, 32)), self.b.sext(s, _vec(I16, 32)))
+        return self.b.add(self.shuffle(p, None, list(range(0, 32, 2))), self.shuffle(p, None, list(range(1, 32, 2))))
+
+    def dot_s8(self, a: ir.Value, s: ir.Value) -> ir.Value:
+        """sum of s8 a[j] * s8 s[j] in 8 i32 lanes (lane k: elements 4k..4k+3)."""
+        return self.madd(self.maddubs_s8(a, s), self.const(V16I16, 1))
+
+    def lut16(self, idx: ir.Value, table: list[int]) -> ir.Value:
+        """32 bytes of indices 0..15 -> table[index] each (vpshufb on the table in both 128-bit lanes)."""
+        tv = ir.Constant(V32I8, [v & 0xFF for v in table] * 2)
+        if HAS_AVX2:
+            return self._x86("llvm.x86.avx2.pshuf.b", V32I8, tv, idx)
+        out = self.const(V32I8, 0)
+        for k, v in enumerate(table):
+            out = self.b.select(self.b.icmp_unsigned("==", idx, self.const(V32I8, k)), self.const(V32I8, v), out)
+        return out
 
     def scales16(self, s16: ir.Value, i: int) -> ir.Value:
         """16 i16 lanes: 8 copies of scale i then 8 of scale i + 1 (from a vector of 16 i16 scales)."""
@@ -222,7 +235,9 @@ class Acc:
     - None, "summ", "accm": ggml's vec_dot kernels. `acc` 8 f32 lanes, plus a scalar `summ` (Q4_1/Q5_1
       m*s, Q5_K mins) or 4 f32 lanes `accm` (Q4_K mins); result hsum(acc) (+ summ or + hsum(accm)).
     - "repack": ggml's repacked 8-row GEMV/GEMM (Q4_0, Q4_K, Q2_K on x86): one scalar `acc` and `accm`
-      per row, each block's integer sums converted once; result acc - accm."""
+      per row, each block's integer sums converted once; result acc - accm.
+    - "pair": ggml's IQ4_NL/MXFP4 vec_dot: even blocks into `acc`, odd ones into `acc2` (`slot` says
+      which), result hsum(acc + acc2); an odd last block is then added as a scalar (slot 2, `tail`)."""
 
     def __init__(self, e: Emit, extra: str | None):
         b = e.b
@@ -235,7 +250,12 @@ class Acc:
             return
         self.acc = cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8))
         b.store(ir.Constant(V8F32, [0.0] * 8), self.acc)
-        if extra == "summ":
+        if extra == "pair":
+            self.slot = 0
+            self.acc2 = cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8))
+            b.store(ir.Constant(V8F32, [0.0] * 8), self.acc2)
+            self.tail = cgutils.alloca_once_value(b, F32(0.0))
+        elif extra == "summ":
             self.summ = cgutils.alloca_once_value(b, F32(0.0))
             b.store(F32(0.0), self.summ)
         elif extra == "accm":
@@ -245,6 +265,8 @@ class Acc:
     def result(self, e: Emit) -> ir.Value:
         if self.extra == "repack":
             return e.b.fsub(e.b.load(self.acc), e.b.load(self.accm))
+        if self.extra == "pair":
+            return e.b.load(self.tail)
         total = e.hsum(e.b.load(self.acc))
         if self.extra == "summ":
             total = e.b.fadd(total, e.b.load(self.summ))
@@ -257,6 +279,10 @@ class Acc:
         b = e.b
         if self.extra == "repack":
             b.store(b.fma(b.sitofp(e.isum(isum), F32), scale, b.load(self.acc)), self.acc)
+        elif self.extra == "pair" and self.slot == 2:
+            b.store(b.fma(scale, b.sitofp(e.isum(isum), F32), b.load(self.tail)), self.tail)
+        elif self.extra == "pair" and self.slot == 1:
+            b.store(e.fma(isum, scale, b.load(self.acc2)), self.acc2)
         else:
             b.store(e.fma(isum, scale, b.load(self.acc)), self.acc)
 
@@ -278,10 +304,25 @@ def row_dot(body: Callable, block_bytes: int, nt: int, extra: str | None = None,
             x = rows.x_rows(nt)
             w = [rows.weight_row(i) for i in range(nr)]
             nb = builder.udiv(rows.nbytes, I64(block_bytes))
-            with cgutils.for_range(builder, nb) as loop:
-                off = builder.mul(loop.index, I64(block_bytes))
+
+            def block(index, slot):
+                off = builder.mul(index, I64(block_bytes))
                 for i in range(nr):
-                    body(e, x, e.at(w[i], off), loop.index, accs[i])
+                    for a in accs[i]:
+                        a.slot = slot
+                    body(e, x, e.at(w[i], off), index, accs[i])
+
+            if extra != "pair":
+                with cgutils.for_range(builder, nb) as loop:
+                    block(loop.index, 0)
+            else:  # blocks two by two into acc / acc2, then hsum(acc + acc2), then an odd last block
+                with cgutils.for_range(builder, builder.udiv(nb, I64(2))) as loop:
+                    block(builder.mul(loop.index, I64(2)), 0)
+                    block(builder.add(builder.mul(loop.index, I64(2)), I64(1)), 1)
+                for a in (a for row in accs for a in row):
+                    builder.store(e.hsum(builder.fadd(builder.load(a.acc), builder.load(a.acc2))), a.tail)
+                with builder.if_then(builder.icmp_unsigned("!=", builder.urem(nb, I64(2)), I64(0))):
+                    block(builder.sub(nb, I64(1)), 2)
             for i in range(nr):
                 for t in range(nt):
                     rows.store(i, t, accs[i][t].result(e))
@@ -348,6 +389,13 @@ def scales_q3_k(e: Emit, p: ir.Value) -> ir.Value:
     return b.sub(v, e.const(V16I16, 32))
 
 
+class Signed:
+    """A run of 32 signed weight bytes (IQ4_XS's looked-up values) for `kquant_body`: multiplied as s8."""
+
+    def __init__(self, v: ir.Value):
+        self.v = v
+
+
 def kquant_body(runs_fn: Callable, mins_mode: str | None = None, gemm_steps: int = 1) -> Callable:
     """Block body of a 256-weight K-quant against Q8_K activations, as ggml's AVX2 kernels: per run of 32
     weights, maddubs with the activations then madd with the run's i16 scales, summed exactly in i32
@@ -359,8 +407,8 @@ def kquant_body(runs_fn: Callable, mins_mode: str | None = None, gemm_steps: int
     With extra="repack" (ggml's repacked kernels) sums and mins are each converted once per super-block
     for one activation row (gemv), and `gemm_steps` times per super-block for four rows (gemm).
 
-    runs_fn(e, blk) -> (runs, d, dmin, mins, offset): runs = 8 x (w, scales16) where w is 32 u8 or a pair
-    (u, v) meaning u - v (Q3_K); mins: 16 (q2) or 8 (q4, q5) i16 lanes, or None; offset = (k, scales16):
+    runs_fn(e, blk) -> (runs, d, dmin, mins, offset): runs = 8 x (w, scales16) where w is 32 u8, a pair
+    (u, v) meaning u - v (Q3_K) or `Signed` s8 (IQ4_XS); mins: 16 (q2) or 8 (q4, q5) i16 lanes, or None; offset = (k, scales16):
     subtract k * scale * bsum per 16 weights (Q6_K's -32), or None."""
 
     def body(e: Emit, x, blk, b, accs):
@@ -392,7 +440,9 @@ def kquant_body(runs_fn: Callable, mins_mode: str | None = None, gemm_steps: int
             parts = []
             for i, (w, scv) in enumerate(runs):
                 xv = e.load(e.at(xbase, 32 * i), V32I8)
-                if isinstance(w, tuple):
+                if isinstance(w, Signed):
+                    p = e.maddubs_s8(w.v, xv)
+                elif isinstance(w, tuple):
                     p = bl.sub(e.maddubs(w[0], xv), e.maddubs(w[1], xv))
                 else:
                     p = e.maddubs(w, xv)

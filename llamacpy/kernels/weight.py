@@ -35,11 +35,12 @@ TILE_ELEMS = 1 << 20
 
 def repacked_by_ggml(qtype: GGMLType, n_out: int) -> bool:
     """Whether llama.cpp's x86 CPU backend multiplies this weight with its repacked 8-row kernels
-    (ggml_repack_get_optimal_repack_type: Q4_0 and Q4_K with AVX2, Q2_K with AVX-512, n_out % 8 == 0);
+    (ggml_repack_get_optimal_repack_type: Q4_0, Q4_K, IQ4_NL and MXFP4 with AVX2, Q2_K with AVX-512,
+    n_out % 8 == 0);
     their float accumulation differs from vec_dot's, and we reproduce whichever ggml runs."""
     if n_out % 8:
         return False
-    return (qtype in (GGMLType.Q4_0, GGMLType.Q4_K) and HAS_AVX2) or (qtype == GGMLType.Q2_K and HAS_AVX512)
+    return (qtype in (GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.IQ4_NL, GGMLType.MXFP4) and HAS_AVX2) or (qtype == GGMLType.Q2_K and HAS_AVX512)
 
 
 def _blocks(data: np.ndarray) -> np.ndarray:

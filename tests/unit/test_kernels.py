@@ -23,6 +23,9 @@ ALL_TYPES = [
     GGMLType.Q4_K,
     GGMLType.Q5_K,
     GGMLType.Q6_K,
+    GGMLType.IQ4_NL,
+    GGMLType.IQ4_XS,
+    GGMLType.MXFP4,
 ]
 
 # byte offsets of the f16 scale fields inside one block, per type
@@ -37,7 +40,11 @@ F16_FIELDS = {
     GGMLType.Q4_K: (0, 2),
     GGMLType.Q5_K: (0, 2),
     GGMLType.Q6_K: (208,),
+    GGMLType.IQ4_NL: (0,),
+    GGMLType.IQ4_XS: (0,),
 }
+# byte offsets of E8M0 exponents (MXFP4's block scale): kept near 2^0 so that products stay finite
+E8M0_FIELDS = {GGMLType.MXFP4: (0,)}
 
 
 def _reference(t: Tensor) -> np.ndarray:
@@ -57,6 +64,8 @@ def synthetic(qtype: GGMLType, n_out: int, n_in: int, seed: int = 0) -> Tensor:
         for off in F16_FIELDS[qtype]:
             scale = rng.uniform(-0.05, 0.05, blocks.shape[0]).astype(np.float16)
             blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
+    for off in E8M0_FIELDS.get(qtype, ()):
+        data.reshape(-1, block_bytes)[:, off] = rng.integers(118, 130, data.size // block_bytes, dtype=np.uint8)
     data.flags.writeable = False
     return Tensor(f"synthetic.{qtype.name}", qtype, (n_out, n_in), data)
 
@@ -80,8 +89,8 @@ def test_dequantize_synthetic_is_bit_exact(qtype):
 
 
 @pytest.mark.parametrize(
-    "qtype", [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0], ids=lambda t: t.name
-)
+    "qtype", [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0, GGMLType.MXFP4],
+    ids=lambda t: t.name)
 def test_dequantize_of_gguf_quantized_weights(qtype):
     w = np.random.default_rng(1).standard_normal((32, 256)).astype(np.float32)
     data = quants.quantize(w, qtype)
@@ -309,9 +318,11 @@ def _ggml_product(t: Tensor, X: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("qtype", QUANT_TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("n_out", [67, 64])  # 64: ggml's repacked 8-row kernels' arithmetic (Q4_0, Q4_K, Q2_K)
+@pytest.mark.parametrize("n_out", [67, 64])  # 64: ggml's repacked 8-row kernels (Q4_0, Q4_K, Q2_K, IQ4_NL, MXFP4)
 def test_vec_dot_kernels_compute_ggml_s_products(qtype, n_out):
-    n_in = 768  # odd numbers of blocks and super-blocks; 67 rows: not a multiple of the chunk
+    # 3 super-blocks; 25 blocks of 32 (IQ4_NL / MXFP4 pair their blocks: an odd last one); 67 rows: not a
+    # multiple of the chunk
+    n_in = 800 if BLOCK_LAYOUT[qtype][0] == 32 else 768
     t = synthetic(qtype, n_out, n_in, seed=2)
     w = WeightMatrix(t)
     rng = np.random.default_rng(4)
