@@ -6,7 +6,9 @@
 Each model has 2-3 layers and small widths, a real vocabulary (copied with its tokenizer from the catalog's
 smollm2-135m-instruct, so prompts tokenize as text), seeded weights (the same bytes on every run: the recordings
 name each file's sha256), and every hyper-parameter its architecture reads set away from its default, so that a
-feature llamacpy lacks changes the output. Matrices are Q8_0 (exact in both programs' kernels), norms F32.
+feature llamacpy lacks changes the output. Matrices are Q8_0 (exact in both programs' kernels), norms F32; the
+`-iq4_nl`, `-iq4_xs` and `-mxfp4` models hold their matrices in those types instead (IQ4 quantized by llamacpy's
+quantizer, which writes llama-quantize's bytes; MXFP4 by gguf-py).
 Embeddings and outputs are scaled so that the logits spread over several nats: greedy picks are not near-ties.
 """
 
@@ -43,6 +45,7 @@ class Spec:
     fused: bool = False                         # phi3: one attn_qkv matrix, one ffn_up holding gate then up
     post_norms: bool = False                    # gemma: post_attention_norm and post_ffw_norm besides the pre-norms
     embd_std: float = 1.0                       # of token_embd (with tied outputs it sets the logits' spread)
+    qtype: str = "Q8_0"                         # of every matrix (token_embd and output included)
 
 
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -64,6 +67,9 @@ SPECS = {
     "gemma3": Spec("gemma3", 19, n_layer=4, post_norms=True, qk_norm=True, tied=True, embd_std=0.3,
                    kv={"rope.freq_base": 200000.0, "rope.freq_base_swa": 5000.0, "attention.sliding_window": 5,
                        "attention.sliding_window_pattern": 3}),
+    "llama-iq4_nl": Spec("llama", 20, n_embd=160, qtype="IQ4_NL"),  # 5 blocks per row: an odd count
+    "llama-iq4_xs": Spec("llama", 21, n_embd=256, head_dim=64, n_ff=512, qtype="IQ4_XS"),
+    "llama-mxfp4": Spec("llama", 22, n_embd=160, qtype="MXFP4"),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
@@ -86,9 +92,15 @@ def _copy_tokenizer(w: gguf.GGUFWriter, source: Path) -> int:
     return n_vocab
 
 
-def _q8_0(w: gguf.GGUFWriter, name: str, x: np.ndarray) -> None:
-    w.add_tensor(name, gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0),
-                 raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+def _quantized(w: gguf.GGUFWriter, name: str, x: np.ndarray, qtype: str) -> None:
+    t = gguf.GGMLQuantizationType[qtype]
+    if qtype.startswith("IQ4"):  # gguf-py has no IQ4 quantizer
+        from llamacpy.quantize.rows import quantize
+
+        data = quantize(x, int(t))
+    else:
+        data = gguf.quants.quantize(x, t)
+    w.add_tensor(name, data, raw_dtype=t)
 
 
 def make(name: str, out: Path, vocab_source: Path) -> Path:
@@ -111,7 +123,7 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
     for key, value in s.kv.items():
         (w.add_float32 if isinstance(value, float) else w.add_uint32)(f"{a}.{key}", value)
-    w.add_uint32("general.file_type", gguf.LlamaFileType.MOSTLY_Q8_0)
+    w.add_uint32("general.file_type", gguf.LlamaFileType["MOSTLY_MXFP4_MOE" if s.qtype == "MXFP4" else f"MOSTLY_{s.qtype}"])
     n_vocab = _copy_tokenizer(w, vocab_source)
     w.add_uint32(f"{a}.vocab_size", n_vocab)
 
@@ -122,6 +134,10 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         return rng.uniform(0.5, 1.5, n).astype(np.float32)
 
     e, hd = s.n_embd, s.head_dim
+
+    def _q8_0(w: gguf.GGUFWriter, name: str, x: np.ndarray) -> None:
+        _quantized(w, name, x, s.qtype)
+
     _q8_0(w, "token_embd.weight", mat(n_vocab, e, s.embd_std))
     w.add_tensor("output_norm.weight", norm(e))
     if not s.tied:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Record llama.cpp's greedy tokens and top-5 logprobs on the tiny models of make_tiny_models.py, into
-tests/data/arch/<name>.json (what tests/e2e/test_arch_recordings.py compares llamacpy with).
+tests/data/arch/<isa>/<name>.json (what tests/e2e/test_arch_recordings.py compares llamacpy with; <isa> is
+avx2 or avx512, the host's, as ggml's float order follows it).
 
     LLAMA_SERVER=/path/to/build/bin/llama-server python3 scripts/record_llama_cpp_arch.py [NAME ...]
 
@@ -33,7 +34,7 @@ from llamacpy.kernels.simd import HAS_AVX512
 COMMIT = "0c1e570"  # the llama.cpp vendored in llama-cpp-python==0.3.36
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a small village,"]
 N_PREDICT, N_PROBS = 16, 5
-OUT = ROOT / "tests/data/arch"
+OUT = ROOT / "tests/data/arch" / ("avx512" if HAS_AVX512 else "avx2")
 
 
 def _post(port: int, route: str, body: dict) -> dict:

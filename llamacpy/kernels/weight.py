@@ -78,7 +78,10 @@ class WeightMatrix:
         self.data = _blocks(t.data)
         if self.data.shape[0] != self.n_out:
             raise ValueError(f"{t.name}: {self.data.shape[0]} rows of blocks for shape {t.shape}")
-        k = kernels_for(self.type)
+        try:
+            k = kernels_for(self.type)
+        except NotImplementedError as e:
+            raise NotImplementedError(f"{t.name}: {e}") from None
         self._matvec, self._matmul, self._dequant_rows = k.matvec, k.matmul, k.dequant_rows
         self._vec_dot, self.vec_dot_type = k.vec_dot, k.vec_dot_type
         if k.vec_dot_repack is not None and repacked_by_ggml(self.type, self.n_out):

@@ -24,7 +24,7 @@ import numpy as np
 from ..gguf import GGMLType, GGUFError, GGUFFile, Tensor
 from ..gguf.constants import DEFAULT_ALIGNMENT
 from ..gguf.writer import GGUFStreamWriter, TensorInfo, kv_u32
-from .ftypes import DEFAULT_TYPE, GUESS_FTYPE, SUPPORTED, QuantizeError, type_name
+from .ftypes import DEFAULT_TYPE, GUESS_FTYPE, PURE_ONLY, SUPPORTED, QuantizeError, type_name
 from .policy import QuantizeParams, TypeChooser, is_quantized
 from .rows import QUANTIZERS, row_bytes
 
@@ -96,6 +96,9 @@ def quantize_file(inp: str | os.PathLike, out: str | os.PathLike | None, p: Quan
     default = DEFAULT_TYPE.get(ftype)
     if default is None and not p.only_copy:
         raise QuantizeError(f"file type {ftype} is not supported; supported: {', '.join(SUPPORTED)}")
+    if ftype in PURE_ONLY and not p.pure and not p.only_copy:
+        raise QuantizeError(f"llama.cpp's {type_name(default)} mixture puts {PURE_ONLY[ftype]} on some tensors, "
+                            f"which llamacpy cannot write yet; --pure quantizes every tensor to {type_name(default)}")
     names = tensor_order(list(g.tensors))
     chooser = TypeChooser(p, default or GGMLType.F32, g.architecture, names, lambda m: log(m))
     targets = {n: chooser.choose(n, g.tensors[n].type, ne_of(g.tensors[n])) for n in names}

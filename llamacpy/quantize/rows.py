@@ -151,6 +151,121 @@ def _q5_1_row(x, out):
             out[o + 4 + k] = (qh >> (8 * k)) & 0xFF
 
 
+# kvalues_iq4nl (ggml-common.h): IQ4_NL's and IQ4_XS's code book
+IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
+
+
+@njit(**EXACT_INLINE)
+def _best_index(x):
+    """best_index_int8: the code-book entry nearest x (a binary search; ties to the lower one)."""
+    v = IQ4_VALUES
+    if x <= v[0]:
+        return 0
+    if x >= v[15]:
+        return 15
+    ml, mu = 0, 15
+    while mu - ml > 1:
+        mav = (ml + mu) // 2
+        if x < v[mav]:
+            mu = mav
+        else:
+            ml = mav
+    return mu - 1 if x - v[mu - 1] < v[mu] - x else mu
+
+
+@njit(**EXACT_INLINE)
+def _nearest_int(f):
+    """nearest_int (ggml adds 1.5 * 2^23 and reads the mantissa): round half to even, for |f| < 2^22."""
+    return np.int64(np.rint(f))
+
+
+@njit(**EXACT_INLINE)
+def _iq4_super_block(x, out, o, nsub, L, scales):
+    """quantize_row_iq4_nl_impl without an importance matrix (weights x^2, ntry 7): nsub blocks of 32 at
+    x, written at out[o:] as {f16 d; qs} (nsub 1, IQ4_NL) or {f16 d; u16 scales_h; u8 scales_l[4]; qs}."""
+    v0 = IQ4_VALUES[0]
+    max_scale, amax_scale = F0, F0
+    for ib in range(nsub):
+        xb = x[32 * ib : 32 * ib + 32]
+        amax, mx = F0, F0
+        for j in range(32):
+            ax = abs(xb[j])
+            if ax > amax:
+                amax, mx = ax, xb[j]
+        if amax < np.float32(1e-15):
+            scales[ib] = F0
+            continue
+        d = -mx / v0
+        idv = np.float32(1.0) / d
+        sumqx, sumq2 = F0, F0
+        for j in range(32):
+            lj = _best_index(idv * xb[j])
+            L[32 * ib + j] = lj
+            q, w = IQ4_VALUES[lj], xb[j] * xb[j]
+            sumqx += w * q * xb[j]
+            sumq2 += w * q * q
+        d = sumqx / sumq2 if sumq2 > F0 else F0
+        best = d * sumqx
+        for itry in range(-7, 8):
+            idv = np.float32(itry - 127) / mx  # (itry + values[0]) / max
+            sumqx, sumq2 = F0, F0
+            for j in range(32):
+                q, w = IQ4_VALUES[_best_index(idv * xb[j])], xb[j] * xb[j]
+                sumqx += w * q * xb[j]
+                sumq2 += w * q * q
+            if sumq2 > F0 and sumqx * sumqx > best * sumq2:
+                d = sumqx / sumq2
+                best = d * sumqx
+        scales[ib] = d
+        if abs(d) > amax_scale:
+            amax_scale, max_scale = abs(d), d
+    qo = o + 2
+    if nsub > 1:
+        d = -max_scale / np.float32(32.0)
+        _put_half(out, o, d)
+        idv = np.float32(1.0) / d if d != F0 else F0
+        sh = 0
+        for ib in range(nsub):
+            lv = max(-32, min(31, _nearest_int(idv * scales[ib])))
+            dl = d * np.float32(lv)
+            idl = np.float32(1.0) / dl if dl != F0 else F0
+            for j in range(32):
+                L[32 * ib + j] = _best_index(idl * x[32 * ib + j])
+            lv += 32
+            if ib % 2 == 0:
+                out[o + 4 + ib // 2] = lv & 15
+            else:
+                out[o + 4 + ib // 2] |= (lv & 15) << 4
+            sh |= (lv >> 4) << (2 * ib)
+        out[o + 2] = sh & 0xFF
+        out[o + 3] = sh >> 8
+        qo = o + 8
+    else:
+        _put_half(out, o, scales[0])
+        idv = np.float32(1.0) / scales[0] if scales[0] != F0 else F0
+        for j in range(32):
+            L[j] = _best_index(idv * x[j])
+    for i in range(nsub):
+        for j in range(16):
+            out[qo + 16 * i + j] = L[32 * i + j] | (L[32 * i + 16 + j] << 4)
+
+
+@njit(**EXACT_INLINE)
+def _iq4_nl_row(x, out):
+    """IQ4_NL: each 32 weights -> {f16 d; u8 qs[16]} with codes of IQ4_VALUES (quantize_iq4_nl)."""
+    L, scales = np.zeros(32, np.int64), np.zeros(1, np.float32)
+    for b in range(x.shape[0] // 32):
+        _iq4_super_block(x[32 * b : 32 * b + 32], out, 18 * b, 1, L, scales)
+
+
+@njit(**EXACT_INLINE)
+def _iq4_xs_row(x, out):
+    """IQ4_XS: each 256 weights -> {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]} (quantize_iq4_xs)."""
+    L, scales = np.zeros(256, np.int64), np.zeros(8, np.float32)
+    for b in range(x.shape[0] // 256):
+        _iq4_super_block(x[256 * b : 256 * b + 256], out, 136 * b, 8, L, scales)
+
+
 @njit(**EXACT_INLINE)
 def _f16_row(x, out):
     """F16: IEEE half, round to nearest even (ggml_fp32_to_fp16_row)."""
@@ -197,6 +312,22 @@ f16_rows = _rows_kernel(_f16_row)
 bf16_rows = _rows_kernel(_bf16_row)
 f32_rows = _rows_kernel(_f32_row)
 
+
+
+# The IQ4 kernels are written out rather than made by _rows_kernel: numba's disk cache misses closures in every
+# new process, and these compile for 8 s (measured: every `llamacpy quantize ... IQ4_NL` paid it).
+@njit(**EXACT_PAR)
+def iq4_nl_rows(x, out):
+    for r in prange(x.shape[0]):
+        _iq4_nl_row(x[r], out[r])
+
+
+@njit(**EXACT_PAR)
+def iq4_xs_rows(x, out):
+    for r in prange(x.shape[0]):
+        _iq4_xs_row(x[r], out[r])
+
+
 # GGML type -> parallel kernel (x: f32[n_rows, n], out: u8[n_rows, row_bytes])
 QUANTIZERS = {
     GGMLType.F32: f32_rows,
@@ -207,6 +338,8 @@ QUANTIZERS = {
     GGMLType.Q5_0: q5_0_rows,
     GGMLType.Q5_1: q5_1_rows,
     GGMLType.Q8_0: q8_0_rows,
+    GGMLType.IQ4_NL: iq4_nl_rows,
+    GGMLType.IQ4_XS: iq4_xs_rows,
 }
 
 

@@ -93,6 +93,9 @@ class Vocab:
     """Token texts, scores, attributes and the flags llama.cpp's tokenizer and detokenizer consult."""
 
     def __init__(self, md: dict[str, Any]):
+        if KV + "model" not in md:
+            raise ValueError("the file has no tokenizer (tokenizer.ggml.model is missing): llamacpy needs the "
+                             "vocabulary inside the GGUF, as llama.cpp does")
         self.model = md[KV + "model"]
         if self.model not in _MODEL_TYPES:
             raise ValueError(f"unsupported tokenizer model: {self.model!r}")

@@ -99,3 +99,29 @@ def test_smollm2_requantized_to_q8_0(smollm2_path, tmp_path):
     for path, ref in ((smollm2_path, LLAMA_CPP_PPL_Q4_1), (out, LLAMA_CPP_PPL_Q8_0)):
         ppl = _ppl(path, 4)
         assert abs(ppl - ref) / ref < 0.01, (path.name, ppl, ref)
+
+
+# `llama-quantize --allow-requantize --pure <the catalog's SmolLM2 Q4_1 file> out TYPE 2` (llama.cpp 0c1e570)
+LLAMA_QUANTIZE_PURE_SHA256 = {
+    "IQ4_NL": "ff5f3823fc4bf48af52dca869f864e589c08b6e43d5ca749ad7b931dfd34d6eb",
+    "IQ4_XS": "1c4ad2032b58a4473fd271f82cf11b65fdea5f14fe529e70d1c42065743f8eab",
+}
+# llama-server on those files: /completion "The capital of France is", n_predict 8, temperature 0
+LLAMA_SERVER_TEXT = {"IQ4_NL": " Paris. The capital of the United Kingdom", "IQ4_XS": " the capital of the United Kingdom."}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ftype", sorted(LLAMA_QUANTIZE_PURE_SHA256))
+def test_smollm2_requantized_to_iq4(smollm2_path, tmp_path, ftype):
+    out = tmp_path / f"smollm2-{ftype}.gguf"
+    refused = _quantize("--allow-requantize", str(smollm2_path), str(out), ftype)
+    assert refused.returncode == 1 and "--pure" in refused.stderr and not out.exists()  # its mixture needs K-quants
+    r = _quantize("--allow-requantize", "--pure", str(smollm2_path), str(out), ftype, "2")
+    assert r.returncode == 0, r.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == LLAMA_QUANTIZE_PURE_SHA256[ftype]
+
+    from llamacpy.api import Llama
+
+    text = Llama(str(out), n_ctx=128, n_threads=2).complete("The capital of France is", max_tokens=8,
+                                                              temperature=0)
+    assert text == LLAMA_SERVER_TEXT[ftype]
