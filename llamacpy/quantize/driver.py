@@ -26,7 +26,7 @@ from ..gguf.constants import DEFAULT_ALIGNMENT
 from ..gguf.writer import GGUFStreamWriter, TensorInfo, kv_u32
 from .ftypes import DEFAULT_TYPE, GUESS_FTYPE, PURE_ONLY, SUPPORTED, QuantizeError, type_name
 from .policy import QuantizeParams, TypeChooser, is_quantized
-from .rows import QUANTIZERS, row_bytes
+from .rows import QUANTIZERS, quantize_rows, row_bytes
 
 QNT_VERSION = 2  # GGML_QNT_VERSION
 DROPPED_KEYS = ("split.no", "split.count", "split.tensors.count")
@@ -215,7 +215,7 @@ def convert_rows(t: Tensor, new: GGMLType, n_threads: int = 1):
             xs = x[: rows.shape[0]]
             dequant(rows, np.arange(rows.shape[0]), xs, F16_TO_F32)
         out = np.empty((rows.shape[0], row_bytes(new, n)), np.uint8)
-        QUANTIZERS[new](xs, out)
+        quantize_rows(QUANTIZERS[new], xs, out)
         yield out
 
 
