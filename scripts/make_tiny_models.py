@@ -135,13 +135,13 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
 
     e, hd = s.n_embd, s.head_dim
 
-    def _q8_0(w: gguf.GGUFWriter, name: str, x: np.ndarray) -> None:
+    def matrix(w: gguf.GGUFWriter, name: str, x: np.ndarray) -> None:
         _quantized(w, name, x, s.qtype)
 
-    _q8_0(w, "token_embd.weight", mat(n_vocab, e, s.embd_std))
+    matrix(w, "token_embd.weight", mat(n_vocab, e, s.embd_std))
     w.add_tensor("output_norm.weight", norm(e))
     if not s.tied:
-        _q8_0(w, "output.weight", mat(n_vocab, e, 0.5))
+        matrix(w, "output.weight", mat(n_vocab, e, 0.5))
     for name_, x in (s.extra(s, rng) if s.extra else {}).items():
         w.add_tensor(name_, x)
     for i in range(s.n_layer):
@@ -152,12 +152,12 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         # differences into a different key winning
         q, k, v = mat(s.n_head * hd, e, 0.1), mat(s.n_head_kv * hd, e, 0.1), mat(s.n_head_kv * hd, e, 0.2)
         if s.fused:
-            _q8_0(w, p + "attn_qkv.weight", np.concatenate([q, k, v]))
+            matrix(w, p + "attn_qkv.weight", np.concatenate([q, k, v]))
         else:
-            _q8_0(w, p + "attn_q.weight", q)
-            _q8_0(w, p + "attn_k.weight", k)
-            _q8_0(w, p + "attn_v.weight", v)
-        _q8_0(w, p + "attn_output.weight", mat(e, s.n_head * hd, 0.1))
+            matrix(w, p + "attn_q.weight", q)
+            matrix(w, p + "attn_k.weight", k)
+            matrix(w, p + "attn_v.weight", v)
+        matrix(w, p + "attn_output.weight", mat(e, s.n_head * hd, 0.1))
         if s.qk_norm:
             w.add_tensor(p + "attn_q_norm.weight", norm(hd))
             w.add_tensor(p + "attn_k_norm.weight", norm(hd))
@@ -173,11 +173,11 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
         gate, up = mat(s.n_ff, e, 0.1), mat(s.n_ff, e, 0.1)
         if s.fused:
-            _q8_0(w, p + "ffn_up.weight", np.concatenate([gate, up]))
+            matrix(w, p + "ffn_up.weight", np.concatenate([gate, up]))
         else:
-            _q8_0(w, p + "ffn_gate.weight", gate)
-            _q8_0(w, p + "ffn_up.weight", up)
-        _q8_0(w, p + "ffn_down.weight", mat(e, s.n_ff, 0.1))
+            matrix(w, p + "ffn_gate.weight", gate)
+            matrix(w, p + "ffn_up.weight", up)
+        matrix(w, p + "ffn_down.weight", mat(e, s.n_ff, 0.1))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
