@@ -46,6 +46,9 @@ class Spec:
     post_norms: bool = False                    # gemma: post_attention_norm and post_ffw_norm besides the pre-norms
     embd_std: float = 1.0                       # of token_embd (with tied outputs it sets the logits' spread)
     qtype: str = "Q8_0"                         # of every matrix (token_embd and output included)
+    experts: tuple[int, int] = (0, 0)           # (n_expert, n_used): routed SwiGLU experts of n_ff rows each
+    shared: str = ""                            # a shared expert besides them: "plain" or "gated" (qwen2moe)
+    qk_norm_all: bool = False                   # attn_q_norm / attn_k_norm over all heads at once (olmoe)
 
 
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -70,9 +73,34 @@ SPECS = {
     "llama-iq4_nl": Spec("llama", 20, n_embd=160, qtype="IQ4_NL"),  # 5 blocks per row: an odd count
     "llama-iq4_xs": Spec("llama", 21, n_embd=256, head_dim=64, n_ff=512, qtype="IQ4_XS"),
     "llama-mxfp4": Spec("llama", 22, n_embd=160, qtype="MXFP4"),
+    "mixtral": Spec("llama", 28, n_ff=64, experts=(8, 2), kv={"rope.freq_base": 1000000.0}),
+    "qwen3moe": Spec("qwen3moe", 24, head_dim=48, n_ff=64, qk_norm=True, experts=(8, 3),
+                     kv={"rope.freq_base": 1000000.0}),
+    "qwen2moe": Spec("qwen2moe", 25, n_ff=64, experts=(6, 2), shared="gated", kv={"rope.freq_base": 1000000.0}),
+    "olmoe": Spec("olmoe", 26, n_ff=64, n_head_kv=4, qk_norm_all=True, experts=(16, 4),
+                  kv={"rope.freq_base": 10000.0}),
+    "granitemoe": Spec("granitemoe", 27, n_ff=64, experts=(8, 2), shared="plain",
+                       kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
+                           "attention.scale": 0.09, "logit_scale": 2.5}),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
+
+
+def _experts(w: gguf.GGUFWriter, p: str, s: Spec, mat: Callable, matrix: Callable) -> None:
+    """A MoE layer's FFN: the router (F32, as convert_hf_to_gguf.py writes it; spread so that no two experts
+    nearly tie), the experts as 3-D tensors (n_expert, rows, n_in), and the shared expert if any."""
+    n_expert, e, f = s.experts[0], s.n_embd, s.n_ff
+    w.add_tensor(p + "ffn_gate_inp.weight", mat(n_expert, e, 0.15))
+    matrix(w, p + "ffn_gate_exps.weight", np.stack([mat(f, e, 0.1) for _ in range(n_expert)]))
+    matrix(w, p + "ffn_up_exps.weight", np.stack([mat(f, e, 0.1) for _ in range(n_expert)]))
+    matrix(w, p + "ffn_down_exps.weight", np.stack([mat(e, f, 0.1) for _ in range(n_expert)]))
+    if s.shared:
+        matrix(w, p + "ffn_gate_shexp.weight", mat(f, e, 0.1))
+        matrix(w, p + "ffn_up_shexp.weight", mat(f, e, 0.1))
+        matrix(w, p + "ffn_down_shexp.weight", mat(e, f, 0.1))
+    if s.shared == "gated":
+        w.add_tensor(p + "ffn_gate_inp_shexp.weight", mat(1, e, 0.2)[0])
 
 
 def _copy_tokenizer(w: gguf.GGUFWriter, source: Path) -> int:
@@ -123,6 +151,12 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
     for key, value in s.kv.items():
         (w.add_float32 if isinstance(value, float) else w.add_uint32)(f"{a}.{key}", value)
+    if s.experts[0]:
+        w.add_uint32(f"{a}.expert_count", s.experts[0])
+        w.add_uint32(f"{a}.expert_used_count", s.experts[1])
+        w.add_uint32(f"{a}.expert_feed_forward_length", s.n_ff)
+        if s.shared:
+            w.add_uint32(f"{a}.expert_shared_feed_forward_length", s.n_ff)
     w.add_uint32("general.file_type", gguf.LlamaFileType["MOSTLY_MXFP4_MOE" if s.qtype == "MXFP4" else f"MOSTLY_{s.qtype}"])
     n_vocab = _copy_tokenizer(w, vocab_source)
     w.add_uint32(f"{a}.vocab_size", n_vocab)
@@ -161,9 +195,10 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         if s.qk_norm:
             w.add_tensor(p + "attn_q_norm.weight", norm(hd))
             w.add_tensor(p + "attn_k_norm.weight", norm(hd))
-        if s.olmo2:
+        if s.olmo2 or s.qk_norm_all:
             w.add_tensor(p + "attn_q_norm.weight", norm(s.n_head * hd))
             w.add_tensor(p + "attn_k_norm.weight", norm(s.n_head_kv * hd))
+        if s.olmo2:
             w.add_tensor(p + "post_attention_norm.weight", norm(e))
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
         else:
@@ -171,6 +206,9 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         if s.post_norms:
             w.add_tensor(p + "post_attention_norm.weight", norm(e))
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
+        if s.experts[0]:
+            _experts(w, p, s, mat, matrix)
+            continue
         gate, up = mat(s.n_ff, e, 0.1), mat(s.n_ff, e, 0.1)
         if s.fused:
             matrix(w, p + "ffn_up.weight", np.concatenate([gate, up]))

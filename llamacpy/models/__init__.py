@@ -8,9 +8,8 @@ from ..gguf import GGUFFile
 from .base import DecoderModel, KVCache, ModelArgs, ModelError, Segment
 
 ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3": "gemma3", "bert": "bert",
-                 "granite": "granite", "smollm3": "smollm3",
-                 "olmo2": "olmo2", "phi3": "phi3",
-                 "gemma2": "gemma2"}
+                 "granite": "granite", "smollm3": "smollm3", "olmo2": "olmo2", "phi3": "phi3", "gemma2": "gemma2",
+                 "qwen3moe": "qwen3moe", "qwen2moe": "qwen2moe", "olmoe": "olmoe", "granitemoe": "granitemoe"}
 
 
 def load_model(g: GGUFFile) -> DecoderModel:

@@ -54,7 +54,8 @@ class ModelArgs:
         args = {
             "arch": g.architecture, "n_vocab": n_vocab, "n_embd": n_embd, "n_layer": int(a("block_count")),
             "n_head": n_head, "n_head_kv": int(a("attention.head_count_kv", n_head)), "head_dim": head_dim,
-            "n_ff": int(a("feed_forward_length")), "rms_eps": float(a("attention.layer_norm_rms_epsilon", 1e-5)),
+            "n_ff": int(a("feed_forward_length", a("expert_feed_forward_length", 0))),
+            "rms_eps": float(a("attention.layer_norm_rms_epsilon", 1e-5)),
             "rope_base": float(a("rope.freq_base", 10000.0)), "n_rot": int(a("rope.dimension_count", head_dim)),
             "n_ctx_train": int(a("context_length", 4096)),
             "rope_scale": 1.0 / float(a("rope.scaling.factor", 1.0) or 1.0),

@@ -1,4 +1,5 @@
-"""llama: RMS norm, GQA attention with RoPE (NORM layout), SwiGLU FFN. Also the base of qwen2."""
+"""llama: RMS norm, GQA attention with RoPE (NORM layout), SwiGLU FFN, or routed experts where the file has
+`ffn_gate_inp` (Mixtral; qwen3moe, granitemoe...). Also the base of qwen2 and the other llama-like families."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gguf import GGUFFile
-from ..kernels import Activations
+from ..gguf import GGUFFile, Tensor
+from ..kernels import Activations, WeightMatrix
 from ..kernels.dispatch import FORMATS, KINDS, ROW_EXACT
 from ..kernels.threads import ensure_threads
 from ..kernels.weight import VEC_DOT_BATCH, repacked_by_ggml
 from ..ops import RopeTable, attention, rms_norm, swiglu
 from ..ops.linear import Linear
+from ..ops.moe import MoE
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
 from .llama_step import layer_step
 
@@ -25,15 +27,18 @@ class LlamaLayer:
     wv: Linear
     wo: Linear
     ffn_norm: np.ndarray
-    w_gate: Linear
-    w_up: Linear
-    w_down: Linear
-    q_norm: np.ndarray | None = None  # per-head RMS norms of q and k before RoPE (qwen3), when the file has them
+    w_gate: Linear | None  # the dense FFN (None in a MoE layer)
+    w_up: Linear | None
+    w_down: Linear | None
+    # RMS norms of q and k before RoPE, when the file has them: per head (qwen3) or over all heads (olmoe)
+    q_norm: np.ndarray | None = None
     k_norm: np.ndarray | None = None
+    moe: MoE | None = None
 
 
 class Model(DecoderModel):
     rope_neox = False
+    moe_norm_w = True  # build_moe_ffn's norm_w: the chosen experts' weights are renormalized to sum 1
 
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=self.rope_neox)
@@ -94,6 +99,9 @@ class Model(DecoderModel):
             self._steps = None
             steps = []
             for L in self.layers:
+                if L.moe is not None or L.wo.bias is not None or (
+                        L.q_norm is not None and len(L.q_norm) != self.args.head_dim):
+                    return None  # the fused step has no experts, output bias or whole-width q/k norms
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
                 if any(m.w.vec_dot_type is None for m in mats) or self.residual_scale != 1 or not all(self.rope_layers):
                     return None  # the fused step has no residual scale or RoPE-less layers: layer by layer
@@ -113,16 +121,33 @@ class Model(DecoderModel):
 
     def load_layer(self, w: Weights, i: int) -> LlamaLayer:
         p = f"blk.{i}."
+        moe = self.load_moe(w, p) if w.has(p + "ffn_gate_inp.weight") else None
+        dense = (None, None, None) if moe else (
+            w.linear(p + "ffn_gate.weight"), w.linear(p + "ffn_up.weight"), w.linear(p + "ffn_down.weight"))
         return LlamaLayer(
             attn_norm=w.vector(p + "attn_norm.weight"),
             wq=w.linear(p + "attn_q.weight", p + "attn_q.bias"),
             wk=w.linear(p + "attn_k.weight", p + "attn_k.bias"),
             wv=w.linear(p + "attn_v.weight", p + "attn_v.bias"),
-            wo=w.linear(p + "attn_output.weight"),
-            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=w.linear(p + "ffn_gate.weight"),
-            w_up=w.linear(p + "ffn_up.weight"), w_down=w.linear(p + "ffn_down.weight"),
+            wo=w.linear(p + "attn_output.weight", p + "attn_output.bias"),
+            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=dense[0], w_up=dense[1], w_down=dense[2],
             q_norm=w.optional_vector(p + "attn_q_norm.weight"), k_norm=w.optional_vector(p + "attn_k_norm.weight"),
+            moe=moe,
         )
+
+    def load_moe(self, w: Weights, p: str) -> MoE:
+        """The layer's routed experts (`{arch}.expert_used_count` of them per token) and its shared expert,
+        where the file has one (`ffn_*_shexp`, gated by a sigmoid of `ffn_gate_inp_shexp` when present)."""
+        n_used = int(self.g.arch_get("expert_used_count", 0))
+        shared = None
+        if w.has(p + "ffn_up_shexp.weight"):
+            shared = tuple(w.linear(p + f"ffn_{m}_shexp.weight") for m in ("gate", "up", "down"))
+            if w.has(p + "ffn_gate_inp_shexp.weight"):  # a vector {n_embd}: a matrix of one row
+                t = w.tensor(p + "ffn_gate_inp_shexp.weight")
+                shared += (Linear(WeightMatrix(Tensor(t.name, t.type, (1, t.shape[-1]), t.data.reshape(1, -1)))),)
+        return MoE(w.linear(p + "ffn_gate_inp.weight"), w.tensor(p + "ffn_up_exps.weight"),
+                   w.tensor(p + "ffn_gate_exps.weight"), w.tensor(p + "ffn_down_exps.weight"), n_used,
+                   self.moe_norm_w, shared=shared)
 
     def _residual(self, branch: np.ndarray) -> np.ndarray:
         if self.residual_scale != 1.0:
@@ -140,8 +165,9 @@ class Model(DecoderModel):
         q = L.wq(hq).reshape(T, a.n_head, a.head_dim)
         k = L.wk(hq).reshape(T, a.n_head_kv, a.head_dim)
         v = L.wv(hq).reshape(T, a.n_head_kv, a.head_dim)
-        if L.q_norm is not None:
-            q, k = rms_norm(q, L.q_norm, a.rms_eps), rms_norm(k, L.k_norm, a.rms_eps)
+        if L.q_norm is not None:  # per head, or over all heads at once (then reshaped back)
+            q = rms_norm(q.reshape(T, -1, len(L.q_norm)), L.q_norm, a.rms_eps).reshape(q.shape)
+            k = rms_norm(k.reshape(T, -1, len(L.k_norm)), L.k_norm, a.rms_eps).reshape(k.shape)
         if self.rope_layers[i]:
             q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
@@ -153,10 +179,15 @@ class Model(DecoderModel):
             start += seg.n
         x = x + self._residual(L.wo(attn))  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)
-        hq = Activations(h)
-        ff = swiglu(L.w_gate(hq), L.w_up(hq))  # (T, n_ff)
-        out = x + self._residual(L.w_down(ff))
+        if L.moe is not None:
+            out = x + self._residual(L.moe(h))
+        else:
+            hq = Activations(h)
+            ff = swiglu(L.w_gate(hq), L.w_up(hq))  # (T, n_ff)
+            out = x + self._residual(L.w_down(ff))
+            if trace is not None:
+                trace[f"ffn_swiglu-{i}"] = ff
         if trace is not None:
             trace.update({f"Qcur-{i}": q, f"Kcur-{i}": k, f"Vcur-{i}": v, f"kqv_out-{i}": attn,
-                          f"ffn_inp-{i}": x, f"ffn_swiglu-{i}": ff, f"l_out-{i}": out})
+                          f"ffn_inp-{i}": x, f"l_out-{i}": out})
         return out

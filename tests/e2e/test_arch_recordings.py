@@ -11,9 +11,7 @@ other instruction set only is checked more loosely: the last bits differ and the
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from llamacpy.models import load_model
 from llamacpy.sampling import SamplingParams
 from llamacpy.sampling.chain import log_softmax
 from llamacpy.tokenizer import Tokenizer
+from tinykit import tiny_maker
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_ISA = "avx512" if HAS_AVX512 else "avx2"
@@ -43,19 +42,6 @@ def _recording(name: str) -> dict:
     return json.loads((own if own.exists() else DATA / OTHER_ISA / f"{name}.json").read_text())
 
 
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_tiny_models", ROOT / "scripts/make_tiny_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, smollm2_path):
-    return tmp_path_factory.mktemp("tiny"), _maker(), smollm2_path
-
-
 def _greedy(sched: Scheduler, prompt: list[int], n: int) -> list:
     events = []
     req = GenRequest(prompt, SamplingParams(temperature=0), n_predict=n, logprobs=True, n_probs=5,
@@ -69,14 +55,13 @@ def _greedy(sched: Scheduler, prompt: list[int], n: int) -> list:
 
 
 def test_every_architecture_of_the_maker_is_recorded():
-    assert sorted(_maker().SPECS) == RECORDINGS
+    assert sorted(tiny_maker().SPECS) == RECORDINGS
 
 
 @pytest.mark.parametrize("name", RECORDINGS)
-def test_tokens_and_logprobs_match_llama_cpp(name, tiny_dir):
-    out, maker, vocab = tiny_dir
+def test_tokens_and_logprobs_match_llama_cpp(name, tiny_model):
     rec = _recording(name)
-    path = maker.make(name, out, vocab)
+    path = tiny_model(name)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["model_sha256"], \
         "the maker writes other bytes than were recorded: record again (scripts/record_llama_cpp_arch.py)"
     g = GGUFFile(path)
