@@ -49,6 +49,9 @@ class Spec:
     experts: tuple[int, int] = (0, 0)           # (n_expert, n_used): routed SwiGLU experts of n_ff rows each
     shared: str = ""                            # a shared expert besides them: "plain" or "gated" (qwen2moe)
     qk_norm_all: bool = False                   # attn_q_norm / attn_k_norm over all heads at once (olmoe)
+    qkv_bias: bool = False                      # attn_q/k/v.bias
+    gated: bool = True                          # ffn_gate (SwiGLU); False: no gate matrix (arcee's relu^2)
+    ffn_norm: str = "ffn_norm"                  # the FFN pre-norm's name (seed_oss: post_attention_norm)
 
 
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -82,6 +85,17 @@ SPECS = {
     "granitemoe": Spec("granitemoe", 27, n_ff=64, experts=(8, 2), shared="plain",
                        kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                            "attention.scale": 0.09, "logit_scale": 2.5}),
+    "exaone": Spec("exaone", 29, kv={"rope.freq_base": 1000000.0}),
+    "internlm2": Spec("internlm2", 30, kv={"rope.freq_base": 1000000.0}),
+    "ernie4_5": Spec("ernie4_5", 31, tied=True, kv={"rope.freq_base": 500000.0}),
+    "seed_oss": Spec("seed_oss", 35, head_dim=48, qkv_bias=True, ffn_norm="post_attention_norm",
+                     kv={"rope.freq_base": 10000000.0}),
+    "arcee": Spec("arcee", 33, gated=False, kv={"rope.freq_base": 10000.0}),
+    # YaRN (factor 4 from an original context of 16, the betas set) and llama 4's q temperature past position 16
+    "mistral3": Spec("mistral3", 34, kv={"rope.freq_base": 1000000.0, "rope.scaling.type": "yarn",
+                                         "rope.scaling.factor": 4.0, "rope.scaling.original_context_length": 16,
+                                         "rope.scaling.yarn_beta_fast": 16.0, "rope.scaling.yarn_beta_slow": 2.0,
+                                         "attention.temperature_scale": 0.3}),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
@@ -150,7 +164,8 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
     w.add_uint32(f"{a}.rope.dimension_count", s.head_dim)
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
     for key, value in s.kv.items():
-        (w.add_float32 if isinstance(value, float) else w.add_uint32)(f"{a}.{key}", value)
+        add = w.add_string if isinstance(value, str) else w.add_float32 if isinstance(value, float) else w.add_uint32
+        add(f"{a}.{key}", value)
     if s.experts[0]:
         w.add_uint32(f"{a}.expert_count", s.experts[0])
         w.add_uint32(f"{a}.expert_used_count", s.experts[1])
@@ -191,6 +206,9 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             matrix(w, p + "attn_q.weight", q)
             matrix(w, p + "attn_k.weight", k)
             matrix(w, p + "attn_v.weight", v)
+        if s.qkv_bias:
+            for name_, n in (("q", s.n_head * hd), ("k", s.n_head_kv * hd), ("v", s.n_head_kv * hd)):
+                w.add_tensor(p + f"attn_{name_}.bias", (rng.standard_normal(n) * 0.3).astype(np.float32))
         matrix(w, p + "attn_output.weight", mat(e, s.n_head * hd, 0.1))
         if s.qk_norm:
             w.add_tensor(p + "attn_q_norm.weight", norm(hd))
@@ -202,7 +220,7 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             w.add_tensor(p + "post_attention_norm.weight", norm(e))
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
         else:
-            w.add_tensor(p + "ffn_norm.weight", norm(e))
+            w.add_tensor(p + s.ffn_norm + ".weight", norm(e))
         if s.post_norms:
             w.add_tensor(p + "post_attention_norm.weight", norm(e))
             w.add_tensor(p + "post_ffw_norm.weight", norm(e))
@@ -213,7 +231,8 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         if s.fused:
             matrix(w, p + "ffn_up.weight", np.concatenate([gate, up]))
         else:
-            matrix(w, p + "ffn_gate.weight", gate)
+            if s.gated:
+                matrix(w, p + "ffn_gate.weight", gate)
             matrix(w, p + "ffn_up.weight", up)
         matrix(w, p + "ffn_down.weight", mat(e, s.n_ff, 0.1))
     w.write_header_to_file()

@@ -66,7 +66,11 @@ def record(server: Path, model: Path) -> dict:
         for prompt in PROMPTS:
             ids = _post(port, "/tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"]
             res = _post(port, "/completion", {"prompt": prompt, "n_predict": N_PREDICT, "n_probs": N_PROBS,
-                                              "temperature": 0, "cache_prompt": False})
+                                              "temperature": 0, "cache_prompt": False, "return_tokens": True})
+            if len(res["tokens"]) != len(res["completion_probabilities"]):
+                # llama-server leaves a token that ends inside a UTF-8 character out of the probabilities:
+                # the recording would misalign, so pick another seed for this model
+                raise SystemExit(f"{model.stem}: {prompt!r} generated a partial UTF-8 token ({res['tokens']})")
             cases.append({"prompt": prompt, "prompt_ids": ids, "tokens": [p["id"] for p in
                                                                            res["completion_probabilities"]],
                           "top": [[[t["id"], round(t["logprob"], 5)] for t in p["top_logprobs"]]

@@ -9,9 +9,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tinykit import tiny_maker
 
 from llamacpy.catalog import _download_wheel, cache_dir, catalog, pull
-from tinykit import tiny_maker
 
 SDIST = "llama-cpp-python==0.3.36"
 

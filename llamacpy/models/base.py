@@ -15,6 +15,7 @@ from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
 from ..ops import RopeTable, rms_norm
 from ..ops.linear import Linear
+from ..ops.rope import Yarn
 
 
 class ModelError(ValueError):
@@ -42,6 +43,7 @@ class ModelArgs:
     swa_layers: tuple[bool, ...] = ()
     rope_base_swa: float = 10000.0
     file_type: int = 0
+    yarn: Yarn | None = None  # rope.scaling.type "yarn"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -58,14 +60,36 @@ class ModelArgs:
             "rms_eps": float(a("attention.layer_norm_rms_epsilon", 1e-5)),
             "rope_base": float(a("rope.freq_base", 10000.0)), "n_rot": int(a("rope.dimension_count", head_dim)),
             "n_ctx_train": int(a("context_length", 4096)),
-            "rope_scale": 1.0 / float(a("rope.scaling.factor", 1.0) or 1.0),
             "file_type": int(g.get("general.file_type", 0)),
         }
+        args.update(_rope_scaling(g, args["n_ctx_train"]))
         args.update(overrides)
         return cls(**args)
 
     def is_swa(self, layer: int) -> bool:
         return bool(self.swa_layers) and self.swa_layers[layer]
+
+
+ROPE_SCALING_TYPES = ("none", "linear", "yarn")
+
+
+def _rope_scaling(g: GGUFFile, n_ctx_train: int) -> dict:
+    """rope_scale (llama.cpp's freq_scale: 1 / rope.scaling.factor, 1 for type "none") and, for YaRN, its
+    parameters as llama_context derives them (float32)."""
+    a = g.arch_get
+    kind = str(a("rope.scaling.type", "linear"))
+    if kind not in ROPE_SCALING_TYPES:
+        raise ModelError(f"{g.path}: rope scaling {kind!r} is not supported "
+                         f"(supported: {', '.join(ROPE_SCALING_TYPES)})")
+    factor = float(a("rope.scaling.factor", 0.0) or a("rope.scale_linear", 0.0) or 0.0)
+    freq_scale = np.float32(1.0) if kind == "none" or factor == 0 else np.float32(1.0) / np.float32(factor)
+    out = {"rope_scale": float(freq_scale)}
+    if kind == "yarn":
+        attn = Yarn.attn_factor_of(float(np.float32(1.0) / freq_scale),
+                                   float(a("rope.scaling.yarn_log_multiplier", 0.0)),
+                                   float(a("rope.scaling.attn_factor", 1.0)))
+        out["yarn"] = Yarn(int(a("rope.scaling.original_context_length", n_ctx_train) or n_ctx_train), attn)
+    return out
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ..kernels import Activations, WeightMatrix
 from ..kernels.dispatch import FORMATS, KINDS, ROW_EXACT
 from ..kernels.threads import ensure_threads
 from ..kernels.weight import VEC_DOT_BATCH, repacked_by_ggml
-from ..ops import RopeTable, attention, rms_norm, swiglu
+from ..ops import RopeTable, attention, relu_sqr, rms_norm, swiglu
 from ..ops.linear import Linear
 from ..ops.moe import MoE
 from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
@@ -39,16 +39,19 @@ class LlamaLayer:
 class Model(DecoderModel):
     rope_neox = False
     moe_norm_w = True  # build_moe_ffn's norm_w: the chosen experts' weights are renormalized to sum 1
+    ffn_norm_name = "ffn_norm"  # the FFN's pre-norm tensor (seed_oss calls it post_attention_norm)
+    ffn_gated = True  # SwiGLU FFN; False: relu(up x)^2, no gate matrix (arcee)
 
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=self.rope_neox)
         super().__init__(g, args)
         # llama 3.x: per-pair frequency factors (rope_freqs.weight, written by llama.cpp's converter)
         self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, args.rope_neox, args.rope_scale,
-                              self.w.optional_vector("rope_freqs.weight"))
+                              self.w.optional_vector("rope_freqs.weight"), args.yarn)
         self.scale = 1.0 / np.sqrt(args.head_dim)
         self.residual_scale = 1.0  # each block's attention and FFN outputs are scaled by this (granite)
         self.rope_layers = (True,) * args.n_layer  # the layers whose q and k are rotated (smollm3 skips some)
+        self.attn_temp: tuple[float, int] | None = None  # (scale, floor): llama 4's q temperature (mistral3)
 
     def rope_of(self, layer: int) -> RopeTable | None:
         return self.rope if self.rope_layers[layer] else None
@@ -99,12 +102,13 @@ class Model(DecoderModel):
             self._steps = None
             steps = []
             for L in self.layers:
-                if L.moe is not None or L.wo.bias is not None or (
+                if L.moe is not None or L.w_gate is None or L.wo.bias is not None or (
                         L.q_norm is not None and len(L.q_norm) != self.args.head_dim):
-                    return None  # the fused step has no experts, output bias or whole-width q/k norms
+                    return None  # the fused step has no experts, ungated FFN, output bias or whole-width q/k norm
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
-                if any(m.w.vec_dot_type is None for m in mats) or self.residual_scale != 1 or not all(self.rope_layers):
-                    return None  # the fused step has no residual scale or RoPE-less layers: layer by layer
+                if any(m.w.vec_dot_type is None for m in mats) or self.residual_scale != 1 \
+                        or not all(self.rope_layers) or self.attn_temp is not None:
+                    return None  # the fused step has no residual scale, RoPE-less layers or q temperature
                 kinds = np.array([KINDS[(m.w.type, repacked_by_ggml(m.w.type, m.n_out))] for m in mats], np.int64)
                 need = np.zeros((4, 3), np.bool_)
                 for group, ms in enumerate(([0, 1, 2], [3], [4, 5], [6])):
@@ -123,14 +127,16 @@ class Model(DecoderModel):
         p = f"blk.{i}."
         moe = self.load_moe(w, p) if w.has(p + "ffn_gate_inp.weight") else None
         dense = (None, None, None) if moe else (
-            w.linear(p + "ffn_gate.weight"), w.linear(p + "ffn_up.weight"), w.linear(p + "ffn_down.weight"))
+            w.linear(p + "ffn_gate.weight") if self.ffn_gated else None, w.linear(p + "ffn_up.weight"),
+            w.linear(p + "ffn_down.weight"))
         return LlamaLayer(
             attn_norm=w.vector(p + "attn_norm.weight"),
             wq=w.linear(p + "attn_q.weight", p + "attn_q.bias"),
             wk=w.linear(p + "attn_k.weight", p + "attn_k.bias"),
             wv=w.linear(p + "attn_v.weight", p + "attn_v.bias"),
             wo=w.linear(p + "attn_output.weight", p + "attn_output.bias"),
-            ffn_norm=w.vector(p + "ffn_norm.weight"), w_gate=dense[0], w_up=dense[1], w_down=dense[2],
+            ffn_norm=w.vector(p + self.ffn_norm_name + ".weight"),
+            w_gate=dense[0], w_up=dense[1], w_down=dense[2],
             q_norm=w.optional_vector(p + "attn_q_norm.weight"), k_norm=w.optional_vector(p + "attn_k_norm.weight"),
             moe=moe,
         )
@@ -170,6 +176,9 @@ class Model(DecoderModel):
             k = rms_norm(k.reshape(T, -1, len(L.k_norm)), L.k_norm, a.rms_eps).reshape(k.shape)
         if self.rope_layers[i]:
             q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
+        if self.attn_temp is not None:  # llm_graph_input_attn_temp: in double, then f32
+            temp, floor = self.attn_temp
+            q *= (np.log(np.floor(positions / floor) + 1.0) * temp + 1.0).astype(np.float32)[:, None, None]
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
         start = 0
         for seg in segments:
@@ -183,7 +192,8 @@ class Model(DecoderModel):
             out = x + self._residual(L.moe(h))
         else:
             hq = Activations(h)
-            ff = swiglu(L.w_gate(hq), L.w_up(hq))  # (T, n_ff)
+            # (T, n_ff)
+            ff = swiglu(L.w_gate(hq), L.w_up(hq)) if L.w_gate is not None else relu_sqr(L.w_up(hq))
             out = x + self._residual(L.w_down(ff))
             if trace is not None:
                 trace[f"ffn_swiglu-{i}"] = ff

@@ -33,7 +33,8 @@ class Model(DecoderModel):
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=True)
         super().__init__(g, args)
-        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, True, args.rope_scale)
+        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, True, args.rope_scale,
+                              yarn=args.yarn)
         self.scale = 1.0 / np.sqrt(args.head_dim)
 
     def rope_of(self, layer: int) -> RopeTable:

@@ -31,7 +31,8 @@ class Model(DecoderModel):
         super().__init__(g, args)
         if any(g.tensors.get(f"rope_factors_{k}.weight") is not None for k in ("long", "short")):
             raise ModelError(f"{g.path}: phi3's LongRoPE factors (128k-context models) are not supported yet")
-        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, True, args.rope_scale)
+        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, True, args.rope_scale,
+                              yarn=args.yarn)
         self.q_scale = np.float32(1.0) / np.sqrt(np.float32(args.head_dim))
 
     def rope_of(self, layer: int) -> RopeTable:

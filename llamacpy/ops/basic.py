@@ -116,6 +116,12 @@ def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     return out
 
 
+def relu_sqr(x: np.ndarray) -> np.ndarray:
+    """ggml_sqr(ggml_relu(x)): max(x, 0) squared (llama.cpp's LLM_FFN_RELU_SQR)."""
+    r = np.maximum(x, np.float32(0.0))
+    return r * r
+
+
 def silu(x: np.ndarray) -> np.ndarray:
     return x / (np.float32(1.0) + np.exp(-x))
 

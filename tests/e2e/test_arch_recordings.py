@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tinykit import tiny_maker
 
 from llamacpy.engine import DoneEvent, GenRequest
 from llamacpy.engine.scheduler import Scheduler
@@ -25,7 +26,6 @@ from llamacpy.models import load_model
 from llamacpy.sampling import SamplingParams
 from llamacpy.sampling.chain import log_softmax
 from llamacpy.tokenizer import Tokenizer
-from tinykit import tiny_maker
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_ISA = "avx512" if HAS_AVX512 else "avx2"
