@@ -21,6 +21,23 @@ def pooling_name(pooling_type: int | str | None, model) -> str:
     return name
 
 
+def rerank_tokens(tok, template: str | None, query: str, doc: str) -> list[int]:
+    """llama-server's format_prompt_rerank: the GGUF's rerank template (tokenizer.chat_template.rerank) with
+    {query} and {document} filled in (special tokens parsed), else [BOS] query [EOS or SEP] [SEP] document
+    [EOS or SEP], each marker where the vocabulary adds it."""
+    if template:
+        prompt = template.replace("{query}", query).replace("{document}", doc)
+        return tok.encode(prompt, add_special=False, parse_special=True)
+    eos = tok.eos_id if tok.eos_id is not None else tok.sep_id
+    out = [tok.bos_id] if tok.add_bos else []
+    out += tok.encode(query, add_special=False)
+    out += [eos] if tok.add_eos else []
+    out += [tok.sep_id] if tok.add_sep else []
+    out += tok.encode(doc, add_special=False)
+    out += [eos] if tok.add_eos else []
+    return out
+
+
 def embed_tokens(model, prompts: list[list[int]], pooling: str, embd_normalize: float,
                  n_batch: int, tuner: ThreadTuner | None = None) -> list[np.ndarray]:
     """One array per prompt: (n_embd,) pooled and normalized, or (n_tokens, n_embd) for pooling "none".
@@ -40,7 +57,10 @@ def embed_tokens(model, prompts: list[list[int]], pooling: str, embd_normalize: 
         hidden = model.hidden_states(np.concatenate(prompts[i:j]).astype(np.int64), lengths)
         if tuner is not None:
             tuner.record((time.perf_counter() - t0) / n, n.bit_length(), True)
-        for v in pool(hidden, lengths, pooling):
-            out.append(v if pooling == "none" else normalize(v, embd_normalize)[0])
+        if pooling == "rank":  # a reranker's classification scores, unnormalized
+            out.extend(model.classify(hidden, lengths))
+        else:
+            for v in pool(hidden, lengths, pooling):
+                out.append(v if pooling == "none" else normalize(v, embd_normalize)[0])
         i = j
     return out

@@ -52,6 +52,7 @@ class Spec:
     qkv_bias: bool = False                      # attn_q/k/v.bias
     gated: bool = True                          # ffn_gate (SwiGLU); False: no gate matrix (arcee's relu^2)
     ffn_norm: str = "ffn_norm"                  # the FFN pre-norm's name (seed_oss: post_attention_norm)
+    pooling: int = -1                           # >= 0: an encoder (bert family) with this pooling_type (4: rank)
 
 
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -96,6 +97,10 @@ SPECS = {
                                          "rope.scaling.factor": 4.0, "rope.scaling.original_context_length": 16,
                                          "rope.scaling.yarn_beta_fast": 16.0, "rope.scaling.yarn_beta_slow": 2.0,
                                          "attention.temperature_scale": 0.3}),
+    # encoders, recorded through llama-server's /v1/embeddings (and /v1/rerank for the classification head)
+    "nomic-bert": Spec("nomic-bert", 36, n_head_kv=4, fused=True, pooling=1, kv={"rope.freq_base": 1000.0}),
+    "jina-bert-v2": Spec("jina-bert-v2", 37, n_head_kv=4, pooling=1),
+    "bert-rerank": Spec("bert", 38, n_head_kv=4, pooling=4),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
@@ -162,7 +167,13 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
     w.add_uint32(f"{a}.attention.key_length", s.head_dim)
     w.add_uint32(f"{a}.attention.value_length", s.head_dim)
     w.add_uint32(f"{a}.rope.dimension_count", s.head_dim)
-    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
+    if s.pooling >= 0:
+        w.add_float32(f"{a}.attention.layer_norm_epsilon", 1e-12)
+        w.add_uint32(f"{a}.pooling_type", s.pooling)
+        w.add_bool(f"{a}.attention.causal", False)
+        w.add_uint32("tokenizer.ggml.token_type_count", 2)
+    else:
+        w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
     for key, value in s.kv.items():
         add = w.add_string if isinstance(value, str) else w.add_float32 if isinstance(value, float) else w.add_uint32
         add(f"{a}.{key}", value)
@@ -188,6 +199,9 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
         _quantized(w, name, x, s.qtype)
 
     matrix(w, "token_embd.weight", mat(n_vocab, e, s.embd_std))
+    if s.pooling >= 0:
+        _encoder(w, s, rng, mat, norm, matrix)
+        return _finish(w, path)
     w.add_tensor("output_norm.weight", norm(e))
     if not s.tied:
         matrix(w, "output.weight", mat(n_vocab, e, 0.5))
@@ -235,11 +249,62 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
                 matrix(w, p + "ffn_gate.weight", gate)
             matrix(w, p + "ffn_up.weight", up)
         matrix(w, p + "ffn_down.weight", mat(e, s.n_ff, 0.1))
+    return _finish(w, path)
+
+
+def _finish(w: gguf.GGUFWriter, path: Path) -> Path:
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def _encoder(w: gguf.GGUFWriter, s: Spec, rng: np.random.Generator, mat: Callable, norm: Callable,
+             matrix: Callable) -> None:
+    """The bert family's tensors: token types, embedding LayerNorm, post-norm layers with biases; bert has
+    position embeddings, nomic-bert a fused q/k/v and a SwiGLU FFN without biases, jina-bert-v2 a GEGLU up
+    matrix (gate rows first); pooling 4 adds the classification head (cls, cls.output)."""
+    e, f = s.n_embd, s.n_ff
+
+    def bias(n: int) -> np.ndarray:
+        return (rng.standard_normal(n) * 0.1).astype(np.float32)
+
+    w.add_tensor("token_types.weight", mat(2, e, 0.3))
+    if s.arch == "bert":
+        w.add_tensor("position_embd.weight", mat(2048, e, 0.3))
+    w.add_tensor("token_embd_norm.weight", norm(e))
+    w.add_tensor("token_embd_norm.bias", bias(e))
+    for i in range(s.n_layer):
+        p = f"blk.{i}."
+        q, k, v = mat(e, e, 0.1), mat(e, e, 0.1), mat(e, e, 0.2)
+        if s.fused:
+            matrix(w, p + "attn_qkv.weight", np.concatenate([q, k, v]))
+        else:
+            for m, x in (("q", q), ("k", k), ("v", v)):
+                matrix(w, p + f"attn_{m}.weight", x)
+                w.add_tensor(p + f"attn_{m}.bias", bias(e))
+        matrix(w, p + "attn_output.weight", mat(e, e, 0.1))
+        w.add_tensor(p + "attn_output.bias", bias(e))
+        w.add_tensor(p + "attn_output_norm.weight", norm(e))
+        w.add_tensor(p + "attn_output_norm.bias", bias(e))
+        if s.arch == "nomic-bert":
+            matrix(w, p + "ffn_up.weight", mat(f, e, 0.1))
+            matrix(w, p + "ffn_gate.weight", mat(f, e, 0.1))
+            matrix(w, p + "ffn_down.weight", mat(e, f, 0.1))
+        else:
+            n_up = 2 * f if s.arch == "jina-bert-v2" else f
+            matrix(w, p + "ffn_up.weight", mat(n_up, e, 0.1))
+            w.add_tensor(p + "ffn_up.bias", bias(n_up))
+            matrix(w, p + "ffn_down.weight", mat(e, f, 0.1))
+            w.add_tensor(p + "ffn_down.bias", bias(e))
+        w.add_tensor(p + "layer_output_norm.weight", norm(e))
+        w.add_tensor(p + "layer_output_norm.bias", bias(e))
+    if s.pooling == 4:
+        matrix(w, "cls.weight", mat(e, e, 0.2))
+        w.add_tensor("cls.bias", bias(e))
+        w.add_tensor("cls.output.weight", mat(1, e, 0.5))
+        w.add_tensor("cls.output.bias", bias(1))
 
 
 def vocab_source() -> Path:

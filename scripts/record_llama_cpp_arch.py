@@ -50,9 +50,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def record(server: Path, model: Path) -> dict:
+RERANK_DOCS = ["Paris is the capital and largest city of France.", "def fibonacci(n): return n",
+               "Once upon a time there was a village.", "The weather"]
+
+
+def record(server: Path, model: Path, pooling: int = -1) -> dict:
+    """`pooling` >= 0: an encoder, recorded through /v1/embeddings (pooling 4, a reranker: /v1/rerank)."""
     port = _free_port()
     cmd = [str(server), "-m", str(model), "-c", "512", "-np", "1", "-t", "2", "--port", str(port)]
+    if pooling >= 0:
+        cmd.insert(-2, "--reranking" if pooling == 4 else "--embeddings")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(600):
@@ -62,6 +69,8 @@ def record(server: Path, model: Path) -> dict:
                         break
             except OSError:
                 time.sleep(0.1)
+        if pooling >= 0:
+            return _record_encoder(port, model, cmd, pooling)
         cases = []
         for prompt in PROMPTS:
             ids = _post(port, "/tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"]
@@ -85,6 +94,24 @@ def record(server: Path, model: Path) -> dict:
         proc.wait(timeout=30)
 
 
+def _record_encoder(port: int, model: Path, cmd: list[str], pooling: int) -> dict:
+    ids = [_post(port, "/tokenize", {"content": p, "add_special": True, "parse_special": True})["tokens"]
+           for p in PROMPTS]
+    out = {"llama.cpp": COMMIT, "isa": "avx512" if HAS_AVX512 else "avx2",
+           "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+           "made_by": f"scripts/make_tiny_models.py {model.stem}", "prompts": PROMPTS, "prompt_ids": ids}
+    command = " ".join(["llama-server", *cmd[1:2], model.name, *cmd[3:-2]])
+    if pooling == 4:
+        body = {"query": PROMPTS[0], "documents": RERANK_DOCS}
+        out["rerank"] = {"request": body, "response": _post(port, "/v1/rerank", body)["results"]}
+        out["command"] = command + "; /v1/rerank"
+    else:
+        data = _post(port, "/v1/embeddings", {"input": PROMPTS})["data"]
+        out["embeddings"] = [[round(x, 6) for x in d["embedding"]] for d in data]
+        out["command"] = command + "; /v1/embeddings (L2-normalized)"
+    return out
+
+
 def main(names: list[str]) -> int:
     server = Path(os.environ["LLAMA_SERVER"])
     OUT.mkdir(parents=True, exist_ok=True)
@@ -92,9 +119,9 @@ def main(names: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or list(make_tiny_models.SPECS):
             model = make_tiny_models.make(name, Path(tmp), src)
-            data = record(server, model)
+            data = record(server, model, make_tiny_models.SPECS[name].pooling)
             (OUT / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
-            print(name, [c["content"] for c in data["cases"]])
+            print(name, [c["content"] for c in data["cases"]] if "cases" in data else data.get("rerank"))
     return 0
 
 

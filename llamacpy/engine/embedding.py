@@ -139,6 +139,10 @@ class EmbeddingEngine(ModelThread):
         start = 0
         for req, i in batch:
             n = len(req.prompts[i])
+            if req.pooling == "rank":  # the classification head's scores, unnormalized (llama.cpp's rank pooling)
+                req.results[i] = self.model.classify(hidden[start:start + n], [n])
+                start += n
+                continue
             vec = pool(hidden[start:start + n], [n], req.pooling)[0]
             req.results[i] = vec if req.pooling == "none" else normalize(vec, req.embd_normalize)
             start += n

@@ -55,7 +55,8 @@ def _attention(q, kc, vc, seq, pos, scale, out):
     g = n_head // kc.shape[1]
     for job in prange(T * n_head):
         t, h = job // n_head, job % n_head
-        attend_f16(q[t, h], kc[seq[t], h // g], vc[seq[t], h // g], 0, pos[t] + 1, scale, out[t, h], np.float32(0.0))
+        attend_f16(q[t, h], kc[seq[t], h // g], vc[seq[t], h // g], 0, pos[t] + 1, scale, out[t, h], np.float32(0.0),
+                   np.float32(0.0), 0)
 
 
 @njit(cache=True, nogil=True)

@@ -270,13 +270,13 @@ def _scores_avx2(q, k, lo, hi, scale, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def attend_f16(qrow, k, v, lo, hi, scale, out, cap):
+def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos):
     """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
     computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max),
     then the online softmax over keys accumulating V in f16: when a key raises the max,
     acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then acc = f16(fma(v, exp(s - M), acc))
-    (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs). Not fastmath: the f16 roundings
-    are the point."""
+    (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs). `slope` != 0: ALiBi, each score plus
+    slope * -|qpos - j| (ggml's f16 mask times the head's slope). Not fastmath: the f16 roundings are the point."""
     hd, hd_v = qrow.shape[0], out.shape[0]
     qh = np.empty(hd, np.float32)
     for d in range(hd):
@@ -294,6 +294,9 @@ def attend_f16(qrow, k, v, lo, hi, scale, out, cap):
     if cap != 0:  # logit soft-capping: s = cap * tanhf(s), after the (cap-divided) scale
         for j in range(hi - lo):
             scores[j] = cap * np.tanh(scores[j])
+    if slope != 0:
+        for j in range(hi - lo):
+            scores[j] += slope * np.float32(-abs(qpos - lo - j))
     acc = np.zeros(hd_v, np.float32)
     M = np.float32(-np.inf)
     S = np.float32(0.0)
@@ -328,56 +331,63 @@ def _attention_f16_online(q, k, v, q_pos0, scale, window, out, cap):
         kvh = h // g
         p = q_pos0 + i
         lo = 0 if window <= 0 else max(0, p - window + 1)
-        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h], cap)
+        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h], cap, np.float32(0.0), 0)
 
 
-BIDIR_NUMBA_MAX = 64  # segment length up to which the numba loop beats per-segment BLAS calls
+@njit(cache=True, nogil=True, parallel=True)
+def _attention_bidir_f16(q, k, v, starts, lens, scale, slopes, out):
+    """Each token of a segment over all tokens of that segment with ggml's one-chunk flash attention
+    (`attend_f16`): llama.cpp casts an encoder's f32 K and V to f16 for it. q: (T, n_head, hd) f32;
+    k, v: (n_head, T, hd) f16 bits; one (token, head) per work item."""
+    n_head = q.shape[1]
+    n_rows = 0
+    for s in range(starts.shape[0]):
+        n_rows += lens[s]
+    rows, first, last = np.empty(n_rows, np.int64), np.empty(n_rows, np.int64), np.empty(n_rows, np.int64)
+    r = 0
+    for s in range(starts.shape[0]):
+        for i in range(starts[s], starts[s] + lens[s]):
+            rows[r], first[r], last[r] = i, starts[s], starts[s] + lens[s]
+            r += 1
+    for job in prange(n_rows * n_head):
+        r, h = job // n_head, job % n_head
+        i = rows[r]
+        attend_f16(q[i, h], k[h], v[h], first[r], last[r], scale, out[i, h], np.float32(0.0), slopes[h], i)
 
 
-@njit(cache=True, nogil=True, fastmath=True, parallel=True)
-def _attention_bidir_small(q, k, v, starts, lens, scale, out):
-    """Softmax attention of every token of a segment over all tokens of that segment; one (segment, head)
-    per work item. q, k, v: (T, n_head, hd) f32; out: (T, n_head, hd)."""
-    n_head, hd = q.shape[1], q.shape[2]
-    for job in prange(starts.shape[0] * n_head):
-        s, h = job // n_head, job % n_head
-        s0, n = starts[s], lens[s]
-        p = np.empty(n, np.float32)
-        for i in range(s0, s0 + n):
-            m = np.float32(-np.inf)
-            for j in range(n):
-                acc = np.float32(0.0)
-                for d in range(hd):
-                    acc += q[i, h, d] * k[s0 + j, h, d]
-                p[j] = acc * scale
-                m = max(m, p[j])
-            total = np.float32(0.0)
-            for j in range(n):
-                p[j] = np.exp(p[j] - m)
-                total += p[j]
-            inv = np.float32(1.0) / total
-            for d in range(hd):
-                out[i, h, d] = 0.0
-            for j in range(n):
-                w = p[j] * inv
-                for d in range(hd):
-                    out[i, h, d] += w * v[s0 + j, h, d]
+def alibi_slopes(n_head: int, max_bias: float) -> np.ndarray:
+    """ggml_soft_max_ext's per-head ALiBi slopes for max_bias (float32, as ggml computes them)."""
+    n_log2 = 1 << int(np.floor(np.log2(n_head)))
+    m0 = np.float32(2.0) ** (np.float32(-max_bias) / np.float32(n_log2))
+    m1 = np.float32(2.0) ** (np.float32(-max_bias / 2.0) / np.float32(n_log2))
+    return np.array([m0 ** np.float32(h + 1) if h < n_log2 else m1 ** np.float32(2 * (h - n_log2) + 1)
+                     for h in range(n_head)], np.float32)
 
 
-def attention_bidir(q: np.ndarray, k: np.ndarray, v: np.ndarray, lengths: list[int], scale: float) -> np.ndarray:
+def attention_bidir(q: np.ndarray, k: np.ndarray, v: np.ndarray, lengths: list[int], scale: float,
+                    slopes: np.ndarray | None = None) -> np.ndarray:
     """Non-causal attention (encoders such as BERT): q, k, v (T, n_head, hd) hold consecutive segments of
-    `lengths` tokens; each token sees every token of its own segment. Returns (T, n_head * hd)."""
+    `lengths` tokens; each token sees every token of its own segment. `slopes`: ALiBi (`alibi_slopes`).
+    As llama.cpp's flash attention over K and V cast to f16: a segment shorter than 64 tokens through its
+    one-chunk kernel, a longer one as f32 softmax attention over the f16-rounded keys and values.
+    Returns (T, n_head * hd)."""
     q, k, v = (np.ascontiguousarray(a, dtype=np.float32) for a in (q, k, v))
     T, n_head, hd = q.shape
+    slopes = np.zeros(n_head, np.float32) if slopes is None else np.asarray(slopes, np.float32)
     out = np.empty((T, n_head, hd), np.float32)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     lens = np.asarray(lengths, np.int64)
-    small = lens <= BIDIR_NUMBA_MAX
+    small = lens <= ONE_CHUNK_MAX_ROWS
     if small.any():
-        _attention_bidir_small(q, k, v, starts[small], lens[small], np.float32(scale), out)
+        k16, v16 = (np.ascontiguousarray(a.transpose(1, 0, 2)).astype(np.float16).view(np.uint16) for a in (k, v))
+        _attention_bidir_f16(q, k16, v16, starts[small], lens[small], np.float32(scale), slopes, out)
+    k, v = (a.astype(np.float16).astype(np.float32) for a in (k, v))
     for s0, n in zip(starts[~small], lens[~small]):
         qs, ks, vs = (a[s0:s0 + n].transpose(1, 0, 2) for a in (q, k, v))  # (n_head, n, hd)
         scores = np.matmul(qs, ks.transpose(0, 2, 1)) * np.float32(scale)  # (n_head, n, n)
+        if slopes.any():
+            pos = np.arange(n, dtype=np.float32)
+            scores += slopes[:, None, None] * -np.abs(pos[:, None] - pos[None, :])
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)

@@ -54,6 +54,7 @@ class ServerContext:
         kind = EmbeddingEngine if settings.embedding else Engine
         self.engine = kind(self._load, config, log.info, release=self._release)
         self.pooling = "none"  # the embeddings' pooling (--pooling, else the model's), set when loaded
+        self.rerank_template: str | None = None
         self.path: Path | None = None
         self.draft_path: Path | None = None  # the draft model (-md), when speculative decoding
         self.gguf: GGUFFile | None = None
@@ -81,6 +82,7 @@ class ServerContext:
         model = load_model(g)
         self.pooling = self._pooling(model)
         self.template = self._template(g, tokenizer)
+        self.rerank_template = g.get("tokenizer.chat_template.rerank")  # "{query}" / "{document}" placeholders
         n_train = model.args.n_ctx_train
         self.n_ctx = min(s.ctx_size, n_train) if s.ctx_size > 0 else n_train
         # unified: every slot may use the whole context, the slots share it (llama-server's --kv-unified)
@@ -130,9 +132,9 @@ class ServerContext:
         encoder = getattr(model, "is_encoder", False)
         if encoder and not s.embedding:
             raise ModelError(f"{model.args.arch} is an embedding model: start the server with --embeddings")
-        if s.reranking or s.pooling == "rank":
-            raise ModelError("reranking (rank pooling) needs a reranker model with a classification head; "
-                             "llamacpy does not run one yet")
+        if (s.reranking or s.pooling == "rank") and not getattr(model, "has_classifier", False):
+            raise ModelError(f"reranking (rank pooling) needs a reranker: {self.path.name} has no classification "
+                             "head (cls.weight / cls.output.weight)")
         return s.pooling or (model.args.pooling if encoder else "none")
 
     def _template(self, g: GGUFFile, tokenizer: Tokenizer) -> ChatTemplate:

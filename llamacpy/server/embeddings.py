@@ -1,5 +1,6 @@
 """Embedding routes (llama-server's handle_embeddings_impl): POST /v1/embeddings (OpenAI), /embedding and
-/embeddings (native), and the rerank routes, which answer 501 (no reranker model runs here yet).
+/embeddings (native), and the rerank routes (its post_rerank: a --reranking server, whose model has a
+classification head, scores each query/document pair).
 
 The handler tokenizes; the embedding engine (engine/embedding.py) pools and normalizes on its thread.
 """
@@ -14,6 +15,7 @@ import numpy as np
 from starlette.requests import Request
 
 from ..engine.embedding import EmbedRequest
+from ..textembed import rerank_tokens
 from .context import ServerContext
 from .errors import ApiError, bad_request, exceeds_context
 from .jsonio import JsonResponse
@@ -128,9 +130,47 @@ async def embeddings_native(request: Request) -> JsonResponse:
 
 
 async def rerank(request: Request) -> JsonResponse:
-    """POST /rerank and its aliases: a reranking server needs --reranking and a reranker model (none runs here
-    yet, so a server never starts with --reranking)."""
-    raise ApiError(501, "This server does not support reranking. Start it with `--reranking`")
+    """POST /rerank and its aliases: {"query", "documents" (or TEI's "texts"), "top_n"} -> the documents by
+    descending relevance_score (the classification head's first output); the TEI form answers a bare list
+    of {"index", "score"} (with "text" on "return_text")."""
+    ctx: ServerContext = request.app.state.ctx
+    if ctx.pooling != "rank":
+        raise ApiError(501, "This server does not support reranking. Start it with `--reranking`")
+    body = Body(parse_json(await read_body(request, ctx.settings.max_body_bytes)))
+    data = body.data
+    tei = "texts" in data
+    if "query" not in data:
+        raise bad_request('"query" must be provided')
+    if not isinstance(data["query"], str):
+        raise bad_request('"query" must be a string')
+    docs = data.get("documents", data.get("texts"))
+    if not isinstance(docs, list) or not docs or not all(isinstance(d, str) for d in docs):
+        raise bad_request('"documents" must be a non-empty string array')
+    top_n = body.int("top_n", len(docs))
+    prompts = []
+    for doc in docs:
+        tokens = rerank_tokens(ctx.tokenizer, ctx.rerank_template, data["query"], doc)
+        tokens = check_tokens(tokens, ctx.tokenizer.n_vocab, "input")
+        if len(tokens) > ctx.n_ctx:
+            raise exceeds_context(len(tokens), ctx.n_ctx, f"input ({len(tokens)} tokens) is too large to process: "
+                                                          f"larger than the max context size ({ctx.n_ctx} tokens)")
+        prompts.append(tokens)
+    scores = await _embed(ctx, prompts, -1)
+    label = "score" if tei else "relevance_score"
+    results = []
+    for i, s in enumerate(scores):
+        item = {"index": i, label: float(s.reshape(-1)[0])}
+        if tei and body.bool("return_text"):
+            item["text"] = docs[i]
+        results.append(item)
+    results.sort(key=lambda r: -r[label])
+    results = results[:max(0, top_n)]
+    if tei:
+        return JsonResponse(results)
+    n_tokens = sum(len(p) for p in prompts)
+    model = data.get("model") if isinstance(data.get("model"), str) else ctx.model_name
+    return JsonResponse({"model": model, "object": "list",
+                         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}, "results": results})
 
 
 def check_generating(ctx: ServerContext) -> None:

@@ -204,7 +204,9 @@ class ServerSettings:
         help="normalisation of pooled embeddings: -1 none, 0 max-abs int16, 1 taxicab, 2 euclidean, >2 p-norm "
              "(default: 2)"))
     reranking: bool = field(default=False, metadata=_flag(
-        "--rerank", "--reranking", help="reranking server (needs a reranker model: not supported yet)"))
+        "--rerank", "--reranking",
+        help="reranking server: /v1/rerank and its aliases (--embeddings --pooling rank; needs a model with a "
+             "classification head)"))
     max_body_bytes: int = 16 << 20  # larger request bodies get 413
     router_secret: str | None = None  # set in a router's child (from ROUTER_SECRET_ENV): only the router gets in
     gcp: GcpCompat | None = None  # Vertex AI serving (AIP_MODE=PREDICTION in the environment): server/gcp.py
@@ -302,6 +304,8 @@ class ServerSettings:
             log.warning("Google Cloud Platform compat: overriding server port %d with AIP_HTTP_PORT %d",
                         own["port"], gcp.port)
             own["port"] = gcp.port
+        if own["reranking"]:  # as llama.cpp's --reranking: an embeddings server with rank pooling
+            own["embedding"], own["pooling"] = True, "rank"
         return cls(gcp=gcp, model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
                    sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
                    draft=DraftParams(a.draft_max, a.draft_min, a.draft_p_min), ctx_size_draft=a.ctx_size_draft,

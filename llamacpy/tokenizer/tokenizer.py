@@ -77,6 +77,14 @@ class Tokenizer:
         return self.vocab.add_eos
 
     @property
+    def add_sep(self) -> bool:
+        return self.vocab.add_sep
+
+    @property
+    def sep_id(self) -> int | None:
+        return self.vocab.ids["sep"]
+
+    @property
     def eog_ids(self) -> set[int]:
         return self.vocab.eog_ids
 

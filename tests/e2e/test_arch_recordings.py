@@ -6,7 +6,11 @@ ggml's float order follows the SIMD width of the machine (docs/numerics.md) and 
 model is recorded on AVX2 and on AVX-512 hosts and the host's recording is replayed. A model recorded on the
 other instruction set only is checked more loosely: the last bits differ and these random models amplify them
 (up to 0.26 nats measured), so each step is fed llama.cpp's own token (teacher forcing) and compared within
-0.4 nats, the top token only where llama.cpp's margin is wider than that. A missing feature is off by nats."""
+0.4 nats, the top token only where llama.cpp's margin is wider than that. A missing feature is off by nats.
+
+Encoders (the bert family) are recorded through llama-server's /v1/embeddings (L2-normalized vectors, compared
+within ENCODER_TOLERANCE per component: bert's GELU is the erf form here, ggml's tanh table there) and a
+reranker through /v1/rerank (the same order, scores within RERANK_TOLERANCE)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tinykit import tiny_maker
 
@@ -25,6 +30,7 @@ from llamacpy.kernels.simd import HAS_AVX512
 from llamacpy.models import load_model
 from llamacpy.sampling import SamplingParams
 from llamacpy.sampling.chain import log_softmax
+from llamacpy.textembed import embed_tokens, rerank_tokens
 from llamacpy.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +40,8 @@ DATA = ROOT / "tests/data/arch"
 RECORDINGS = sorted({p.stem for p in DATA.glob("*/*.json")})
 TOLERANCE = 0.02  # nats
 ISA_TOLERANCE = 0.4  # nats, on a host with another SIMD width than the recording's
+ENCODER_TOLERANCE = 2e-3
+RERANK_TOLERANCE = 5e-3
 
 
 def _recording(name: str) -> dict:
@@ -66,6 +74,8 @@ def test_tokens_and_logprobs_match_llama_cpp(name, tiny_model):
         "the maker writes other bytes than were recorded: record again (scripts/record_llama_cpp_arch.py)"
     g = GGUFFile(path)
     model, tok = load_model(g), Tokenizer.from_gguf(g)
+    if "prompts" in rec:
+        return _encoder(model, tok, rec)
     sched = Scheduler(model, n_slots=1, n_ctx_slot=512, n_batch=512, eog_ids=tok.eog_ids)
     for case in rec["cases"]:
         assert tok.encode(case["prompt"], add_special=True, parse_special=True) == case["prompt_ids"]
@@ -78,6 +88,24 @@ def test_tokens_and_logprobs_match_llama_cpp(name, tiny_model):
             assert [t for t, _ in e.top] == [t for t, _ in top], (case["prompt"], i)
             worst = max(abs(lp - ref) for (_, lp), (_, ref) in zip(e.top, top, strict=True))
             assert worst < TOLERANCE, (case["prompt"], i, worst)
+
+
+def _encoder(model, tok: Tokenizer, rec: dict) -> None:
+    ids = [tok.encode(p, add_special=True, parse_special=True) for p in rec["prompts"]]
+    assert ids == rec["prompt_ids"]
+    if "rerank" in rec:
+        body = rec["rerank"]["request"]
+        prompts = [rerank_tokens(tok, None, body["query"], d) for d in body["documents"]]
+        got = embed_tokens(model, prompts, "rank", -1, 512)
+        scores = [float(v.reshape(-1)[0]) for v in got]
+        want = rec["rerank"]["response"]
+        assert sorted(range(len(scores)), key=lambda i: -scores[i]) == [r["index"] for r in want]
+        for r in want:
+            assert abs(scores[r["index"]] - r["relevance_score"]) < RERANK_TOLERANCE, (r, scores)
+        return
+    got = embed_tokens(model, ids, model.args.pooling, 2, 512)
+    for v, ref in zip(got, rec["embeddings"], strict=True):
+        assert np.abs(v - np.array(ref, np.float32)).max() < ENCODER_TOLERANCE
 
 
 def _teacher_forced(model, case: dict) -> None:

@@ -71,8 +71,11 @@ def test_f32_conversion_matches_numpy_forward(minilm_hf, reference, tmp_path):
     ref, _ = reference
     g = GGUFFile(convert_hf(minilm_hf, tmp_path / "minilm-f32.gguf", "f32", progress=lambda _m: None))
     e = _embed(g, SENTENCES)
-    assert np.abs(e - ref).max() < 2e-6  # measured 1.5e-7
-    assert float(e[0] @ e[1]) == pytest.approx(SBERT_COSINE, abs=5e-5)
+    # llamacpy computes as llama.cpp does (ggml's tanh GELU table, flash attention over f16 K and V: the tiny
+    # encoders of test_arch_recordings.py agree with llama-server to 5e-7), not as this float32 forward with
+    # erf GELU: measured 2.4e-4 apart (1.5e-7 with the float32 forward's own GELU and attention)
+    assert np.abs(e - ref).max() < 5e-4
+    assert float(e[0] @ e[1]) == pytest.approx(SBERT_COSINE, abs=3e-4)
 
 
 def _cases() -> list[str]:
