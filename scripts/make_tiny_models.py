@@ -55,6 +55,13 @@ class Spec:
     pooling: int = -1                           # >= 0: an encoder (bert family) with this pooling_type (4: rank)
 
 
+def _longrope_factors(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    # phi3's LongRoPE: short factors near 1, long ones up to 8 (here random), one per rotated pair
+    n = spec.head_dim // 2
+    return {"rope_factors_long.weight": rng.uniform(1.0, 8.0, n).astype(np.float32),
+            "rope_factors_short.weight": rng.uniform(1.0, 1.5, n).astype(np.float32)}
+
+
 def _llama3_rope_freqs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
     # llama 3.x's rope scaling as convert_hf_to_gguf.py writes it: one factor per rotated pair, 1 for high
     # frequencies, up to `factor` for low ones (here random in [1, 8] so that every pair is changed)
@@ -68,6 +75,10 @@ SPECS = {
     "smollm3": Spec("smollm3", 15, n_layer=4, tied=True, kv={"rope.freq_base": 2000000.0}),  # layer 3: no RoPE
     "olmo2": Spec("olmo2", 16, olmo2=True, n_head_kv=4, kv={"rope.freq_base": 500000.0}),
     "phi3": Spec("phi3", 17, fused=True, kv={"rope.freq_base": 10000.0}),
+    # the recorder's context of 512 is past the original 256: the long factors, and the attention factor
+    "phi3-longrope": Spec("phi3", 39, fused=True, extra=_longrope_factors,
+                          kv={"rope.freq_base": 10000.0, "rope.scaling.original_context_length": 256,
+                              "rope.scaling.attn_factor": 1.19}),
     "gemma2": Spec("gemma2", 18, post_norms=True, tied=True, embd_std=0.3,
                    kv={"rope.freq_base": 10000.0, "attention.sliding_window": 6, "attn_logit_softcapping": 2.0,
                        "final_logit_softcapping": 8.0}),

@@ -44,6 +44,7 @@ class ModelArgs:
     rope_base_swa: float = 10000.0
     file_type: int = 0
     yarn: Yarn | None = None  # rope.scaling.type "yarn"
+    rope_attn_factor: float = 1.0  # rope.scaling.attn_factor (cos and sin times it; YaRN folds it in its own)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -66,11 +67,16 @@ class ModelArgs:
         args.update(overrides)
         return cls(**args)
 
+    def rope_table(self, neox: bool | None = None, freq_factors: np.ndarray | None = None) -> RopeTable:
+        """The rotary table of these hyper-parameters (positions up to n_ctx_train)."""
+        return RopeTable(self.n_rot, self.rope_base, self.n_ctx_train, self.rope_neox if neox is None else neox,
+                         self.rope_scale, freq_factors, self.yarn, self.rope_attn_factor)
+
     def is_swa(self, layer: int) -> bool:
         return bool(self.swa_layers) and self.swa_layers[layer]
 
 
-ROPE_SCALING_TYPES = ("none", "linear", "yarn")
+ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
 
 
 def _rope_scaling(g: GGUFFile, n_ctx_train: int) -> dict:
@@ -83,7 +89,7 @@ def _rope_scaling(g: GGUFFile, n_ctx_train: int) -> dict:
                          f"(supported: {', '.join(ROPE_SCALING_TYPES)})")
     factor = float(a("rope.scaling.factor", 0.0) or a("rope.scale_linear", 0.0) or 0.0)
     freq_scale = np.float32(1.0) if kind == "none" or factor == 0 else np.float32(1.0) / np.float32(factor)
-    out = {"rope_scale": float(freq_scale)}
+    out = {"rope_scale": float(freq_scale), "rope_attn_factor": float(a("rope.scaling.attn_factor", 1.0))}
     if kind == "yarn":
         attn = Yarn.attn_factor_of(float(np.float32(1.0) / freq_scale),
                                    float(a("rope.scaling.yarn_log_multiplier", 0.0)),
@@ -205,8 +211,9 @@ class DecoderModel:
         (attn_norm-i, Qcur-i, Kcur-i, Vcur-i, kqv_out-i, l_out-i ...) to compare with its eval callback."""
         raise NotImplementedError
 
-    def rope_of(self, layer: int) -> RopeTable | None:  # pragma: no cover - abstract
-        """The rotary table of `layer`'s keys (for shifting them in the cache); None: that layer has no RoPE."""
+    def rope_of(self, layer: int, cache: KVCache) -> RopeTable | None:  # pragma: no cover - abstract
+        """The rotary table of `layer`'s keys in `cache` (for shifting them there); None: that layer has no
+        RoPE. (The cache matters to phi3's LongRoPE, whose factors follow the context size.)"""
         raise NotImplementedError
 
     def move_cells(self, cache: KVCache, seq: int, src: int, dst: int, n: int) -> None:
@@ -217,7 +224,7 @@ class DecoderModel:
             raise ValueError(f"cannot move {n} cells from {src} to {dst} in a context of {cache.n_ctx}")
         for i in range(self.args.n_layer):
             k, v = cache.k[i][seq], cache.v[i][seq]  # (n_head_kv, n_ctx, head_dim) float16
-            rope = self.rope_of(i)
+            rope = self.rope_of(i, cache)
             k[:, dst:dst + n] = k[:, src:src + n].copy() if rope is None else rope.shift(k[:, src:src + n], dst - src)
             v[:, dst:dst + n] = v[:, src:src + n].copy()
 

@@ -58,11 +58,11 @@ class Model(DecoderModel):
         super().__init__(g, args)
         self.embed_scale = float(np.float32(np.sqrt(args.n_embd)))
         n_ctx = args.n_ctx_train
-        self.rope_global = RopeTable(args.n_rot, args.rope_base, n_ctx, True, args.rope_scale, yarn=args.yarn)
+        self.rope_global = args.rope_table(neox=True)
         self.rope_local = RopeTable(args.n_rot, args.rope_base_swa, n_ctx, True, self.swa_freq_scale)
         self.attn_softcap = float(g.arch_get("attn_logit_softcapping", 0.0))  # gemma2's; 0 = none
 
-    def rope_of(self, layer: int) -> RopeTable:
+    def rope_of(self, layer: int, cache: KVCache) -> RopeTable:
         return self.rope_local if self.args.is_swa(layer) else self.rope_global
 
     def load_layer(self, w: Weights, i: int) -> Gemma3Layer:

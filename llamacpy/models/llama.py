@@ -46,14 +46,13 @@ class Model(DecoderModel):
         args = args or ModelArgs.from_gguf(g, rope_neox=self.rope_neox)
         super().__init__(g, args)
         # llama 3.x: per-pair frequency factors (rope_freqs.weight, written by llama.cpp's converter)
-        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, args.rope_neox, args.rope_scale,
-                              self.w.optional_vector("rope_freqs.weight"), args.yarn)
+        self.rope = args.rope_table(freq_factors=self.w.optional_vector("rope_freqs.weight"))
         self.scale = 1.0 / np.sqrt(args.head_dim)
         self.residual_scale = 1.0  # each block's attention and FFN outputs are scaled by this (granite)
         self.rope_layers = (True,) * args.n_layer  # the layers whose q and k are rotated (smollm3 skips some)
         self.attn_temp: tuple[float, int] | None = None  # (scale, floor): llama 4's q temperature (mistral3)
 
-    def rope_of(self, layer: int) -> RopeTable | None:
+    def rope_of(self, layer: int, cache: KVCache) -> RopeTable | None:
         return self.rope if self.rope_layers[layer] else None
 
     def forward(self, tokens: np.ndarray, segments: list[Segment], cache: KVCache,

@@ -33,11 +33,10 @@ class Model(DecoderModel):
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=True)
         super().__init__(g, args)
-        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, True, args.rope_scale,
-                              yarn=args.yarn)
+        self.rope = args.rope_table(neox=True)
         self.scale = 1.0 / np.sqrt(args.head_dim)
 
-    def rope_of(self, layer: int) -> RopeTable:
+    def rope_of(self, layer: int, cache: KVCache) -> RopeTable:
         return self.rope
 
     def load_layer(self, w: Weights, i: int) -> Olmo2Layer:

@@ -1,6 +1,7 @@
 """phi3 (Phi-3, Phi-4-mini): the llama block with one fused q/k/v matrix (attn_qkv, rows q then k then v) and one
 fused gate/up matrix (ffn_up, the gate's rows first: ggml_swiglu of the product), NEOX RoPE, Q scaled by
-1/sqrt(head_dim) before attention (as llama.cpp: the f16 rounding of Q sees the scaled values)."""
+1/sqrt(head_dim) before attention (as llama.cpp: the f16 rounding of Q sees the scaled values). LongRoPE
+(Phi-3-*-128k): rope_factors_long/short chosen by the context size, rope.scaling.attn_factor on the rotation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ..gguf import GGUFFile
 from ..kernels import Activations
 from ..ops import RopeTable, attention, rms_norm, swiglu
 from ..ops.linear import Linear
-from .base import DecoderModel, KVCache, ModelArgs, ModelError, Segment, Weights
+from .base import DecoderModel, KVCache, ModelArgs, Segment, Weights
 
 
 @dataclass
@@ -29,14 +30,20 @@ class Model(DecoderModel):
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=True)
         super().__init__(g, args)
-        if any(g.tensors.get(f"rope_factors_{k}.weight") is not None for k in ("long", "short")):
-            raise ModelError(f"{g.path}: phi3's LongRoPE factors (128k-context models) are not supported yet")
-        self.rope = RopeTable(args.n_rot, args.rope_base, args.n_ctx_train, True, args.rope_scale,
-                              yarn=args.yarn)
+        self.rope = args.rope_table(neox=True)
+        # LongRoPE (the 128k-context models): per-pair factors, the long ones for a context past the original
+        # one (llama_model::get_rope_factors by the cache's size), with rope.scaling.attn_factor on cos and sin
+        self.rope_long = self.rope_short = None
+        if self.w.has("rope_factors_long.weight"):
+            self.rope_long = args.rope_table(True, self.w.vector("rope_factors_long.weight"))
+            self.rope_short = args.rope_table(True, self.w.vector("rope_factors_short.weight"))
+            self.n_ctx_orig = int(g.arch_get("rope.scaling.original_context_length", args.n_ctx_train))
         self.q_scale = np.float32(1.0) / np.sqrt(np.float32(args.head_dim))
 
-    def rope_of(self, layer: int) -> RopeTable:
-        return self.rope
+    def rope_of(self, layer: int, cache: KVCache) -> RopeTable:
+        if self.rope_long is None:
+            return self.rope
+        return self.rope_long if cache.n_ctx > self.n_ctx_orig else self.rope_short
 
     def load_layer(self, w: Weights, i: int) -> Phi3Layer:
         p = f"blk.{i}."
@@ -55,7 +62,8 @@ class Model(DecoderModel):
         q = qkv[:, :nq].reshape(T, a.n_head, a.head_dim)
         k = qkv[:, nq:nq + nkv].reshape(T, a.n_head_kv, a.head_dim)
         v = np.ascontiguousarray(qkv[:, nq + nkv:]).reshape(T, a.n_head_kv, a.head_dim)
-        q, k = self.rope.apply(q, positions), self.rope.apply(k, positions)
+        rope = self.rope_of(i, cache)
+        q, k = rope.apply(q, positions), rope.apply(k, positions)
         qs = q * self.q_scale
         attn = np.empty((T, nq), np.float32)
         start = 0

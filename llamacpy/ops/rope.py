@@ -96,9 +96,11 @@ class RopeTable:
     """cos/sin (float32) for positions [0, n_ctx), computed once as ggml_rope_cache_init does."""
 
     def __init__(self, n_rot: int, base: float, n_ctx: int, neox: bool, freq_scale: float = 1.0,
-                 freq_factors: np.ndarray | None = None, yarn: Yarn | None = None):
-        """`freq_factors` (n_rot/2 float32, a GGUF's rope_freqs.weight: llama 3.x's rope scaling) divide each
-        pair's angle before the frequency scale, as ggml_rope_ext's freq_factors. `yarn`: YaRN extension."""
+                 freq_factors: np.ndarray | None = None, yarn: Yarn | None = None, attn_factor: float = 1.0):
+        """`freq_factors` (n_rot/2 float32, a GGUF's rope_freqs.weight: llama 3.x's rope scaling, or phi3's
+        LongRoPE factors) divide each pair's angle before the frequency scale, as ggml_rope_ext's freq_factors.
+        `yarn`: YaRN extension (its own attention factor); else cos and sin are times `attn_factor`
+        (rope.scaling.attn_factor)."""
         self.n_rot, self.neox = n_rot, neox
         # ggml's float32 recurrence: theta_0 = pos, theta_{i+1} = theta_i * base^(-2/n_rot); the angles
         # are then rounded the same way as llama.cpp's, so f16 rounding downstream flips the same bits.
@@ -118,8 +120,7 @@ class RopeTable:
             mscale = _yarn_mscale(np.float32(yarn.attn_factor), np.float32(freq_scale))
         else:
             theta *= np.float32(freq_scale)
-            if yarn is not None:
-                mscale = np.float32(yarn.attn_factor)
+            mscale = np.float32(yarn.attn_factor if yarn is not None else attn_factor)
         self.cos = np.empty_like(theta)  # (n_ctx, n_rot/2)
         self.sin = np.empty_like(theta)
         _cos_sin(theta, self.cos, self.sin)
