@@ -12,7 +12,23 @@ differently per process): measured 2026-11-25, `cache_misses` 1 and a 0.4 s comp
     from llamacpy.kernels import dequantize, WeightMatrix, set_num_threads
 """
 
-from . import floats, iq4_nl, iq4_xs, mxfp4, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0  # noqa: F401
+from . import (  # noqa: F401
+           floats,
+           gguf_py,
+           iq4_nl,
+           iq4_xs,
+           mxfp4,
+           q2_k,
+           q3_k,
+           q4_0,
+           q4_1,
+           q4_k,
+           q5_0,
+           q5_1,
+           q5_k,
+           q6_k,
+           q8_0,
+)
 from .q8 import Activations, QuantizedRows, quantize
 from .registry import KERNELS, QuantKernels, kernels_for
 from .threads import set_num_threads

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
 
 from ..gguf import GGMLType, Tensor
+from . import gguf_py
 from ._common import F16_TO_F32
 from .q8 import Activations
 from .registry import kernels_for
@@ -19,6 +21,9 @@ from .threads import (
     single_threaded_blas,
     use_threads,
 )
+
+log = logging.getLogger("llamacpy")
+_SLOW_TYPES_SEEN: set[GGMLType] = set()
 
 # matmul strategy by the number of rows T of X: up to MATVEC_BATCH, one fused GEMV per row (reading the
 # blocks twice beats dequantizing them once); up to SMALL_BATCH, the small-batch kernel (row chunks
@@ -86,6 +91,10 @@ class WeightMatrix:
         self._vec_dot, self.vec_dot_type = k.vec_dot, k.vec_dot_type
         if k.vec_dot_repack is not None and repacked_by_ggml(self.type, self.n_out):
             self._vec_dot = k.vec_dot_repack
+        if self.type in gguf_py.TYPES and self.type not in _SLOW_TYPES_SEEN:
+            _SLOW_TYPES_SEEN.add(self.type)
+            log.warning("%s weights run through gguf-py's dequantizer (kernels/gguf_py.py): slow, and f32 "
+                        "products rather than llama.cpp's integer ones", self.type.name)
         self._mins: np.ndarray | None = None
         self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
         self._serial = self.data.nbytes < PARALLEL_MIN_BYTES

@@ -9,6 +9,9 @@ from gguf import quants
 from llamacpy.gguf import BLOCK_LAYOUT, GGMLType, GGUFFile, Tensor
 from llamacpy.kernels import KERNELS, Activations, WeightMatrix, dequantize, quantize, set_num_threads
 
+# run through gguf-py's own dequantizer (kernels/gguf_py.py): these tests check the plumbing around it
+GGUF_PY_TYPES = [GGMLType.IQ1_S, GGMLType.IQ1_M, GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ2_S, GGMLType.IQ3_XXS,
+                 GGMLType.IQ3_S, GGMLType.TQ1_0, GGMLType.TQ2_0]
 ALL_TYPES = [
     GGMLType.F32,
     GGMLType.F16,
@@ -26,6 +29,7 @@ ALL_TYPES = [
     GGMLType.IQ4_NL,
     GGMLType.IQ4_XS,
     GGMLType.MXFP4,
+    *GGUF_PY_TYPES,
 ]
 
 # byte offsets of the f16 scale fields inside one block, per type
@@ -42,6 +46,10 @@ F16_FIELDS = {
     GGMLType.Q6_K: (208,),
     GGMLType.IQ4_NL: (0,),
     GGMLType.IQ4_XS: (0,),
+    **dict.fromkeys([GGMLType.IQ1_S, GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ2_S, GGMLType.IQ3_XXS,
+                     GGMLType.IQ3_S], (0,)),
+    GGMLType.TQ1_0: (52,),
+    GGMLType.TQ2_0: (64,),
 }
 # byte offsets of E8M0 exponents (MXFP4's block scale): kept near 2^0 so that products stay finite
 E8M0_FIELDS = {GGMLType.MXFP4: (0,)}
@@ -64,6 +72,13 @@ def synthetic(qtype: GGMLType, n_out: int, n_in: int, seed: int = 0) -> Tensor:
         for off in F16_FIELDS[qtype]:
             scale = rng.uniform(-0.05, 0.05, blocks.shape[0]).astype(np.float16)
             blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
+    if qtype == GGMLType.IQ1_M:  # its f16 scale is the top nibbles of the four u16 scales (bytes 48-55)
+        blocks = data.reshape(-1, block_bytes)
+        h = rng.uniform(0.01, 0.05, blocks.shape[0]).astype(np.float16).view(np.uint16)
+        sc = blocks[:, 48:56].copy().view(np.uint16)
+        for k in range(4):
+            sc[:, k] = (sc[:, k] & 0x0FFF) | (((h >> (4 * k)) & 0xF) << 12)
+        blocks[:, 48:56] = sc.view(np.uint8)
     for off in E8M0_FIELDS.get(qtype, ()):
         data.reshape(-1, block_bytes)[:, off] = rng.integers(118, 130, data.size // block_bytes, dtype=np.uint8)
     data.flags.writeable = False
@@ -266,7 +281,7 @@ def test_whole_real_matrix(qwen05_path):
 
 # -- ggml's numerics: activations quantized to the vec_dot type, integer dot products ------------------
 
-QUANT_TYPES = [t for t in ALL_TYPES if t not in (GGMLType.F32, GGMLType.F16, GGMLType.BF16)]
+QUANT_TYPES = [t for t in ALL_TYPES if t not in (GGMLType.F32, GGMLType.F16, GGMLType.BF16, *GGUF_PY_TYPES)]
 
 
 def _quantize_reference(X: np.ndarray, vdt: GGMLType) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
