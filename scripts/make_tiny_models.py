@@ -53,6 +53,7 @@ class Spec:
     gated: bool = True                          # ffn_gate (SwiGLU); False: no gate matrix (arcee's relu^2)
     ffn_norm: str = "ffn_norm"                  # the FFN pre-norm's name (seed_oss: post_attention_norm)
     pooling: int = -1                           # >= 0: an encoder (bert family) with this pooling_type (4: rank)
+    oai: bool = False                           # gpt-oss: output bias, attention sinks, router and expert biases
 
 
 def _longrope_factors(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -112,6 +113,10 @@ SPECS = {
     "nomic-bert": Spec("nomic-bert", 36, n_head_kv=4, fused=True, pooling=1, kv={"rope.freq_base": 1000.0}),
     "jina-bert-v2": Spec("jina-bert-v2", 37, n_head_kv=4, pooling=1),
     "bert-rerank": Spec("bert", 38, n_head_kv=4, pooling=4),
+    # YaRN, a window of 5 on the even layers, sinks, biased experts with SOFTMAX_WEIGHT gating and swiglu_oai
+    "gpt-oss": Spec("gpt-oss", 40, n_ff=64, experts=(8, 2), qkv_bias=True, oai=True, ffn_norm="post_attention_norm",
+                    kv={"rope.freq_base": 150000.0, "rope.scaling.type": "yarn", "rope.scaling.factor": 8.0,
+                        "rope.scaling.original_context_length": 64, "attention.sliding_window": 5}),
     "granite": Spec("granite", 14, kv={"rope.freq_base": 10000.0, "embedding_scale": 6.0, "residual_scale": 0.35,
                                        "attention.scale": 0.09, "logit_scale": 2.5}),
 }
@@ -131,6 +136,10 @@ def _experts(w: gguf.GGUFWriter, p: str, s: Spec, mat: Callable, matrix: Callabl
         matrix(w, p + "ffn_down_shexp.weight", mat(e, f, 0.1))
     if s.shared == "gated":
         w.add_tensor(p + "ffn_gate_inp_shexp.weight", mat(1, e, 0.2)[0])
+    if s.oai:  # biases of the router and of each expert's up, gate and down rows
+        w.add_tensor(p + "ffn_gate_inp.bias", mat(1, n_expert, 0.3)[0])
+        for m, rows in (("up", f), ("gate", f), ("down", e)):
+            w.add_tensor(p + f"ffn_{m}_exps.bias", mat(n_expert, rows, 0.3))
 
 
 def _copy_tokenizer(w: gguf.GGUFWriter, source: Path) -> int:
@@ -235,6 +244,9 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
             for name_, n in (("q", s.n_head * hd), ("k", s.n_head_kv * hd), ("v", s.n_head_kv * hd)):
                 w.add_tensor(p + f"attn_{name_}.bias", (rng.standard_normal(n) * 0.3).astype(np.float32))
         matrix(w, p + "attn_output.weight", mat(e, s.n_head * hd, 0.1))
+        if s.oai:
+            w.add_tensor(p + "attn_output.bias", (rng.standard_normal(e) * 0.1).astype(np.float32))
+            w.add_tensor(p + "attn_sinks.weight", rng.uniform(-1.0, 2.0, s.n_head).astype(np.float32))
         if s.qk_norm:
             w.add_tensor(p + "attn_q_norm.weight", norm(hd))
             w.add_tensor(p + "attn_k_norm.weight", norm(hd))

@@ -11,7 +11,8 @@ ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3":
                  "granite": "granite", "smollm3": "smollm3", "olmo2": "olmo2", "phi3": "phi3", "gemma2": "gemma2",
                  "qwen3moe": "qwen3moe", "qwen2moe": "qwen2moe", "olmoe": "olmoe", "granitemoe": "granitemoe",
                  "exaone": "exaone", "internlm2": "internlm2", "ernie4_5": "ernie4_5", "seed_oss": "seed_oss",
-                 "arcee": "arcee", "mistral3": "mistral3", "nomic-bert": "nomic_bert", "jina-bert-v2": "jina_bert_v2"}
+                 "arcee": "arcee", "mistral3": "mistral3", "nomic-bert": "nomic_bert", "jina-bert-v2": "jina_bert_v2",
+                 "gpt-oss": "gpt_oss"}
 
 
 def load_model(g: GGUFFile) -> DecoderModel:

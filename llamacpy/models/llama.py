@@ -34,6 +34,7 @@ class LlamaLayer:
     q_norm: np.ndarray | None = None
     k_norm: np.ndarray | None = None
     moe: MoE | None = None
+    sinks: np.ndarray | None = None  # (n_head,) attention sink logits (gpt-oss)
 
 
 class Model(DecoderModel):
@@ -41,6 +42,7 @@ class Model(DecoderModel):
     moe_norm_w = True  # build_moe_ffn's norm_w: the chosen experts' weights are renormalized to sum 1
     ffn_norm_name = "ffn_norm"  # the FFN's pre-norm tensor (seed_oss calls it post_attention_norm)
     ffn_gated = True  # SwiGLU FFN; False: relu(up x)^2, no gate matrix (arcee)
+    moe_oai = False  # gpt-oss's experts (SOFTMAX_WEIGHT gating, swiglu_oai, per-expert biases)
 
     def __init__(self, g: GGUFFile, args: ModelArgs | None = None):
         args = args or ModelArgs.from_gguf(g, rope_neox=self.rope_neox)
@@ -101,7 +103,8 @@ class Model(DecoderModel):
             self._steps = None
             steps = []
             for L in self.layers:
-                if L.moe is not None or L.w_gate is None or L.wo.bias is not None or (
+                if L.moe is not None or L.w_gate is None or L.wo.bias is not None or L.sinks is not None \
+                        or self.args.swa_window or (
                         L.q_norm is not None and len(L.q_norm) != self.args.head_dim):
                     return None  # the fused step has no experts, ungated FFN, output bias or whole-width q/k norm
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
@@ -137,7 +140,7 @@ class Model(DecoderModel):
             ffn_norm=w.vector(p + self.ffn_norm_name + ".weight"),
             w_gate=dense[0], w_up=dense[1], w_down=dense[2],
             q_norm=w.optional_vector(p + "attn_q_norm.weight"), k_norm=w.optional_vector(p + "attn_k_norm.weight"),
-            moe=moe,
+            moe=moe, sinks=w.optional_vector(p + "attn_sinks.weight"),
         )
 
     def load_moe(self, w: Weights, p: str) -> MoE:
@@ -150,9 +153,12 @@ class Model(DecoderModel):
             if w.has(p + "ffn_gate_inp_shexp.weight"):  # a vector {n_embd}: a matrix of one row
                 t = w.tensor(p + "ffn_gate_inp_shexp.weight")
                 shared += (Linear(WeightMatrix(Tensor(t.name, t.type, (1, t.shape[-1]), t.data.reshape(1, -1)))),)
-        return MoE(w.linear(p + "ffn_gate_inp.weight"), w.tensor(p + "ffn_up_exps.weight"),
+        biases = None
+        if w.has(p + "ffn_up_exps.bias"):
+            biases = tuple(w.vector(p + f"ffn_{m}_exps.bias") for m in ("up", "gate", "down"))
+        return MoE(w.linear(p + "ffn_gate_inp.weight", p + "ffn_gate_inp.bias"), w.tensor(p + "ffn_up_exps.weight"),
                    w.tensor(p + "ffn_gate_exps.weight"), w.tensor(p + "ffn_down_exps.weight"), n_used,
-                   self.moe_norm_w, shared=shared)
+                   self.moe_norm_w, shared=shared, biases=biases, oai=self.moe_oai)
 
     def _residual(self, branch: np.ndarray) -> np.ndarray:
         if self.residual_scale != 1.0:
@@ -179,11 +185,12 @@ class Model(DecoderModel):
             temp, floor = self.attn_temp
             q *= (np.log(np.floor(positions / floor) + 1.0) * temp + 1.0).astype(np.float32)[:, None, None]
         attn = np.empty((T, a.n_head * a.head_dim), np.float32)
+        window = a.swa_window if a.is_swa(i) else 0
         start = 0
         for seg in segments:
             rows = slice(start, start + seg.n)
             kc, vc = cache.store(i, seg, k[rows], v[rows])
-            attn[rows] = attention(q[rows], kc, vc, seg.pos0, self.scale)
+            attn[rows] = attention(q[rows], kc, vc, seg.pos0, self.scale, window, sinks=L.sinks)
             start += seg.n
         x = x + self._residual(L.wo(attn))  # (T, n_embd)
         h = rms_norm(x, L.ffn_norm, a.rms_eps)

@@ -56,7 +56,7 @@ def _attention(q, kc, vc, seq, pos, scale, out):
     for job in prange(T * n_head):
         t, h = job // n_head, job % n_head
         attend_f16(q[t, h], kc[seq[t], h // g], vc[seq[t], h // g], 0, pos[t] + 1, scale, out[t, h], np.float32(0.0),
-                   np.float32(0.0), 0)
+                   np.float32(0.0), 0, np.float32(-np.inf))
 
 
 @njit(cache=True, nogil=True)

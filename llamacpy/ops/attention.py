@@ -23,25 +23,27 @@ ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: float,
-              window: int = 0, softcap: float = 0.0) -> np.ndarray:
+              window: int = 0, softcap: float = 0.0, sinks: np.ndarray | None = None) -> np.ndarray:
     """q: (n, n_head, hd) at positions q_pos0..q_pos0+n-1; k, v: (n_kv, L, hd) float16 (the cache; float32
     arrays are rounded to f16) holding positions 0..L-1.
 
     Query head h reads kv head h // (n_head / n_kv) (ggml's broadcast). `window` > 0 is a sliding
     window: key j is visible to query position p when p - j < window. `softcap` > 0 (gemma2): scores become
     softcap * tanh(score / softcap), as ggml's flash attention applies logit_softcap (its scale divided by the cap
-    in f32 first). Returns (n, n_head * hd_v).
+    in f32 first). `sinks` (n_head,): gpt-oss's attention sinks, one more logit per head in each softmax's
+    denominator (no value), applied after the keys as ggml does. Returns (n, n_head * hd_v).
     """
+    sinks = np.full(q.shape[1], -np.inf, np.float32) if sinks is None else np.asarray(sinks, np.float32)
     k, v = (np.ascontiguousarray(a, dtype=np.float16) for a in (k, v))
     cap = np.float32(softcap)
     scale = np.float32(scale) / cap if softcap else np.float32(scale)
     if q.shape[0] <= ONE_CHUNK_MAX_ROWS:
         out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
         _attention_f16_online(np.ascontiguousarray(q, dtype=np.float32), k.view(np.uint16), v.view(np.uint16),
-                              q_pos0, scale, window, out, cap)
+                              q_pos0, scale, window, out, cap, sinks)
         return out.reshape(q.shape[0], -1)
     return _attention_many_rows(np.ascontiguousarray(q, dtype=np.float32), k.astype(np.float32),
-                                v.astype(np.float32), q_pos0, scale, window, cap)
+                                v.astype(np.float32), q_pos0, scale, window, cap, sinks)
 
 
 def _attention_f32(q, k, v, q_pos0, scale, window):
@@ -87,9 +89,10 @@ def _exp_neg(x):
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _softmax_causal(s, g, p0, scale, window, cap):
+def _softmax_causal(s, g, p0, scale, window, cap, sinks):
     """Rows of raw scores s (rows ordered (token, head), g heads per token, the first token at position
-    p0; column j = key position j): scale, mask the keys a row must not see, softmax in place."""
+    p0; column j = key position j): scale, mask the keys a row must not see, softmax in place; sinks (g,):
+    each head's sink logit joins its denominator (-inf: none)."""
     R, L = s.shape
     for r in range(R):
         p = p0 + r // g
@@ -103,7 +106,9 @@ def _softmax_causal(s, g, p0, scale, window, cap):
             if cap != 0:
                 seen[j] = cap * np.tanh(seen[j])
             m = max(m, seen[j])
-        total = np.float32(0.0)
+        sink = sinks[r % g]
+        m = max(m, sink)
+        total = np.float32(0.0) if sink == -np.inf else _exp_neg(sink - m)
         for j in range(hi - lo):
             e = _exp_neg(seen[j] - m)
             seen[j] = e
@@ -115,7 +120,7 @@ def _softmax_causal(s, g, p0, scale, window, cap):
         row[hi:] = 0.0
 
 
-def _attention_many_rows(q, k, v, q_pos0, scale, window, cap):
+def _attention_many_rows(q, k, v, q_pos0, scale, window, cap, sinks):
     """f32 softmax attention (ggml's tiled path) for prompt batches: per kv head and block of query rows,
     scores = Q K^T and out = P V by BLAS over the keys the block can see, the masked softmax between by
     numba. Blocks run on the kernel threads, each with single-threaded BLAS (see kernels/threads.py)."""
@@ -129,7 +134,7 @@ def _attention_many_rows(q, k, v, q_pos0, scale, window, cap):
         keys = min(L, q_pos0 + r1)  # the block's last row sees keys 0..q_pos0 + r1 - 1
         qg = q[r0:r1, h * g:(h + 1) * g].reshape((r1 - r0) * g, hd)
         s = qg @ k[h, :keys].T  # (rows * g, keys)
-        _softmax_causal(s, g, q_pos0 + r0, scale, window, cap)
+        _softmax_causal(s, g, q_pos0 + r0, scale, window, cap, sinks[h * g:(h + 1) * g])
         out[r0:r1, h * g:(h + 1) * g] = (s @ v[h, :keys]).reshape(r1 - r0, g, hd_v)
 
     run_parallel(work, jobs)
@@ -270,13 +275,15 @@ def _scores_avx2(q, k, lo, hi, scale, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos):
+def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
     """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
     computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max),
     then the online softmax over keys accumulating V in f16: when a key raises the max,
     acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then acc = f16(fma(v, exp(s - M), acc))
     (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs). `slope` != 0: ALiBi, each score plus
-    slope * -|qpos - j| (ggml's f16 mask times the head's slope). Not fastmath: the f16 roundings are the point."""
+    slope * -|qpos - j| (ggml's f16 mask times the head's slope). `sink` > -inf: an attention sink, after the keys
+    (acc, now f32, times exp(M - sink) if it raises the max; S = fma(S, ms, vs)). Not fastmath: the f16
+    roundings are the point."""
     hd, hd_v = qrow.shape[0], out.shape[0]
     qh = np.empty(hd, np.float32)
     for d in range(hd):
@@ -315,13 +322,23 @@ def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos):
         for d in range(hd_v):
             acc[d] = round_to_half(fma32(half_to_float(vrow[d]), vs, acc[d]))
         S = fma32(S, ms, vs)
+    if sink != -np.inf:
+        ms = np.float32(1.0)
+        vs = np.float32(1.0)
+        if sink > M:
+            ms = np.float32(np.exp(M - sink))
+            for d in range(hd_v):
+                acc[d] = acc[d] * ms
+        else:
+            vs = np.float32(np.exp(sink - M))
+        S = fma32(S, ms, vs)
     s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
     for d in range(hd_v):
         out[d] = acc[d] * s_inv
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _attention_f16_online(q, k, v, q_pos0, scale, window, out, cap):
+def _attention_f16_online(q, k, v, q_pos0, scale, window, out, cap, sinks):
     """ggml_compute_forward_flash_attn_ext_f16_one_chunk (see attend_f16) for rows of one sequence."""
     n, n_head = q.shape[0], q.shape[1]
     n_kv, L = v.shape[0], v.shape[1]
@@ -331,7 +348,7 @@ def _attention_f16_online(q, k, v, q_pos0, scale, window, out, cap):
         kvh = h // g
         p = q_pos0 + i
         lo = 0 if window <= 0 else max(0, p - window + 1)
-        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h], cap, np.float32(0.0), 0)
+        attend_f16(q[i, h], k[kvh], v[kvh], lo, min(p + 1, L), scale, out[i, h], cap, np.float32(0.0), 0, sinks[h])
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -352,7 +369,8 @@ def _attention_bidir_f16(q, k, v, starts, lens, scale, slopes, out):
     for job in prange(n_rows * n_head):
         r, h = job // n_head, job % n_head
         i = rows[r]
-        attend_f16(q[i, h], k[h], v[h], first[r], last[r], scale, out[i, h], np.float32(0.0), slopes[h], i)
+        attend_f16(q[i, h], k[h], v[h], first[r], last[r], scale, out[i, h], np.float32(0.0), slopes[h], i,
+                   np.float32(-np.inf))
 
 
 def alibi_slopes(n_head: int, max_bias: float) -> np.ndarray:

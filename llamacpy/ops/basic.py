@@ -116,6 +116,24 @@ def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(cache=True, nogil=True)
+def _swiglu_oai(g, u, alpha, limit, out):
+    for t in range(g.shape[0]):
+        for i in range(g.shape[1]):
+            x = min(g[t, i], limit)
+            y = min(max(u[t, i], -limit), limit)
+            out[t, i] = (x / (np.float32(1.0) + np.exp(alpha * (-x)))) * (y + np.float32(1.0))
+
+
+def swiglu_oai(gate: np.ndarray, up: np.ndarray, alpha: float = 1.702, limit: float = 7.0) -> np.ndarray:
+    """gpt-oss's clamped SwiGLU (ggml_swiglu_oai): x = min(gate, limit), y = clamp(up, -limit, limit),
+    x * sigmoid(alpha x) * (y + 1), the sigmoid as x / (1 + expf(-alpha x))."""
+    gate, up = (np.ascontiguousarray(a, dtype=np.float32) for a in (gate, up))
+    out = np.empty_like(gate)
+    _swiglu_oai(gate, up, np.float32(alpha), np.float32(limit), out)
+    return out
+
+
 def relu_sqr(x: np.ndarray) -> np.ndarray:
     """ggml_sqr(ggml_relu(x)): max(x, 0) squared (llama.cpp's LLM_FFN_RELU_SQR)."""
     r = np.maximum(x, np.float32(0.0))

@@ -19,7 +19,7 @@ from ..gguf import Tensor
 from ..kernels import Activations, WeightMatrix
 from ..kernels.simd import HAS_AVX512
 from ..kernels.weight import repacked_by_ggml
-from .basic import _v_expf, _v_expf_avx2, silu, swiglu
+from .basic import _v_expf, _v_expf_avx2, silu, swiglu, swiglu_oai
 from .linear import Linear
 
 GEMV_ROWS = 3  # repacked experts: at most this many activation rows per call (4 would take the gemm kernel)
@@ -45,39 +45,56 @@ def _reduce8(v, o):
 
 
 @njit(cache=True, nogil=True)
-def route(logits, n_used, norm_w, w_scale, selected, weights):
-    """Per token row of logits (T, n_expert): ggml_soft_max (ggml_v_expf over whole SIMD widths, expf for the
-    tail, sum in double, times 1/sum), the n_used largest probabilities in descending order -> selected
-    (T, n_used) int64, and their weights (T, n_used) f32, divided by their (clamped) sum when norm_w and
-    multiplied by w_scale unless it is 0 or 1."""
-    T, n = logits.shape
+def _softmax(x, p):
+    """ggml_soft_max of the row x into p: ggml_v_expf over whole SIMD widths, expf for the tail, the sum in
+    double, then times (float)(1 / sum)."""
+    n = x.shape[0]
     lanes = 16 if HAS_AVX512 else 8
+    mx = x[0]
+    for i in range(1, n):
+        mx = max(mx, x[i])
+    s = 0.0
+    i = 0
+    while i + lanes <= n:
+        for j in range(lanes):
+            d = x[i + j] - mx
+            p[i + j] = _v_expf(d) if HAS_AVX512 else _v_expf_avx2(d)
+        s += np.float64(_reduce16(p, i) if HAS_AVX512 else _reduce8(p, i))
+        i += lanes
+    while i < n:
+        p[i] = np.exp(x[i] - mx)
+        s += np.float64(p[i])
+        i += 1
+    inv = np.float32(1.0 / s)
+    for i in range(n):
+        p[i] = p[i] * inv
+
+
+@njit(cache=True, nogil=True)
+def route(logits, n_used, norm_w, w_scale, weight_softmax, selected, weights):
+    """Per token row of logits (T, n_expert), build_moe_ffn's routing: the probabilities (ggml's softmax of the
+    logits; with weight_softmax, gpt-oss's SOFTMAX_WEIGHT gating, the logits themselves), the n_used largest in
+    descending order -> selected (T, n_used) int64, and their weights (T, n_used) f32: the softmax of the
+    chosen logits with weight_softmax; divided by their (clamped) sum when norm_w; times w_scale unless it is
+    0 or 1."""
+    T, n = logits.shape
     p = np.empty(n, np.float32)
+    w = np.empty(n_used, np.float32)
     for t in range(T):
-        mx = logits[t, 0]
-        for i in range(1, n):
-            mx = max(mx, logits[t, i])
-        s = 0.0
-        i = 0
-        while i + lanes <= n:
-            for j in range(lanes):
-                d = logits[t, i + j] - mx
-                p[i + j] = _v_expf(d) if HAS_AVX512 else _v_expf_avx2(d)
-            s += np.float64(_reduce16(p, i) if HAS_AVX512 else _reduce8(p, i))
-            i += lanes
-        while i < n:
-            p[i] = np.exp(logits[t, i] - mx)
-            s += np.float64(p[i])
-            i += 1
-        inv = np.float32(1.0 / s)
-        for i in range(n):
-            p[i] = p[i] * inv
+        if weight_softmax:
+            p[:] = logits[t]
+        else:
+            _softmax(logits[t], p)
         order = np.argsort(-p, kind="mergesort")  # descending, ties by expert index
-        total = 0.0
         for k in range(n_used):
             selected[t, k] = order[k]
-            weights[t, k] = p[order[k]]
-            total += np.float64(weights[t, k])
+            w[k] = p[order[k]]
+        if weight_softmax:
+            _softmax(w.copy(), w)
+        total = 0.0
+        for k in range(n_used):
+            weights[t, k] = w[k]
+            total += np.float64(w[k])
         if norm_w:
             div = max(np.float32(total), F16_MIN_NORMAL)
             for k in range(n_used):
@@ -100,11 +117,14 @@ class MoE:
     """The routed experts of one layer: `moe(h)` for h (T, n_embd) normed rows -> (T, n_embd)."""
 
     def __init__(self, gate_inp: Linear, up: Tensor, gate: Tensor, down: Tensor, n_used: int,
-                 norm_w: bool, w_scale: float = 0.0, shared: tuple[Linear, ...] | None = None):
+                 norm_w: bool, w_scale: float = 0.0, shared: tuple[Linear, ...] | None = None,
+                 biases: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, oai: bool = False):
         """`shared`: a shared expert's (gate, up, down) that every token runs, added to the routed sum; with a
-        fourth (1, n_embd) matrix its output is first scaled by the sigmoid of that projection (qwen2moe)."""
+        fourth (1, n_embd) matrix its output is first scaled by the sigmoid of that projection (qwen2moe).
+        `biases`: per expert (n_expert, rows) biases of up, gate and down (ggml_add_id). `oai`: gpt-oss's
+        experts: SOFTMAX_WEIGHT gating and the clamped swiglu_oai activation."""
         self.gate_inp, self.n_used, self.norm_w, self.w_scale = gate_inp, n_used, norm_w, np.float32(w_scale)
-        self.shared = shared
+        self.shared, self.biases, self.oai = shared, biases, oai
         self.up, self.gate, self.down = _experts(up), _experts(gate), _experts(down)
         self.n_expert = len(self.up)
         if not 0 < n_used <= self.n_expert or gate_inp.n_out != self.n_expert:
@@ -116,7 +136,7 @@ class MoE:
         logits = np.ascontiguousarray(self.gate_inp(h), dtype=np.float32)  # (T, n_expert)
         selected = np.empty((T, self.n_used), np.int64)
         weights = np.empty((T, self.n_used), np.float32)
-        route(logits, self.n_used, self.norm_w, self.w_scale, selected, weights)
+        route(logits, self.n_used, self.norm_w, self.w_scale, self.oai, selected, weights)
         slots = np.zeros((self.n_used, T, h.shape[1]), np.float32)
         for e in np.unique(selected):
             rows, slot = np.nonzero(selected == e)  # the tokens routed to expert e, and at which rank
@@ -138,9 +158,15 @@ class MoE:
         up, gate, down = self.up[e], self.gate[e], self.down[e]
         self.bytes_read += up.nbytes + gate.nbytes + down.nbytes
         step = GEMV_ROWS if any(repacked_by_ggml(m.type, m.n_out) for m in (up, gate, down)) else len(x)
+        b_up, b_gate, b_down = (b[e] for b in self.biases) if self.biases is not None else (None, None, None)
+        act = swiglu_oai if self.oai else swiglu
         parts = []
         for r in range(0, len(x), step):
             xa = Activations(x[r:r + step])
-            ff = swiglu(gate.mul(xa), up.mul(xa))
-            parts.append(down.mul(Activations(ff)))
+            u, g = up.mul(xa), gate.mul(xa)
+            if b_up is not None:
+                u += b_up
+                g += b_gate
+            y = down.mul(Activations(act(g, u)))
+            parts.append(y if b_down is None else y + b_down)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

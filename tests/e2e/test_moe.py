@@ -49,10 +49,10 @@ def test_route_is_softmax_top_k_renormalized():
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((5, 40)).astype(np.float32)  # 40: whole SIMD widths and a tail
     sel, w = np.empty((5, 4), np.int64), np.empty((5, 4), np.float32)
-    route(logits, 4, False, np.float32(0), sel, w)
+    route(logits, 4, False, np.float32(0), False, sel, w)
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     assert np.array_equal(sel, np.argsort(-p, 1)[:, :4])
     np.testing.assert_allclose(w, np.take_along_axis(p, sel, 1), rtol=1e-6)
-    route(logits, 4, True, np.float32(2.5), sel, w)
+    route(logits, 4, True, np.float32(2.5), False, sel, w)
     np.testing.assert_allclose(w.sum(1), 2.5, rtol=1e-6)
