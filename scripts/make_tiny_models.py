@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tiny random-weight GGUFs, one per architecture, for checking llamacpy against llama.cpp (tests/data/arch/).
 
-    python3 scripts/make_tiny_models.py OUT_DIR [ARCH ...]     # default: every architecture below
+    python3 scripts/make_tiny_models.py OUT_DIR [NAME ...]     # default: every SPECS model (BENCH_SPECS by name)
 
 Each model has 2-3 layers and small widths, a real vocabulary (copied with its tokenizer from the catalog's
 smollm2-135m-instruct, so prompts tokenize as text), seeded weights (the same bytes on every run: the recordings
@@ -142,6 +142,14 @@ def _experts(w: gguf.GGUFWriter, p: str, s: Spec, mat: Callable, matrix: Callabl
             w.add_tensor(p + f"ffn_{m}_exps.bias", mat(n_expert, rows, 0.3))
 
 
+# not recorded: models for speed (scripts/bench_vs_llama_cpp.py -m PATH), written the same way
+BENCH_SPECS = {
+    # Qwen3-30B-A3B's shape, scaled down: 32 experts of 512 rows, 4 chosen per token
+    "bench-qwen3moe": Spec("qwen3moe", 50, n_embd=1024, n_layer=8, n_head=16, n_head_kv=4, head_dim=64, n_ff=512,
+                           qk_norm=True, tied=True, experts=(32, 4), kv={"rope.freq_base": 1000000.0}),
+}
+
+
 def _copy_tokenizer(w: gguf.GGUFWriter, source: Path) -> int:
     r = gguf.GGUFReader(source)
     n_vocab = 0
@@ -172,7 +180,7 @@ def _quantized(w: gguf.GGUFWriter, name: str, x: np.ndarray, qtype: str) -> None
 
 def make(name: str, out: Path, vocab_source: Path) -> Path:
     """Write the tiny model `name` (a key of SPECS) to out/<name>.gguf."""
-    s = SPECS[name]
+    s = SPECS[name] if name in SPECS else BENCH_SPECS[name]
     rng = np.random.default_rng(s.seed)
     path = out / f"{name}.gguf"
     w = gguf.GGUFWriter(path, s.arch)

@@ -59,7 +59,9 @@ def test_metadata_and_tensor_names_are_llama_cpps(tiny, tmp_path):
     assert types["blk.0.attn_q.bias"] == GGMLType.F32 and types["blk.0.layer_output_norm.weight"] == GGMLType.F32
 
 
-@pytest.mark.parametrize(("outtype", "matrix_type", "tol"), [("f32", GGMLType.F32, 1e-5),
+# the forward is llama.cpp's (ggml's tanh GELU table, flash attention over f16 K and V), the reference the
+# checkpoint's float32 one with erf GELU: f32 weights measured 1e-3 of the largest value apart
+@pytest.mark.parametrize(("outtype", "matrix_type", "tol"), [("f32", GGMLType.F32, 3e-3),
                                                               ("f16", GGMLType.F16, 2e-3),
                                                               ("q8_0", GGMLType.Q8_0, 3e-2)])
 def test_model_matches_numpy_forward(tiny, tmp_path, outtype, matrix_type, tol):
