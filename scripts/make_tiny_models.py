@@ -15,6 +15,7 @@ Embeddings and outputs are scaled so that the logits spread over several nats: g
 from __future__ import annotations
 
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,11 @@ SPECS = {
     "llama-iq4_nl": Spec("llama", 20, n_embd=160, qtype="IQ4_NL"),  # 5 blocks per row: an odd count
     "llama-iq4_xs": Spec("llama", 21, n_embd=256, head_dim=64, n_ff=512, qtype="IQ4_XS"),
     "llama-mxfp4": Spec("llama", 22, n_embd=160, qtype="MXFP4"),
+    # the types run through gguf-py's dequantizer (256-value blocks: n_embd 256); TQ by gguf-py's quantizer,
+    # the grid types as random codes with a scale (gguf-py cannot quantize them)
+    **{f"llama-{t.lower()}": Spec("llama", seed, n_embd=256, head_dim=64, n_ff=512, qtype=t)
+       for t, seed in (("TQ1_0", 41), ("TQ2_0", 42), ("IQ2_XXS", 43), ("IQ2_XS", 60), ("IQ2_S", 45),
+                       ("IQ3_XXS", 46), ("IQ3_S", 47), ("IQ1_S", 48), ("IQ1_M", 49))},
     "mixtral": Spec("llama", 28, n_ff=64, experts=(8, 2), kv={"rope.freq_base": 1000000.0}),
     "qwen3moe": Spec("qwen3moe", 24, head_dim=48, n_ff=64, qk_norm=True, experts=(8, 3),
                      kv={"rope.freq_base": 1000000.0}),
@@ -167,8 +173,42 @@ def _copy_tokenizer(w: gguf.GGUFWriter, source: Path) -> int:
     return n_vocab
 
 
+# the grid types gguf-py cannot quantize: the f16 scale's byte offset in a block (IQ1_M spreads it, see below)
+SCALE_OFFSET = {"IQ1_S": 0, "IQ2_XXS": 0, "IQ2_XS": 0, "IQ2_S": 0, "IQ3_XXS": 0, "IQ3_S": 0, "IQ1_M": None}
+
+
+def _random_blocks(name: str, x: np.ndarray, qtype: str) -> np.ndarray:
+    """Blocks of random codes (any bits are valid weights of these types), seeded by the tensor's name, with
+    the block scale set so that the weights' spread is x's."""
+    t = gguf.GGMLQuantizationType[qtype]
+    block_elems, block_bytes = gguf.GGML_QUANT_SIZES[t]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    rows = int(np.prod(x.shape[:-1]))
+    data = rng.integers(0, 256, (rows, x.shape[-1] // block_elems * block_bytes), dtype=np.uint8)
+    blocks = data.reshape(-1, block_bytes)
+
+    def set_scale(d: float) -> None:
+        h = np.full(len(blocks), d, np.float16).view(np.uint16)
+        if qtype == "IQ1_M":  # the f16 is the top nibbles of its four u16 scales (bytes 48-55)
+            sc = blocks[:, 48:56].copy().view(np.uint16)
+            for k in range(4):
+                sc[:, k] = (sc[:, k] & 0x0FFF) | (((h >> (4 * k)) & 0xF) << 12)
+            blocks[:, 48:56] = sc.view(np.uint8)
+        else:
+            o = SCALE_OFFSET[qtype]
+            blocks[:, o:o + 2] = h.view(np.uint8).reshape(-1, 2)
+
+    set_scale(1.0)
+    spread = float(gguf.quants.dequantize(data, t).std())
+    set_scale(float(x.std()) / spread)
+    return data.reshape(*x.shape[:-1], -1)
+
+
 def _quantized(w: gguf.GGUFWriter, name: str, x: np.ndarray, qtype: str) -> None:
     t = gguf.GGMLQuantizationType[qtype]
+    if qtype in SCALE_OFFSET:
+        w.add_tensor(name, _random_blocks(name, x, qtype), raw_dtype=t)
+        return
     if qtype.startswith("IQ4"):  # gguf-py has no IQ4 quantizer
         from llamacpy.quantize.rows import quantize
 

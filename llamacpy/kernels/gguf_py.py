@@ -3,9 +3,12 @@ gguf-py's numpy dequantizers: a file holding them runs, without kernels of its o
 
 These types are rare on the hub next to the K-quants and IQ4 (issue 11 asks fast kernels of IQ4_NL, IQ4_XS and
 MXFP4 only), so gguf-py's implementation, checked against ggml by its maintainers, is used as it is: rows are
-dequantized in chunks to f32 and multiplied with BLAS. Two costs, stated where a model loads (`weight.py`):
-every product dequantizes the rows again (slow: decode speed is that of the dequantizer), and the products are
-f32 ones, not ggml's integer dot products against Q8_K activations (close to llama.cpp's logits, not equal).
+dequantized in chunks to f32 and multiplied with BLAS. The activations are first rounded as ggml rounds them
+for these types (Q8_K, `vec_dot`): an integer dot product of the weights' codes with Q8_K values, times the
+scales, is the f32 product of the dequantized weights with d * q, up to the order of the float sums; so the
+logits are llama.cpp's up to float order (a flipped Q8 rounding now and then: the tiny `llama-<type>` models of
+test_arch_recordings.py are compared teacher-forced, not bit for bit). The cost, stated where a model loads
+(`weight.py`): every product dequantizes the rows again, and decode runs at the dequantizer's speed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .registry import register
 TYPES = (GGMLType.IQ1_S, GGMLType.IQ1_M, GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ2_S, GGMLType.IQ3_XXS,
          GGMLType.IQ3_S, GGMLType.TQ1_0, GGMLType.TQ2_0)
 CHUNK_ELEMS = 1 << 20  # f32 values dequantized at a time (4 MiB)
+QK_K = 256  # values per Q8_K block
 
 
 def _kernels(qtype: GGMLType):
@@ -46,8 +50,14 @@ def _kernels(qtype: GGMLType):
         for r0, w in chunks(data):
             out[:, r0:r0 + len(w)] = X @ w.T
 
-    return dequant_rows, matvec, matmul
+    def vec_dot(data, xq, xd, xs, out):
+        T, n = xq.shape
+        X = (xq.reshape(T, -1, QK_K).astype(np.float32) * xd.reshape(T, -1, 1)).reshape(T, n)
+        matmul(data, X, out, None)
+
+    return dequant_rows, matvec, matmul, vec_dot
 
 
 for _t in TYPES:
-    register(_t, *_kernels(_t))
+    _dequant, _matvec, _matmul, _vec_dot = _kernels(_t)
+    register(_t, _dequant, _matvec, _matmul, _vec_dot, GGMLType.Q8_K)

@@ -93,8 +93,8 @@ class WeightMatrix:
             self._vec_dot = k.vec_dot_repack
         if self.type in gguf_py.TYPES and self.type not in _SLOW_TYPES_SEEN:
             _SLOW_TYPES_SEEN.add(self.type)
-            log.warning("%s weights run through gguf-py's dequantizer (kernels/gguf_py.py): slow, and f32 "
-                        "products rather than llama.cpp's integer ones", self.type.name)
+            log.warning("%s weights run through gguf-py's dequantizer (kernels/gguf_py.py): slow (every product "
+                        "dequantizes the rows again)", self.type.name)
         self._mins: np.ndarray | None = None
         self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
         self._serial = self.data.nbytes < PARALLEL_MIN_BYTES

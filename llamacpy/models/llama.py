@@ -108,7 +108,8 @@ class Model(DecoderModel):
                         L.q_norm is not None and len(L.q_norm) != self.args.head_dim):
                     return None  # the fused step has no experts, ungated FFN, output bias or whole-width q/k norm
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
-                if any(m.w.vec_dot_type is None for m in mats) or self.residual_scale != 1 \
+                if any(m.w.vec_dot_type is None or (m.w.type, False) not in KINDS for m in mats) \
+                        or self.residual_scale != 1 \
                         or not all(self.rope_layers) or self.attn_temp is not None:
                     return None  # the fused step has no residual scale, RoPE-less layers or q temperature
                 kinds = np.array([KINDS[(m.w.type, repacked_by_ggml(m.w.type, m.n_out))] for m in mats], np.int64)

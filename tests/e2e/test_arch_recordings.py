@@ -26,6 +26,7 @@ from llamacpy.engine import DoneEvent, GenRequest
 from llamacpy.engine.scheduler import Scheduler
 from llamacpy.engine.sequence import Sequence
 from llamacpy.gguf import GGUFFile
+from llamacpy.kernels import gguf_py
 from llamacpy.kernels.simd import HAS_AVX512
 from llamacpy.models import load_model
 from llamacpy.sampling import SamplingParams
@@ -40,6 +41,12 @@ DATA = ROOT / "tests/data/arch"
 RECORDINGS = sorted({p.stem for p in DATA.glob("*/*.json")})
 TOLERANCE = 0.02  # nats
 ISA_TOLERANCE = 0.4  # nats, on a host with another SIMD width than the recording's
+# the types run through gguf-py's dequantizer (kernels/gguf_py.py) take the right products up to the order of the
+# float sums, which flips an activation's Q8 rounding now and then: on these random models one flip moves the
+# logprobs by tenths of a nat (measured, teacher-forced: mean 0.05-0.16, max 0.95, top-1 44-48 of 48 per model),
+# so they are compared as a whole: a wrong dequantization is off by nats everywhere
+GGUF_PY_MEAN = 0.25  # nats, mean over every step's top 5
+GGUF_PY_TOP1 = 0.75  # per prompt, the share of steps whose top token is llama.cpp's (measured: 13 of 16 or more)
 ENCODER_TOLERANCE = 2e-3
 RERANK_TOLERANCE = 5e-3
 
@@ -80,7 +87,10 @@ def test_tokens_and_logprobs_match_llama_cpp(name, tiny_model):
     for case in rec["cases"]:
         assert tok.encode(case["prompt"], add_special=True, parse_special=True) == case["prompt_ids"]
         if rec["isa"] != HOST_ISA:
-            _teacher_forced(model, case)
+            _teacher_forced(model, case, ISA_TOLERANCE)
+            continue
+        if any(t.type in gguf_py.TYPES for t in g.tensors.values()):
+            _close_to(model, case)
             continue
         got = _greedy(sched, case["prompt_ids"], len(case["tokens"]))
         assert [e.token for e in got] == case["tokens"], case["prompt"]
@@ -108,13 +118,26 @@ def _encoder(model, tok: Tokenizer, rec: dict) -> None:
         assert np.abs(v - np.array(ref, np.float32)).max() < ENCODER_TOLERANCE
 
 
-def _teacher_forced(model, case: dict) -> None:
+def _close_to(model, case: dict) -> None:
+    """Teacher-forced (fed llama.cpp's tokens): mean logprob distance and top-1 agreement over the case."""
+    seq = Sequence(model, model.new_cache(512))
+    logits = seq.feed(case["prompt_ids"])
+    devs, agree = [], 0
+    for token, top in zip(case["tokens"], case["top"], strict=True):
+        lp = log_softmax(logits)
+        devs += [abs(float(lp[t]) - ref) for t, ref in top]
+        agree += int(lp.argmax()) == top[0][0]
+        logits = seq.feed([token])
+    assert np.mean(devs) < GGUF_PY_MEAN and agree >= GGUF_PY_TOP1 * len(case["tokens"]), (np.mean(devs), agree)
+
+
+def _teacher_forced(model, case: dict, tolerance: float) -> None:
     seq = Sequence(model, model.new_cache(512))
     logits = seq.feed(case["prompt_ids"])
     for i, (token, top) in enumerate(zip(case["tokens"], case["top"], strict=True)):
         lp = log_softmax(logits)
         worst = max(abs(float(lp[t]) - ref) for t, ref in top)
-        assert worst < ISA_TOLERANCE, (case["prompt"], i, worst)
-        if top[0][1] - top[1][1] > ISA_TOLERANCE:
+        assert worst < tolerance, (case["prompt"], i, worst)
+        if top[0][1] - top[1][1] > tolerance:
             assert int(lp.argmax()) == top[0][0], (case["prompt"], i)
         logits = seq.feed([token])
