@@ -106,7 +106,7 @@ class Model(DecoderModel):
                 if L.moe is not None or L.w_gate is None or L.wo.bias is not None or L.sinks is not None \
                         or self.args.swa_window or (
                         L.q_norm is not None and len(L.q_norm) != self.args.head_dim):
-                    return None  # the fused step has no experts, ungated FFN, output bias or whole-width q/k norm
+                    return None  # the fused step has no experts, relu^2 FFN, output bias, sinks, window, wide q/k norm
                 mats = [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
                 if any(m.w.vec_dot_type is None or (m.w.type, False) not in KINDS for m in mats) \
                         or self.residual_scale != 1 \
