@@ -21,21 +21,20 @@ def pooling_name(pooling_type: int | str | None, model) -> str:
     return name
 
 
-def rerank_tokens(tok, template: str | None, query: str, doc: str) -> list[int]:
-    """llama-server's format_prompt_rerank: the GGUF's rerank template (tokenizer.chat_template.rerank) with
-    {query} and {document} filled in (special tokens parsed), else [BOS] query [EOS or SEP] [SEP] document
-    [EOS or SEP], each marker where the vocabulary adds it."""
+def rerank_prompts(tok, template: str | None, query: str, docs: list[str]) -> list[list[int]]:
+    """llama-server's format_prompt_rerank for each document: the GGUF's rerank template
+    (tokenizer.chat_template.rerank) with {query} and {document} filled in (special tokens parsed), else
+    [BOS] query [EOS or SEP] [SEP] document [EOS or SEP], each marker where the vocabulary adds it."""
     if template:
-        prompt = template.replace("{query}", query).replace("{document}", doc)
-        return tok.encode(prompt, add_special=False, parse_special=True)
+        return [tok.encode(template.replace("{query}", query).replace("{document}", doc), add_special=False,
+                           parse_special=True) for doc in docs]
     eos = tok.eos_id if tok.eos_id is not None else tok.sep_id
-    out = [tok.bos_id] if tok.add_bos else []
-    out += tok.encode(query, add_special=False)
-    out += [eos] if tok.add_eos else []
-    out += [tok.sep_id] if tok.add_sep else []
-    out += tok.encode(doc, add_special=False)
-    out += [eos] if tok.add_eos else []
-    return out
+    head = [tok.bos_id] if tok.add_bos else []
+    head += tok.encode(query, add_special=False)  # once for every document
+    head += [eos] if tok.add_eos else []
+    head += [tok.sep_id] if tok.add_sep else []
+    tail = [eos] if tok.add_eos else []
+    return [head + tok.encode(doc, add_special=False) + tail for doc in docs]
 
 
 def embed_tokens(model, prompts: list[list[int]], pooling: str, embd_normalize: float,

@@ -89,11 +89,11 @@ def _rope_scaling(g: GGUFFile, n_ctx_train: int) -> dict:
                          f"(supported: {', '.join(ROPE_SCALING_TYPES)})")
     factor = float(a("rope.scaling.factor", 0.0) or a("rope.scale_linear", 0.0) or 0.0)
     freq_scale = np.float32(1.0) if kind == "none" or factor == 0 else np.float32(1.0) / np.float32(factor)
-    out = {"rope_scale": float(freq_scale), "rope_attn_factor": float(a("rope.scaling.attn_factor", 1.0))}
+    rope_attn_factor = float(a("rope.scaling.attn_factor", 1.0))
+    out = {"rope_scale": float(freq_scale), "rope_attn_factor": rope_attn_factor}
     if kind == "yarn":
         attn = Yarn.attn_factor_of(float(np.float32(1.0) / freq_scale),
-                                   float(a("rope.scaling.yarn_log_multiplier", 0.0)),
-                                   float(a("rope.scaling.attn_factor", 1.0)))
+                                   float(a("rope.scaling.yarn_log_multiplier", 0.0)), rope_attn_factor)
         out["yarn"] = Yarn(int(a("rope.scaling.original_context_length", n_ctx_train) or n_ctx_train), attn)
     return out
 

@@ -399,9 +399,9 @@ def attention_bidir(q: np.ndarray, k: np.ndarray, v: np.ndarray, lengths: list[i
     if small.any():
         k16, v16 = (np.ascontiguousarray(a.transpose(1, 0, 2)).astype(np.float16).view(np.uint16) for a in (k, v))
         _attention_bidir_f16(q, k16, v16, starts[small], lens[small], np.float32(scale), slopes, out)
-    k, v = (a.astype(np.float16).astype(np.float32) for a in (k, v))
     for s0, n in zip(starts[~small], lens[~small]):
-        qs, ks, vs = (a[s0:s0 + n].transpose(1, 0, 2) for a in (q, k, v))  # (n_head, n, hd)
+        qs = q[s0:s0 + n].transpose(1, 0, 2)  # (n_head, n, hd); keys and values rounded to f16 as ggml casts them
+        ks, vs = (a[s0:s0 + n].astype(np.float16).astype(np.float32).transpose(1, 0, 2) for a in (k, v))
         scores = np.matmul(qs, ks.transpose(0, 2, 1)) * np.float32(scale)  # (n_head, n, n)
         if slopes.any():
             pos = np.arange(n, dtype=np.float32)

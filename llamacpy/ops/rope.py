@@ -34,7 +34,7 @@ def _cos_sin(theta, cos, sin):
 @dataclass(frozen=True)
 class Yarn:
     """YaRN context extension (rope.scaling.type "yarn"), with llama.cpp's defaults: ext_factor 1, the attention
-    factor as llama_context computes it (`from_gguf`), beta_fast 32, beta_slow 1, and the original context."""
+    factor as llama_context computes it (`attn_factor_of`), beta_fast 32, beta_slow 1, and the original context."""
 
     n_ctx_orig: int
     attn_factor: float
@@ -42,8 +42,8 @@ class Yarn:
     beta_fast: float = 32.0
     beta_slow: float = 1.0
 
-    @classmethod
-    def attn_factor_of(cls, factor: float, log_mul: float = 0.0, rope_attn_factor: float = 1.0) -> float:
+    @staticmethod
+    def attn_factor_of(factor: float, log_mul: float = 0.0, rope_attn_factor: float = 1.0) -> float:
         """llama_context's yarn_attn_factor in float32 (libllama is built without FMA): get_mscale(factor, 1)
         (over get_mscale(factor, log_mul) when the file has rope.scaling.yarn_log_multiplier), times
         1 / (1 + 0.1 log factor), which cancels the kernel's own magnitude scaling, times rope.scaling.attn_factor."""
@@ -113,7 +113,6 @@ class RopeTable:
             if freq_factors.shape != (n_rot // 2,):
                 raise ValueError(f"rope frequency factors: {freq_factors.shape[0]} values for {n_rot // 2} pairs")
             theta /= freq_factors.astype(np.float32)
-        mscale = np.float32(1.0)
         if yarn is not None and yarn.ext_factor != 0:
             low, high = yarn.corr_dims(n_rot, base)
             _yarn_mix(theta, np.float32(freq_scale), np.float32(low), np.float32(high), np.float32(yarn.ext_factor))

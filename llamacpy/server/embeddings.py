@@ -15,7 +15,7 @@ import numpy as np
 from starlette.requests import Request
 
 from ..engine.embedding import EmbedRequest
-from ..textembed import rerank_tokens
+from ..textembed import rerank_prompts
 from .context import ServerContext
 from .errors import ApiError, bad_request, exceeds_context
 from .jsonio import JsonResponse
@@ -54,12 +54,22 @@ async def _inputs(ctx: ServerContext, value: Any) -> list[list[int]]:
         tokens = await _tokens(ctx, pieces)
         if not tokens:
             raise bad_request(EMPTY)
-        if len(tokens) > ctx.n_ctx:  # no cache is kept: an input may use the whole context
-            # llama-server's words for an input it cannot embed (its limit is the batch; ours the context)
-            raise exceeds_context(len(tokens), ctx.n_ctx, f"input ({len(tokens)} tokens) is too large to process: "
-                                                          f"larger than the max context size ({ctx.n_ctx} tokens)")
-        out.append(tokens)
+        out.append(_fitting(ctx, tokens))
     return out
+
+
+def _fitting(ctx: ServerContext, tokens: list[int]) -> list[int]:
+    """The tokens of one input, or 400 when they exceed the context (no cache is kept: an input may use it all)."""
+    if len(tokens) > ctx.n_ctx:
+        # llama-server's words for an input it cannot embed (its limit is the batch; ours the context)
+        raise exceeds_context(len(tokens), ctx.n_ctx, f"input ({len(tokens)} tokens) is too large to process: "
+                                                      f"larger than the max context size ({ctx.n_ctx} tokens)")
+    return tokens
+
+
+def _model_name(ctx: ServerContext, data: dict) -> str:
+    """The answer's "model": the request's when it names one, else the server's."""
+    return data["model"] if isinstance(data.get("model"), str) else ctx.model_name
 
 
 def _embed(ctx: ServerContext, prompts: list[list[int]], embd_normalize: int) -> asyncio.Future:
@@ -114,8 +124,7 @@ async def _handle(request: Request, oai: bool) -> JsonResponse:
         else:
             data.append({"embedding": v[0].tolist(), "index": i, "object": "embedding"})
     n_tokens = sum(len(p) for p in prompts)
-    model = body.data.get("model") if isinstance(body.data.get("model"), str) else ctx.model_name
-    return JsonResponse({"model": model, "object": "list",
+    return JsonResponse({"model": _model_name(ctx, body.data), "object": "list",
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}, "data": data})
 
 
@@ -147,14 +156,8 @@ async def rerank(request: Request) -> JsonResponse:
     if not isinstance(docs, list) or not docs or not all(isinstance(d, str) for d in docs):
         raise bad_request('"documents" must be a non-empty string array')
     top_n = body.int("top_n", len(docs))
-    prompts = []
-    for doc in docs:
-        tokens = rerank_tokens(ctx.tokenizer, ctx.rerank_template, data["query"], doc)
-        tokens = check_tokens(tokens, ctx.tokenizer.n_vocab, "input")
-        if len(tokens) > ctx.n_ctx:
-            raise exceeds_context(len(tokens), ctx.n_ctx, f"input ({len(tokens)} tokens) is too large to process: "
-                                                          f"larger than the max context size ({ctx.n_ctx} tokens)")
-        prompts.append(tokens)
+    prompts = [_fitting(ctx, check_tokens(tokens, ctx.tokenizer.n_vocab, "input"))
+               for tokens in rerank_prompts(ctx.tokenizer, ctx.rerank_template, data["query"], docs)]
     scores = await _embed(ctx, prompts, -1)
     label = "score" if tei else "relevance_score"
     results = []
@@ -168,8 +171,7 @@ async def rerank(request: Request) -> JsonResponse:
     if tei:
         return JsonResponse(results)
     n_tokens = sum(len(p) for p in prompts)
-    model = data.get("model") if isinstance(data.get("model"), str) else ctx.model_name
-    return JsonResponse({"model": model, "object": "list",
+    return JsonResponse({"model": _model_name(ctx, data), "object": "list",
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}, "results": results})
 
 

@@ -31,7 +31,7 @@ from llamacpy.kernels.simd import HAS_AVX512
 from llamacpy.models import load_model
 from llamacpy.sampling import SamplingParams
 from llamacpy.sampling.chain import log_softmax
-from llamacpy.textembed import embed_tokens, rerank_tokens
+from llamacpy.textembed import embed_tokens, rerank_prompts
 from llamacpy.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def _encoder(model, tok: Tokenizer, rec: dict) -> None:
     assert ids == rec["prompt_ids"]
     if "rerank" in rec:
         body = rec["rerank"]["request"]
-        prompts = [rerank_tokens(tok, None, body["query"], d) for d in body["documents"]]
+        prompts = rerank_prompts(tok, None, body["query"], body["documents"])
         got = embed_tokens(model, prompts, "rank", -1, 512)
         scores = [float(v.reshape(-1)[0]) for v in got]
         want = rec["rerank"]["response"]
