@@ -29,6 +29,7 @@ from .engine.thread_tuner import ThreadTuner
 from .gguf import GGUFFile
 from .kernels import set_num_threads
 from .models import load_model
+from .ops.kv_quant import cache_type
 from .sampling import Sampler, SamplingParams
 from .sampling.dry import breaker_sequences
 from .sampling.grammar import GrammarVocab
@@ -46,7 +47,8 @@ class Llama:
                  verbose: bool = True, n_gpu_layers: int = 0, embedding: bool = False,
                  pooling_type: int | str | None = None, draft_model: object = None, draft_max: int = 16,
                  draft_min: int = 0, draft_p_min: float = 0.75, n_ctx_draft: int = 0,
-                 n_threads_draft: int | None = None):
+                 n_threads_draft: int | None = None, type_k: int | str = "f16", type_v: int | str = "f16",
+                 type_k_draft: int | str = "f16", type_v_draft: int | str = "f16"):
         """`model_path`, `verbose` and `n_gpu_layers` (ignored: CPU only) as llama-cpp-python names them.
         `embedding=True` allows `embed` / `create_embedding` (`pooling_type`: none, mean, cls, last or 0-3;
         default the model's); an embedding model (bert) is loaded for embeddings only.
@@ -56,7 +58,10 @@ class Llama:
         (a callable: token ids so far -> draft ids, e.g. its prompt lookup). `draft_max`, `draft_min`,
         `draft_p_min`, `n_ctx_draft` (0: n_ctx) and `n_threads_draft` (None: as n_threads) are llama.cpp's
         --draft-max, --draft-min, --draft-p-min, -cd and -td. `draft_stats` counts the last generation's
-        drafted and accepted tokens."""
+        drafted and accepted tokens. `type_k`, `type_v` (and `type_k_draft`, `type_v_draft`): the KV cache types,
+        llama.cpp's -ctk/-ctv (-ctkd/-ctvd): f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, by name or GGML number."""
+        cache_types = (cache_type(type_k), cache_type(type_v))
+        draft_cache_types = (cache_type(type_k_draft), cache_type(type_v_draft))
         quiet = (lambda msg: None) if not verbose else None
         log = progress or quiet or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.path = resolve_model(model if model is not None else model_path, log)
@@ -78,7 +83,7 @@ class Llama:
             return
         self.chat_template = self._template(chat_template)
         self.n_ctx = min(n_ctx, self.model.args.n_ctx_train) if n_ctx > 0 else self.model.args.n_ctx_train
-        self.cache = self.model.new_cache(self.n_ctx)
+        self.cache = self.model.new_cache(self.n_ctx, 1, False, *cache_types)
         # threads not given: each decode step runs on all threads or one, whichever is faster now
         tuner = ThreadTuner.unless_given(n_threads, threads)
         self.sequence = Sequence(self.model, self.cache, n_batch=n_batch, tuner=tuner)
@@ -86,13 +91,13 @@ class Llama:
         self.draft_stats = DraftStats()
         self.drafter = None if draft_model is None else self._drafter(
             draft_model, DraftParams(draft_max, draft_min, draft_p_min), n_ctx_draft or self.n_ctx, log,
-            n_threads_draft, tuner.n_max if tuner is not None else 0)
+            n_threads_draft, tuner.n_max if tuner is not None else 0, draft_cache_types)
         self.load_seconds = time.perf_counter() - t0
         log(f"llamacpy: ready in {self.load_seconds:.2f} s (context {self.n_ctx}, "
             f"KV cache {self.cache.nbytes / 2**20:.0f} MiB)")
 
     def _drafter(self, draft_model: object, params: DraftParams, n_ctx: int, log: Callable[[str], None],
-                 n_threads: int | None, tuned_threads: int) -> Drafter:
+                 n_threads: int | None, tuned_threads: int, cache_types: tuple) -> Drafter:
         """`n_threads`: the draft's fixed thread count (None: the target's; tuned when `tuned_threads`)."""
         params.validate()
         if callable(draft_model) and not isinstance(draft_model, Llama):
@@ -111,7 +116,7 @@ class Llama:
         n_ctx = min(n_ctx, model.args.n_ctx_train)
         tuner = ThreadTuner.unless_given(n_threads, tuned_threads)
         log(f"llamacpy: draft model {path.name} (context {n_ctx}, up to {params.n_max} tokens per draft)")
-        return ModelDrafter(model, n_ctx, params, self.model.args.n_vocab, n_threads, tuner)
+        return ModelDrafter(model, n_ctx, params, self.model.args.n_vocab, n_threads, tuner, cache_types=cache_types)
 
     def _template(self, chat_template: str | None) -> ChatTemplate:
         """The model's template, or a built-in one by name, or a Jinja source given by the user."""

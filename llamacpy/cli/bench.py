@@ -27,12 +27,29 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+def cache_type_list(text: str) -> list[str]:
+    """llama-bench's -ctk/-ctv: comma-separated KV cache types, each checked."""
+    from ..ops.kv_quant import cache_type
+
+    names = [x.strip().lower() for x in text.split(",") if x.strip()]
+    for name in names:
+        try:
+            cache_type(name)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return names
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", action="append", help="model path or catalog name; repeatable")
     p.add_argument("-p", "--n-prompt", type=int_list, default=[512], help="prompt sizes (default: 512)")
     p.add_argument("-n", "--n-gen", type=int_list, default=[128], help="generation sizes (default: 128)")
     p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts (default: physical cores)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size (default: 512)")
+    p.add_argument("-ctk", "--cache-type-k", type=cache_type_list, default=["f16"], metavar="TYPES",
+                   help="KV cache types for K, comma separated (default: f16)")
+    p.add_argument("-ctv", "--cache-type-v", type=cache_type_list, default=["f16"], metavar="TYPES",
+                   help="KV cache types for V, comma separated (default: f16)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default: 5)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up run")
     p.add_argument("-o", "--output", choices=("md", "json"), default="md", help="output format (default: md)")
@@ -48,6 +65,8 @@ class BenchResult:
     n_prompt: int
     n_gen: int
     samples_ts: list[float]
+    type_k: str = "f16"
+    type_v: str = "f16"
 
     @property
     def test(self) -> str:
@@ -71,12 +90,14 @@ def describe(g: GGUFFile) -> tuple[str, int, int]:
     return f"{g.architecture} {label} {ftype}", size, params
 
 
-def run_test(model, n_vocab: int, n_prompt: int, n_gen: int, n_batch: int) -> float:
-    """Seconds for one run of the test on a fresh cache."""
+def run_test(model, n_vocab: int, n_prompt: int, n_gen: int, n_batch: int, cache_types: tuple = ()) -> float:
+    """Seconds for one run of the test on a fresh cache (of `cache_types`, names of type_k and type_v)."""
     from ..engine import Sequence
+    from ..ops.kv_quant import cache_type
 
     rng = np.random.default_rng(0)
-    seq = Sequence(model, model.new_cache(max(n_prompt, n_gen) + 1), n_batch=n_batch)
+    cache = model.new_cache(max(n_prompt, n_gen) + 1, 1, False, *map(cache_type, cache_types))
+    seq = Sequence(model, cache, n_batch=n_batch)
     if n_prompt:
         tokens = rng.integers(0, n_vocab, n_prompt).tolist()
         t0 = time.perf_counter()
@@ -101,16 +122,17 @@ def bench_model(path, a: argparse.Namespace) -> list[BenchResult]:
     for threads in a.threads or [None]:
         used = set_num_threads(threads)
         tests = [(p, 0) for p in a.n_prompt if p > 0] + [(0, n) for n in a.n_gen if n > 0]
-        for n_prompt, n_gen in tests:
+        types = [(k, v) for k in a.cache_type_k for v in a.cache_type_v]
+        for (n_prompt, n_gen), kv in ((t, kv) for kv in types for t in tests):
             if not a.no_warmup:
-                run_test(model, model.args.n_vocab, n_prompt, n_gen, a.batch_size)
+                run_test(model, model.args.n_vocab, n_prompt, n_gen, a.batch_size, kv)
             tokens = n_prompt or n_gen
-            samples = [tokens / run_test(model, model.args.n_vocab, n_prompt, n_gen, a.batch_size)
+            samples = [tokens / run_test(model, model.args.n_vocab, n_prompt, n_gen, a.batch_size, kv)
                        for _ in range(a.repetitions)]
-            r = BenchResult(str(path), name, size, params, used, n_prompt, n_gen, samples)
+            r = BenchResult(str(path), name, size, params, used, n_prompt, n_gen, samples, *kv)
             results.append(r)
             if a.output == "md":
-                print_row(r)
+                print_row(r, kv_columns(a))
     return results
 
 
@@ -122,15 +144,24 @@ def fmt_params(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
 
 
-HEADER = (f"| {'model':<30} | {'size':>10} | {'params':>10} | {'backend':<10} | {'threads':>7} | "
-          f"{'test':>15} | {'t/s':>20} |")
-RULE = f"| {'-' * 30} | {'-' * 9}: | {'-' * 9}: | {'-' * 10} | {'-' * 6}: | {'-' * 14}: | {'-' * 19}: |"
+def kv_columns(a: argparse.Namespace) -> list[str]:
+    """llama-bench's optional columns: type_k / type_v once one of them is not f16."""
+    return [c for c, names in (("type_k", a.cache_type_k), ("type_v", a.cache_type_v)) if names != ["f16"]]
 
 
-def print_row(r: BenchResult) -> None:
+def header(extra: list[str]) -> str:
+    cols = "".join(f" {c:>6} |" for c in extra)
+    return (f"| {'model':<30} | {'size':>10} | {'params':>10} | {'backend':<10} | {'threads':>7} |{cols} "
+            f"{'test':>15} | {'t/s':>20} |\n"
+            f"| {'-' * 30} | {'-' * 9}: | {'-' * 9}: | {'-' * 10} | {'-' * 6}: |{' -----: |' * len(extra)} "
+            f"{'-' * 14}: | {'-' * 19}: |")
+
+
+def print_row(r: BenchResult, extra: list[str] = ()) -> None:
     ts = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"
+    cols = "".join(f" {getattr(r, c):>6} |" for c in extra)
     print(f"| {r.model_type:<30} | {fmt_size(r.model_size):>10} | {fmt_params(r.model_n_params):>10} | "
-          f"{'CPU':<10} | {r.n_threads:>7} | {r.test:>15} | {ts:>20} |", flush=True)
+          f"{'CPU':<10} | {r.n_threads:>7} |{cols} {r.test:>15} | {ts:>20} |", flush=True)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -139,8 +170,7 @@ def run(a: argparse.Namespace) -> int:
 
     paths = [resolve_model(m) for m in (a.model or [None])]
     if a.output == "md":
-        print(HEADER)
-        print(RULE)
+        print(header(kv_columns(a)))
     results = [r for p in paths for r in bench_model(p, a)]
     if a.output == "md":
         print(f"\nbuild: llamacpy {__version__}")

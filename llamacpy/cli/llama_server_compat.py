@@ -68,7 +68,6 @@ NO_EFFECT = {
     "--prefill-assistant": "a trailing assistant message is continued (prefill)",
     "--ctx-checkpoints": "no recurrent/SWA checkpoints are needed by the architectures here",
     "--cache-ram": "the prompt cache lives in each slot's KV cache",
-    "--spec-draft-type-k": "the draft's KV cache is f16", "--spec-draft-type-v": "the draft's KV cache is f16",
     "--checkpoint-min-step": "no recurrent/SWA checkpoints are needed by the architectures here",
     "--slot-prompt-similarity": "a request goes to the idle slot sharing the longest cached prefix with it",
 }
@@ -87,8 +86,6 @@ PARAMETER_OF = {
 # feature not built yet: (the values that mean off, what is missing)
 _OFF = ("off", "disabled", "false", "0", False)
 UNTIL = {
-    "--cache-type-k": (("f16",), "KV cache types other than f16"),
-    "--cache-type-v": (("f16",), "KV cache types other than f16"),
     "--lora": ((), "LoRA adapters"), "--lora-scaled": ((), "LoRA adapters"),
     "--lora-init-without-apply": (_OFF, "LoRA adapters"),
     "--control-vector": ((), "control vectors"), "--control-vector-scaled": ((), "control vectors"),

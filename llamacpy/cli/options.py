@@ -6,6 +6,7 @@ import argparse
 
 from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
+from ..ops.kv_quant import CACHE_TYPES, cache_type
 from ..sampling import SamplingParams
 from ..sampling.chain import sampler_names
 
@@ -20,6 +21,16 @@ def add_runtime(p: argparse.ArgumentParser, ctx_default: int = 4096) -> None:
     p.add_argument("-c", "--ctx-size", type=int, default=ctx_default,
                    help=f"context size in tokens (default: {ctx_default}; 0 = the model's)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per batch (default: 512)")
+    for kv in ("k", "v"):
+        p.add_argument(f"-ct{kv}", f"--cache-type-{kv}", type=_cache_type, default="f16", metavar="TYPE",
+                       help=f"KV cache type for {kv.upper()}: {', '.join(CACHE_TYPES)} (default: f16)")
+
+
+def _cache_type(name: str):
+    try:
+        return cache_type(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_draft(p: argparse.ArgumentParser) -> None:
@@ -38,6 +49,10 @@ def add_draft(p: argparse.ArgumentParser) -> None:
                    help="the draft model's context (default: 0 = the model's context)")
     g.add_argument("-td", "--threads-draft", type=int, default=None, metavar="N",
                    help="threads of the draft model (default: as -t)")
+    for kv in ("k", "v"):
+        g.add_argument(f"-ct{kv}d", f"--cache-type-{kv}-draft", f"--spec-draft-type-{kv}", type=_cache_type,
+                       default="f16", metavar="TYPE", dest=f"cache_type_{kv}_draft",
+                       help=f"the draft model's KV cache type for {kv.upper()} (default: f16)")
 
 
 def draft_kwargs(a: argparse.Namespace) -> dict:
@@ -45,7 +60,8 @@ def draft_kwargs(a: argparse.Namespace) -> dict:
     if not a.model_draft:
         return {}
     return {"draft_model": a.model_draft, "draft_max": a.draft_max, "draft_min": a.draft_min,
-            "draft_p_min": a.draft_p_min, "n_ctx_draft": a.ctx_size_draft, "n_threads_draft": a.threads_draft}
+            "draft_p_min": a.draft_p_min, "n_ctx_draft": a.ctx_size_draft, "n_threads_draft": a.threads_draft,
+            "type_k_draft": a.cache_type_k_draft, "type_v_draft": a.cache_type_v_draft}
 
 
 def add_sampling(p: argparse.ArgumentParser) -> None:
@@ -125,4 +141,5 @@ def sampling_kwargs(a: argparse.Namespace) -> dict:
 def load_llama(a: argparse.Namespace, **kw):
     from ..api import Llama
 
-    return Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size, **kw)
+    return Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size, type_k=a.cache_type_k,
+                 type_v=a.cache_type_v, **kw)

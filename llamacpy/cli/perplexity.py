@@ -41,7 +41,8 @@ def run(a: argparse.Namespace) -> int:
         print(f"[{i + 1}]{value:.4f},", end="", flush=True)
 
     bos = tok.bos_id if tok.add_bos else None
-    res = perplexity(llm.model, tokens, n_ctx, a.chunks, a.batch_size, bos, on_chunk)
+    res = perplexity(llm.model, tokens, n_ctx, a.chunks, a.batch_size, bos, on_chunk,
+                     (a.cache_type_k, a.cache_type_v))
     print()
     print(f"Final estimate: PPL = {res.ppl:.4f} +/- {res.stderr:.5f}")
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..gguf import GGMLType
 from ..kernels import set_num_threads
 from ..models import DecoderModel, Segment
 from .requests import DoneEvent, EndReason, GenRequest, Stats
@@ -39,6 +40,7 @@ class EngineConfig:
     kv_pool: int | None = None  # a unified KV cache of this many cells shared by the slots (None: one per slot)
     context_shift: bool = False  # --context-shift (scheduler.py)
     add_bos: bool = False  # the model's prompts start with BOS (a context shift keeps it)
+    cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)  # -ctk, -ctv (ops/kv_quant.py)
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,7 @@ class Engine(ModelThread):
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
         self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool,
-                                   c.context_shift, c.add_bos)
+                                   c.context_shift, c.add_bos, c.cache_types)
         self.scheduler.counters = self._counters  # the totals since start outlive a sleep
         self._warmup(model)
 

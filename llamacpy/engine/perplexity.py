@@ -34,16 +34,17 @@ def nll_of_targets(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def perplexity(model: DecoderModel, tokens: list[int], n_ctx: int, n_chunks: int = -1, n_batch: int = 512,
-               bos_id: int | None = None, on_chunk: Callable[[int, int, float], None] | None = None
-               ) -> PerplexityResult:
-    """`bos_id` is the token that replaces each chunk's first token (None when the model adds no BOS)."""
+               bos_id: int | None = None, on_chunk: Callable[[int, int, float], None] | None = None,
+               cache_types: tuple = ()) -> PerplexityResult:
+    """`bos_id` is the token that replaces each chunk's first token (None when the model adds no BOS);
+    `cache_types`: the KV cache's (type_k, type_v), f16 by default."""
     n_max = len(tokens) // n_ctx
     if len(tokens) < 2 * n_ctx:
         raise ValueError(f"you need at least {2 * n_ctx} tokens to evaluate perplexity with a context of "
                          f"{n_ctx} (the text has {len(tokens)} tokens)")
     n = n_max if n_chunks < 0 else min(n_chunks, n_max)
     first = n_ctx // 2
-    seq = Sequence(model, model.new_cache(n_ctx), n_batch=min(n_batch, n_ctx))
+    seq = Sequence(model, model.new_cache(n_ctx, 1, False, *cache_types), n_batch=min(n_batch, n_ctx))
     nll_sum = nll2_sum = 0.0
     count = 0
     running = []

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..gguf import GGMLType
 from ..kernels.threads import set_active_threads
 from ..kernels.weight import VEC_DOT_BATCH
 from ..models import DecoderModel, KVCache, Segment
@@ -130,7 +131,8 @@ class Scheduler:
 
     def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
                  tuner: ThreadTuner | None = None, draft: DraftSetup | None = None, pool: int | None = None,
-                 context_shift: bool = False, add_bos: bool = False):
+                 context_shift: bool = False, add_bos: bool = False,
+                 cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
@@ -141,7 +143,7 @@ class Scheduler:
         # a unified KV cache (`pool` cells shared by the slots, llama-server's --kv-unified): every slot may hold
         # up to n_ctx_slot tokens, all together at most `pool`; the memory follows the tokens held
         self.pool = pool
-        self.cache = model.new_cache(n_ctx_slot, n_slots, lazy=pool is not None)
+        self.cache = model.new_cache(n_ctx_slot, n_slots, pool is not None, *cache_types)
         if pool is None:
             for a in self.cache.k + self.cache.v:
                 a.fill(0)  # commit the pages now (as llama.cpp clears its buffer): memory does not grow with use
@@ -156,7 +158,7 @@ class Scheduler:
                 self.draft_tuner = ThreadTuner(tuner.n_max)
             for slot in self.slots:
                 slot.drafter = ModelDrafter(draft.model, draft.n_ctx_slot, replace(draft.params), self.n_vocab,
-                                            draft.n_threads, self.draft_tuner, n_batch)
+                                            draft.n_threads, self.draft_tuner, n_batch, draft.cache_types)
                 slot.draft_params = draft.params
 
     # -- queue -------------------------------------------------------------------------------------------

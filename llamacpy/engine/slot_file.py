@@ -3,10 +3,13 @@ restored slot continues without evaluating that prefix again. Runs on the engine
 
 The layout is llamacpy's own (llama.cpp's state files hold ggml's internal buffers), little-endian:
 
-    b"LLCPYSLT", u32 version (1), 16 bytes model fingerprint, u32 n_layer, n_head_kv, head_dim, n_tokens,
-    i32 tokens[n_tokens], then per layer f16 K[n_head_kv, n_tokens, head_dim], f16 V[n_head_kv, n_tokens, head_dim]
+    b"LLCPYSLT", u32 version (2), 16 bytes model fingerprint, u32 n_layer, n_head_kv, head_dim, n_tokens,
+    u32 type_k, type_v (GGML types), i32 tokens[n_tokens], then per layer K[n_head_kv, n_tokens, row_k] and
+    V[n_head_kv, n_tokens, row_v], each row as the cache holds it (f16 values, or blocks of a quantized type)
 
-The fingerprint (of the model's shape and its first embedding rows) refuses a file saved with another model.
+Version 1 files (before quantized caches) are f16 K and V without the two types. The fingerprint (of the model's
+shape and its first embedding rows) refuses a file saved with another model; a file of other cache types is
+refused too (its rows would need converting, which llama.cpp does not do either).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import struct
 
 import numpy as np
 
+from ..gguf import GGMLType
 from ..models import DecoderModel, KVCache
 
-MAGIC, VERSION = b"LLCPYSLT", 1
+MAGIC, VERSION = b"LLCPYSLT", 2
 HEAD = struct.Struct("<8sI16sIIII")
+TYPES = struct.Struct("<II")  # version 2: type_k, type_v
 
 
 class SlotFileError(ValueError):
@@ -41,6 +46,7 @@ def save(path: str, model: DecoderModel, cache: KVCache, seq: int, tokens: list[
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(HEAD.pack(MAGIC, VERSION, fingerprint(model), a.n_layer, a.n_head_kv, a.head_dim, n))
+        f.write(TYPES.pack(int(cache.type_k), int(cache.type_v)))
         f.write(np.asarray(tokens, "<i4").tobytes())
         for layer in range(a.n_layer):
             f.writelines(np.ascontiguousarray(kv[layer][seq][:, :n]).tobytes() for kv in (cache.k, cache.v))
@@ -61,22 +67,35 @@ def load(path: str, model: DecoderModel, cache: KVCache, seq: int, room: int) ->
     if len(data) < HEAD.size:
         raise SlotFileError("not a llamacpy slot file")
     magic, version, fp, n_layer, n_head_kv, head_dim, n = HEAD.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in (1, VERSION):
         raise SlotFileError("not a llamacpy slot file (or another version)")
     if fp != fingerprint(model) or (n_layer, n_head_kv, head_dim) != (a.n_layer, a.n_head_kv, a.head_dim):
         raise SlotFileError("the slot file was saved with another model")
-    per_kv = n_head_kv * n * head_dim * 2
-    if len(data) != HEAD.size + 4 * n + 2 * n_layer * per_kv:
+    head = HEAD.size
+    types = (GGMLType.F16, GGMLType.F16)
+    if version >= 2:
+        if len(data) < head + TYPES.size:
+            raise SlotFileError("the slot file is truncated or damaged")
+        types = TYPES.unpack_from(data, head)
+        head += TYPES.size
+    if tuple(types) != (cache.type_k, cache.type_v):
+        names = "/".join(GGMLType(t).name if t in GGMLType._value2member_map_ else str(t) for t in types)
+        raise SlotFileError(f"the slot file holds a {names} KV cache, this server's is "
+                            f"{cache.type_k.name}/{cache.type_v.name} (-ctk/-ctv)")
+    row_k, row_v = cache.k[0].shape[-1] * cache.k[0].itemsize, cache.v[0].shape[-1] * cache.v[0].itemsize
+    per_k, per_v = n_head_kv * n * row_k, n_head_kv * n * row_v
+    if len(data) != head + 4 * n + n_layer * (per_k + per_v):
         raise SlotFileError("the slot file is truncated or damaged")
     if n > room:
         raise SlotFileError(f"the restored prompt ({n} tokens) does not fit in the slot context ({room})")
-    tokens = np.frombuffer(data, "<i4", n, HEAD.size).tolist()
+    tokens = np.frombuffer(data, "<i4", n, head).tolist()
     if tokens and (min(tokens) < 0 or max(tokens) >= a.n_vocab):
         raise SlotFileError("invalid tokens in the slot file")
-    offset = HEAD.size + 4 * n
+    offset = head + 4 * n
     for layer in range(n_layer):
-        for kv in (cache.k, cache.v):
-            block = np.frombuffer(data, np.float16, n_head_kv * n * head_dim, offset)
-            kv[layer][seq][:, :n] = block.reshape(n_head_kv, n, head_dim)
-            offset += per_kv
+        for kv, per in ((cache.k, per_k), (cache.v, per_v)):
+            rows = kv[layer][seq]
+            block = np.frombuffer(data, rows.dtype, per // rows.itemsize, offset)
+            rows[:, :n] = block.reshape(n_head_kv, n, rows.shape[-1])
+            offset += per
     return tokens, len(data)

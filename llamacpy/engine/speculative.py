@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from numba import njit
 
+from ..gguf import GGMLType
 from ..kernels.threads import SETTINGS, set_active_threads
 from ..models import DecoderModel
 from .sequence import Sequence
@@ -70,6 +71,7 @@ class DraftSetup:
     params: DraftParams
     n_ctx_slot: int                # each slot's draft context (-cd split among the slots, else the slot's)
     n_threads: int | None = None   # -td; None: as the target (tuned when the target's threads are)
+    cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)  # -ctkd, -ctvd
 
 
 class Drafter(Protocol):
@@ -103,7 +105,8 @@ class ModelDrafter:
 
     def __init__(self, model: DecoderModel, n_ctx: int, params: DraftParams | None = None,
                  n_vocab_target: int | None = None, n_threads: int | None = None,
-                 tuner: ThreadTuner | None = None, n_batch: int = 512):
+                 tuner: ThreadTuner | None = None, n_batch: int = 512,
+                 cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)):
         self.params = params or DraftParams()
         self.params.validate()
         self.model = model
@@ -111,7 +114,7 @@ class ModelDrafter:
         # a target with more (padding) tokens could sample an id the draft cannot embed: checked then
         self.check_ids = (n_vocab_target or 0) > model.args.n_vocab
         self.n_threads = n_threads
-        self.seq = Sequence(model, model.new_cache(n_ctx), n_batch=n_batch, tuner=tuner)
+        self.seq = Sequence(model, model.new_cache(n_ctx, 1, False, *cache_types), n_batch=n_batch, tuner=tuner)
 
     def draft(self, context: list[int], n_max: int) -> list[int]:
         p = self.params

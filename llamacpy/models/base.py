@@ -13,7 +13,7 @@ import numpy as np
 
 from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
-from ..ops import RopeTable, rms_norm
+from ..ops import RopeTable, kv_quant, rms_norm
 from ..ops.linear import Linear
 from ..ops.rope import Yarn
 
@@ -108,52 +108,79 @@ class Segment:
 
 
 class KVCache:
-    """Keys and values per layer: float16 (n_seq, n_head_kv, n_ctx, head_dim), preallocated once
-    (llama.cpp's default F16 cache: same rounding, half the memory and bandwidth of f32).
+    """Keys and values per layer, preallocated once: float16 (n_seq, n_head_kv, n_ctx, head_dim) by default
+    (llama.cpp's F16 cache: same rounding, half the memory and bandwidth of f32), or GGML blocks u8 (n_seq,
+    n_head_kv, n_ctx, row_bytes) for a quantized `type_k`/`type_v` (llama-server's -ctk/-ctv, ops/kv_quant.py).
 
     `lazy`: the arrays live in anonymous memory maps whose pages exist once written, and `release(seq)` gives a
     sequence's pages back (for a pool of sequences that together hold at most n_ctx tokens: memory follows the
     tokens held, not n_seq x n_ctx)."""
 
-    def __init__(self, args: ModelArgs, n_ctx: int, n_seq: int = 1, lazy: bool = False):
-        self.n_ctx, self.n_seq = n_ctx, n_seq
-        shape = (n_seq, args.n_head_kv, n_ctx, args.head_dim)
+    def __init__(self, args: ModelArgs, n_ctx: int, n_seq: int = 1, lazy: bool = False,
+                 type_k: GGMLType = GGMLType.F16, type_v: GGMLType = GGMLType.F16):
+        self.n_ctx, self.n_seq, self.head_dim = n_ctx, n_seq, args.head_dim
+        self.type_k, self.type_v = GGMLType(type_k), GGMLType(type_v)
+        # llama.cpp turns K and V by a Walsh-Hadamard rotation before quantizing them (ops/kv_quant.py)
+        self.rot_k = kv_quant.rotation(self.type_k, self.head_dim, keys=True)
+        self.rot_v = kv_quant.rotation(self.type_v, self.head_dim, keys=False)
         self._maps: list[mmap.mmap] = []
-        self.k = [self._array(shape, lazy) for _ in range(args.n_layer)]
-        self.v = [self._array(shape, lazy) for _ in range(args.n_layer)]
+        self.k = [self._array(n_seq, args.n_head_kv, self.type_k, lazy) for _ in range(args.n_layer)]
+        self.v = [self._array(n_seq, args.n_head_kv, self.type_v, lazy) for _ in range(args.n_layer)]
 
-    def _array(self, shape: tuple[int, ...], lazy: bool) -> np.ndarray:
+    def _array(self, n_seq: int, n_head_kv: int, qtype: GGMLType, lazy: bool) -> np.ndarray:
+        if qtype == GGMLType.F16:
+            dtype, shape = np.dtype(np.float16), (n_seq, n_head_kv, self.n_ctx, self.head_dim)
+        else:
+            dtype, shape = np.dtype(np.uint8), (n_seq, n_head_kv, self.n_ctx, kv_quant.row_bytes(qtype, self.head_dim))
         if not lazy:
-            return np.zeros(shape, np.float16)
-        m = mmap.mmap(-1, max(1, int(np.prod(shape)) * 2))  # anonymous: zero pages until written
+            return np.zeros(shape, dtype)
+        m = mmap.mmap(-1, max(1, int(np.prod(shape)) * dtype.itemsize))  # anonymous: zero pages until written
         self._maps.append(m)
-        return np.frombuffer(m, np.float16).reshape(shape)
+        return np.frombuffer(m, dtype).reshape(shape)
 
     def release(self, seq: int) -> None:
         """Give the pages of sequence `seq` back to the system (they read as zeros again); lazy caches only."""
-        if not self._maps:
-            return
-        per_seq = len(self._maps[0]) // self.n_seq
-        start = seq * per_seq
-        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the sequence's bytes
-        end = (start + per_seq) // mmap.PAGESIZE * mmap.PAGESIZE
-        if end > first:
-            for m in self._maps:
+        for m in self._maps:
+            per_seq = len(m) // self.n_seq
+            start = seq * per_seq
+            first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the sequence's bytes
+            end = (start + per_seq) // mmap.PAGESIZE * mmap.PAGESIZE
+            if end > first:
                 m.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.k) + sum(a.nbytes for a in self.v)
 
-    def store(self, layer: int, seg: Segment, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Write k, v (n, n_head_kv, hd) at the segment's positions; return views of positions [0, end)."""
+    def _typed(self, rows: np.ndarray, qtype: GGMLType, rot: int):
+        return rows if qtype == GGMLType.F16 else kv_quant.QuantKV(rows, qtype, self.head_dim, rot)
+
+    def store(self, layer: int, seg: Segment, k: np.ndarray, v: np.ndarray) -> tuple:
+        """Write k, v (n, n_head_kv, hd) at the segment's positions; return views of positions [0, end) (f16
+        arrays, or kv_quant.QuantKV rows of a quantized cache)."""
         end = seg.pos0 + seg.n
         if end > self.n_ctx:
             raise ValueError(f"context full: position {end} > n_ctx {self.n_ctx}")
         kc, vc = self.k[layer][seg.seq], self.v[layer][seg.seq]
-        kc[:, seg.pos0:end] = k.transpose(1, 0, 2)  # numpy rounds to nearest even, as ggml's f32 -> f16
-        vc[:, seg.pos0:end] = v.transpose(1, 0, 2)
-        return kc[:, :end], vc[:, :end]
+        if self.rot_k:
+            k = kv_quant.hadamard(k, self.rot_k)
+        if self.rot_v:
+            v = kv_quant.hadamard(v, self.rot_v)
+        kc[:, seg.pos0:end] = self.encode(k.transpose(1, 0, 2), self.type_k)
+        vc[:, seg.pos0:end] = self.encode(v.transpose(1, 0, 2), self.type_v)
+        return self._typed(kc[:, :end], self.type_k, self.rot_k), self._typed(vc[:, :end], self.type_v, self.rot_v)
+
+    @staticmethod
+    def encode(x: np.ndarray, qtype: GGMLType) -> np.ndarray:
+        """f32 rows (..., head_dim) as the cache holds them (numpy rounds to nearest even, as ggml's f32 -> f16)."""
+        return x.astype(np.float16) if qtype == GGMLType.F16 else kv_quant.to_blocks(x, qtype)
+
+    def decode(self, rows: np.ndarray, qtype: GGMLType) -> np.ndarray:
+        """Cache rows (..., row) back to f32 (..., head_dim)."""
+        if qtype == GGMLType.F16:
+            return rows.astype(np.float32)
+        flat = kv_quant.to_f32(rows.reshape(-1, rows.shape[-1]), qtype, self.head_dim)
+        return flat.reshape(*rows.shape[:-1], self.head_dim)
 
 
 class Weights:
@@ -223,13 +250,20 @@ class DecoderModel:
         if n <= 0 or src == dst or min(src, dst) < 0 or max(src, dst) + n > cache.n_ctx:
             raise ValueError(f"cannot move {n} cells from {src} to {dst} in a context of {cache.n_ctx}")
         for i in range(self.args.n_layer):
-            k, v = cache.k[i][seq], cache.v[i][seq]  # (n_head_kv, n_ctx, head_dim) float16
+            k, v = cache.k[i][seq], cache.v[i][seq]  # (n_head_kv, n_ctx, head_dim or row bytes)
             rope = self.rope_of(i, cache)
-            k[:, dst:dst + n] = k[:, src:src + n].copy() if rope is None else rope.shift(k[:, src:src + n], dst - src)
+            if rope is None:
+                k[:, dst:dst + n] = k[:, src:src + n].copy()
+            else:  # to f32, turned back, rotated, turned again, quantized back (llama.cpp's build_rope_shift)
+                keys = cache.decode(k[:, src:src + n], cache.type_k)
+                keys = rope.shift(kv_quant.hadamard(keys, cache.rot_k) if cache.rot_k else keys, dst - src)
+                k[:, dst:dst + n] = cache.encode(kv_quant.hadamard(keys, cache.rot_k) if cache.rot_k else keys,
+                                                 cache.type_k)
             v[:, dst:dst + n] = v[:, src:src + n].copy()
 
-    def new_cache(self, n_ctx: int, n_seq: int = 1, lazy: bool = False) -> KVCache:
-        return KVCache(self.args, n_ctx, n_seq, lazy)
+    def new_cache(self, n_ctx: int, n_seq: int = 1, lazy: bool = False, type_k: GGMLType = GGMLType.F16,
+                  type_v: GGMLType = GGMLType.F16) -> KVCache:
+        return KVCache(self.args, n_ctx, n_seq, lazy, type_k, type_v)
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         x = self.tok_embd.get_rows(tokens)  # (T, n_embd)

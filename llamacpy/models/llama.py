@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gguf import GGUFFile, Tensor
+from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import Activations, WeightMatrix
 from ..kernels.dispatch import FORMATS, KINDS, ROW_EXACT
 from ..kernels.threads import ensure_threads
@@ -66,7 +66,8 @@ class Model(DecoderModel):
         4-row gemm kernels), for checking drafted tokens; batches of up to VEC_DOT_BATCH tokens."""
         tokens = np.asarray(tokens, dtype=np.int64)
         steps = self._layer_steps(row_exact)
-        if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH:
+        if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH \
+                or cache.type_k != GGMLType.F16 or cache.type_v != GGMLType.F16:  # the fused step reads f16 K/V
             return super().forward(tokens, segments, cache, output_rows, trace)
         a = self.args
         for s in segments:

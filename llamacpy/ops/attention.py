@@ -18,6 +18,8 @@ from numba.extending import intrinsic
 from ..kernels._common import fma32, half_to_float, pow2, round_to_half
 from ..kernels.simd import F32, HAS_AVX512, I8, I32, I64, Emit
 from ..kernels.threads import run_parallel
+from . import kv_quant
+from .kv_quant import QuantKV
 
 ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 
@@ -25,7 +27,7 @@ ONE_CHUNK_MAX_ROWS = 63  # GGML_FA_TILE_Q - 1
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: float,
               window: int = 0, softcap: float = 0.0, sinks: np.ndarray | None = None) -> np.ndarray:
     """q: (n, n_head, hd) at positions q_pos0..q_pos0+n-1; k, v: (n_kv, L, hd) float16 (the cache; float32
-    arrays are rounded to f16) holding positions 0..L-1.
+    arrays are rounded to f16) holding positions 0..L-1, or `kv_quant.QuantKV` rows of a quantized cache.
 
     Query head h reads kv head h // (n_head / n_kv) (ggml's broadcast). `window` > 0 is a sliding
     window: key j is visible to query position p when p - j < window. `softcap` > 0 (gemma2): scores become
@@ -34,9 +36,15 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos0: int, scale: f
     denominator (no value), applied after the keys as ggml does. Returns (n, n_head * hd_v).
     """
     sinks = np.full(q.shape[1], -np.inf, np.float32) if sinks is None else np.asarray(sinks, np.float32)
-    k, v = (np.ascontiguousarray(a, dtype=np.float16) for a in (k, v))
     cap = np.float32(softcap)
     scale = np.float32(scale) / cap if softcap else np.float32(scale)
+    if isinstance(k, QuantKV) or isinstance(v, QuantKV):
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if isinstance(k, QuantKV) and k.rot:  # the keys are held rotated: so are the queries (kv_quant.py)
+            q = kv_quant.hadamard(q, k.rot)
+        out = _attention_quantized(q, k, v, q_pos0, scale, window, cap, sinks)
+        return kv_quant.hadamard(out, v.rot) if isinstance(v, QuantKV) and v.rot else out
+    k, v = (np.ascontiguousarray(a, dtype=np.float16) for a in (k, v))
     if q.shape[0] <= ONE_CHUNK_MAX_ROWS:
         out = np.empty((q.shape[0], q.shape[1], v.shape[2]), np.float32)
         _attention_f16_online(np.ascontiguousarray(q, dtype=np.float32), k.view(np.uint16), v.view(np.uint16),
@@ -275,20 +283,13 @@ def _scores_avx2(q, k, lo, hi, scale, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
-    """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
-    computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max),
-    then the online softmax over keys accumulating V in f16: when a key raises the max,
-    acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then acc = f16(fma(v, exp(s - M), acc))
-    (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs). `slope` != 0: ALiBi, each score plus
-    slope * -|qpos - j| (ggml's f16 mask times the head's slope). `sink` > -inf: an attention sink, after the keys
-    (acc, now f32, times exp(M - sink) if it raises the max; S = fma(S, ms, vs)). Not fastmath: the f16
-    roundings are the point."""
-    hd, hd_v = qrow.shape[0], out.shape[0]
+def _row_scores_f16(qrow, k, lo, hi, scale, scores):
+    """scores[j - lo] = ggml_vec_dot_f16(f16(q), k[j]) * scale for keys lo..hi-1 (k: (L, hd) f16 bits), in the
+    host's SIMD order."""
+    hd = qrow.shape[0]
     qh = np.empty(hd, np.float32)
     for d in range(hd):
         qh[d] = round_to_half(qrow[d])
-    scores = np.empty(max(hi - lo, 0), np.float32)
     if not HAS_AVX512:  # ggml's order is the host's: llamacpy matches the llama.cpp built on the same machine
         if hd % 32 == 0:
             _scores_f16_avx2(qh, k, lo, hi, scale, scores)
@@ -298,12 +299,15 @@ def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
         _scores_f16(qh, k, lo, hi, scale, scores)
     else:
         _scores_any(qh, k, lo, hi, scale, scores)
-    if cap != 0:  # logit soft-capping: s = cap * tanhf(s), after the (cap-divided) scale
-        for j in range(hi - lo):
-            scores[j] = cap * np.tanh(scores[j])
-    if slope != 0:
-        for j in range(hi - lo):
-            scores[j] += slope * np.float32(-abs(qpos - lo - j))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _accumulate_f16(scores, v, lo, hi, out, sink):
+    """ggml's one-chunk online softmax over keys lo..hi-1 for an F16 V (v: (L, hd_v) f16 bits; scores indexed
+    from lo, final): when a key raises the max, acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then
+    acc = f16(fma(v, exp(s - M), acc)) (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs).
+    `sink` > -inf: an attention sink, after the keys (acc, now f32, times exp(M - sink) if it raises the max)."""
+    hd_v = out.shape[0]
     acc = np.zeros(hd_v, np.float32)
     M = np.float32(-np.inf)
     S = np.float32(0.0)
@@ -335,6 +339,80 @@ def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
     s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
     for d in range(hd_v):
         out[d] = acc[d] * s_inv
+
+
+@njit(cache=True, nogil=True, inline="always")
+def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
+    """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
+    computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max), then the
+    online softmax accumulating V in f16 (`_accumulate_f16`). `slope` != 0: ALiBi, each score plus
+    slope * -|qpos - j| (ggml's f16 mask times the head's slope). Not fastmath: the f16 roundings are the point."""
+    scores = np.empty(max(hi - lo, 0), np.float32)
+    _row_scores_f16(qrow, k, lo, hi, scale, scores)
+    if cap != 0:  # logit soft-capping: s = cap * tanhf(s), after the (cap-divided) scale
+        for j in range(hi - lo):
+            scores[j] = cap * np.tanh(scores[j])
+    if slope != 0:
+        for j in range(hi - lo):
+            scores[j] += slope * np.float32(-abs(qpos - lo - j))
+    _accumulate_f16(scores, v, lo, hi, out, sink)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _scores_rows_f16(q, k, scale, out):
+    """Scores of a block of query rows q (b, n_head, hd) f32 against all L keys of k (n_kv, L, hd) f16 bits:
+    out (b, n_head, L), as `_row_scores_f16`."""
+    b, n_head = q.shape[0], q.shape[1]
+    g = n_head // k.shape[0]
+    for job in prange(b * n_head):
+        i, h = job // n_head, job % n_head
+        _row_scores_f16(q[i, h], k[h // g], 0, k.shape[1], scale, out[i, h])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _softmax_values_f16(scores, v, r0, q_pos0, window, g, out, cap, sinks):
+    """As kv_quant.softmax_values_f32 for an F16 V: v (n_kv, L, hd_v) f16 bits."""
+    rows, n_head = scores.shape[0], scores.shape[1]
+    for job in prange(rows * n_head):
+        i, h = job // n_head, job % n_head
+        p = q_pos0 + r0 + i
+        lo = 0 if window <= 0 else max(0, p - window + 1)
+        hi = min(p + 1, v.shape[1])
+        s = scores[i, h, lo:hi]
+        if cap != 0:
+            for j in range(hi - lo):
+                s[j] = cap * np.tanh(s[j])
+        _accumulate_f16(s, v[h // g], lo, hi, out[r0 + i, h], sinks[h])
+
+
+def _attention_quantized(q, k, v, q_pos0, scale, window, cap, sinks):
+    """A KV cache with a quantized K or V (kv_quant.py): ggml's one-chunk kernel for every row (its tiled kernel
+    takes only F16/F32 caches of one type). Scores by blocks of query rows, then the online softmax."""
+    n, n_head, hd = q.shape
+    n_kv, L, hd_v = v.shape
+    g = n_head // n_kv
+    out = np.empty((n, n_head, hd_v), np.float32)
+    if isinstance(v, QuantKV):
+        vals = kv_quant.to_f32(v.data.reshape(n_kv * L, -1), v.type, hd_v).reshape(n_kv, L, hd_v)
+    else:
+        vals = np.ascontiguousarray(v, dtype=np.float16).view(np.uint16)
+    k16 = None if isinstance(k, QuantKV) else np.ascontiguousarray(k, dtype=np.float16).view(np.uint16)
+    for r0 in range(0, n, kv_quant.ROW_BLOCK):
+        rows = q[r0:r0 + kv_quant.ROW_BLOCK]
+        b = rows.shape[0]
+        scores = np.empty((b, n_head, L), np.float32)
+        if k16 is not None:
+            _scores_rows_f16(rows, k16, scale, scores)
+        else:
+            for h in range(n_kv):
+                qh = rows[:, h * g:(h + 1) * g].reshape(b * g, hd)
+                s = kv_quant.key_scores(qh, k.data[h], k.type)
+                scores[:, h * g:(h + 1) * g] = (s * scale).reshape(b, g, L)
+        if isinstance(v, QuantKV):
+            kv_quant.softmax_values_f32(scores, vals, r0, q_pos0, window, g, out, cap, sinks)
+        else:
+            _softmax_values_f16(scores, vals, r0, q_pos0, window, g, out, cap, sinks)
+    return out.reshape(n, -1)
 
 
 @njit(cache=True, nogil=True, parallel=True)

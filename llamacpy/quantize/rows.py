@@ -180,9 +180,10 @@ def _nearest_int(f):
 
 
 @njit(**EXACT_INLINE)
-def _iq4_super_block(x, out, o, nsub, L, scales):
-    """quantize_row_iq4_nl_impl without an importance matrix (weights x^2, ntry 7): nsub blocks of 32 at
-    x, written at out[o:] as {f16 d; qs} (nsub 1, IQ4_NL) or {f16 d; u16 scales_h; u8 scales_l[4]; qs}."""
+def _iq4_super_block(x, out, o, nsub, L, scales, ntry):
+    """quantize_row_iq4_nl_impl without an importance matrix (weights x^2): nsub blocks of 32 at x, written at
+    out[o:] as {f16 d; qs} (nsub 1, IQ4_NL) or {f16 d; u16 scales_h; u8 scales_l[4]; qs}. `ntry` 7: the scale
+    search of quantize_iq4_nl/xs (llama-quantize); -1: none, quantize_row_iq4_nl_ref (ggml-cpu's from_float)."""
     v0 = IQ4_VALUES[0]
     max_scale, amax_scale = F0, F0
     for ib in range(nsub):
@@ -195,7 +196,7 @@ def _iq4_super_block(x, out, o, nsub, L, scales):
         if amax < np.float32(1e-15):
             scales[ib] = F0
             continue
-        d = -mx / v0
+        d = -mx / v0 if ntry > 0 else mx / v0
         idv = np.float32(1.0) / d
         sumqx, sumq2 = F0, F0
         for j in range(32):
@@ -206,7 +207,7 @@ def _iq4_super_block(x, out, o, nsub, L, scales):
             sumq2 += w * q * q
         d = sumqx / sumq2 if sumq2 > F0 else F0
         best = d * sumqx
-        for itry in range(-7, 8):
+        for itry in range(-ntry, ntry + 1):
             idv = np.float32(itry - 127) / mx  # (itry + values[0]) / max
             sumqx, sumq2 = F0, F0
             for j in range(32):
@@ -242,20 +243,22 @@ def _iq4_super_block(x, out, o, nsub, L, scales):
         qo = o + 8
     else:
         _put_half(out, o, scales[0])
-        idv = np.float32(1.0) / scales[0] if scales[0] != F0 else F0
-        for j in range(32):
-            L[j] = _best_index(idv * x[j])
+        if ntry > 0:
+            idv = np.float32(1.0) / scales[0] if scales[0] != F0 else F0
+            for j in range(32):
+                L[j] = _best_index(idv * x[j])
     for i in range(nsub):
         for j in range(16):
             out[qo + 16 * i + j] = L[32 * i + j] | (L[32 * i + 16 + j] << 4)
 
 
 @njit(**EXACT_INLINE)
-def _iq4_nl_row(x, out):
-    """IQ4_NL: each 32 weights -> {f16 d; u8 qs[16]} with codes of IQ4_VALUES (quantize_iq4_nl)."""
+def _iq4_nl_row(x, out, ntry):
+    """IQ4_NL: each 32 weights -> {f16 d; u8 qs[16]} with codes of IQ4_VALUES (quantize_iq4_nl; ntry -1:
+    quantize_row_iq4_nl_ref)."""
     L, scales = np.zeros(32, np.int64), np.zeros(1, np.float32)
     for b in range(x.shape[0] // 32):
-        _iq4_super_block(x[32 * b : 32 * b + 32], out, 18 * b, 1, L, scales)
+        _iq4_super_block(x[32 * b : 32 * b + 32], out, 18 * b, 1, L, scales, ntry)
 
 
 @njit(**EXACT_INLINE)
@@ -263,7 +266,7 @@ def _iq4_xs_row(x, out):
     """IQ4_XS: each 256 weights -> {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]} (quantize_iq4_xs)."""
     L, scales = np.zeros(256, np.int64), np.zeros(8, np.float32)
     for b in range(x.shape[0] // 256):
-        _iq4_super_block(x[256 * b : 256 * b + 256], out, 136 * b, 8, L, scales)
+        _iq4_super_block(x[256 * b : 256 * b + 256], out, 136 * b, 8, L, scales, 7)
 
 
 @njit(**EXACT_INLINE)
@@ -324,9 +327,11 @@ def quantize_rows(code, x, out):
         elif code == 7:
             _q8_0_row(x[r], out[r])
         elif code == 8:
-            _iq4_nl_row(x[r], out[r])
-        else:
+            _iq4_nl_row(x[r], out[r], 7)
+        elif code == 9:
             _iq4_xs_row(x[r], out[r])
+        else:
+            _iq4_nl_row(x[r], out[r], -1)
 
 
 def row_bytes(qtype: GGMLType, n: int) -> int:
@@ -335,9 +340,14 @@ def row_bytes(qtype: GGMLType, n: int) -> int:
     return n // block_elems * block_bytes
 
 
-def quantize(x: np.ndarray, qtype: GGMLType) -> np.ndarray:
+# ggml-cpu's `from_float` (what ggml_set_rows writes into a KV cache) where it is not the quantizer above: IQ4_NL
+# without the scale search (quantize_row_iq4_nl_ref)
+FROM_FLOAT = {**QUANTIZERS, GGMLType.IQ4_NL: 10}
+
+
+def quantize(x: np.ndarray, qtype: GGMLType, from_float: bool = False) -> np.ndarray:
     """f32 rows (any shape, last axis = row) -> u8[..., row_bytes] of `qtype` blocks, as gguf.quants.quantize
-    lays them out."""
+    lays them out (`from_float`: as ggml-cpu's from_float of the type writes them, see FROM_FLOAT)."""
     qtype = GGMLType(qtype)
     if qtype not in QUANTIZERS:
         raise NotImplementedError(f"no quantizer for {qtype.name}")
@@ -347,5 +357,5 @@ def quantize(x: np.ndarray, qtype: GGMLType) -> np.ndarray:
         raise ValueError(f"rows of {n} are not a multiple of the {qtype.name} block size {BLOCK_LAYOUT[qtype][0]}")
     rows = x.reshape(-1, n)
     out = np.empty((rows.shape[0], row_bytes(qtype, n)), np.uint8)
-    quantize_rows(QUANTIZERS[qtype], rows, out)
+    quantize_rows((FROM_FLOAT if from_float else QUANTIZERS)[qtype], rows, out)
     return out.reshape(*x.shape[:-1], out.shape[-1])

@@ -48,7 +48,7 @@ class ServerContext:
         if settings.sleep_idle_seconds == 0 or settings.sleep_idle_seconds < -1:
             raise ValueError("--sleep-idle-seconds: invalid value: cannot be 0 or less than -1")
         config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads,
-                              context_shift=settings.context_shift,
+                              context_shift=settings.context_shift, cache_types=settings.cache_types,
                               sleep_idle_seconds=settings.sleep_idle_seconds if settings.sleep_idle_seconds > 0
                               else None)
         kind = EmbeddingEngine if settings.embedding else Engine
@@ -124,7 +124,7 @@ class ServerContext:
         model = load_model(g)
         n_ctx = min(s.ctx_size_draft // s.n_slots if s.ctx_size_draft > 0 else self.n_ctx_slot,
                     model.args.n_ctx_train)
-        return DraftSetup(model, s.draft, n_ctx, s.threads_draft)
+        return DraftSetup(model, s.draft, n_ctx, s.threads_draft, s.cache_types_draft)
 
     def _pooling(self, model) -> str:
         """The embeddings' pooling; refuses what cannot be served (an encoder without --embeddings, rank)."""

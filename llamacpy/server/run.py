@@ -97,6 +97,7 @@ class _Server(GracefulServer):
         else:
             serving = (f"context {ctx.n_ctx} tokens shared by {s.n_slots} slots (unified KV cache)" if s.unified_kv
                        else f"context {ctx.n_ctx} tokens = {s.n_slots} slots x {ctx.n_ctx_slot}")
+            serving += f", KV cache {'/'.join(t.name for t in s.cache_types)}"
         if ctx.draft_path is not None:
             d = s.draft
             serving += (f"; speculative decoding with {ctx.draft_path.name} (context {ctx.engine.config.draft.n_ctx_slot}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
+from ..gguf import GGMLType
 from ..sampling import SamplingParams
 from .gate import Cors
 from .gcp import GcpCompat
@@ -52,6 +53,7 @@ class ServerSettings:
     threads: int | None = None
     ctx_size: int = 4096
     batch_size: int = 512
+    cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)  # -ctk, -ctv
     sampling: SamplingParams = field(default_factory=SamplingParams)
     ignore_eos: bool = False
     # speculative decoding (cli/options.py add_draft): -md, --draft-max/min/p-min, -cd, -td
@@ -59,6 +61,7 @@ class ServerSettings:
     draft: DraftParams = field(default_factory=DraftParams)
     ctx_size_draft: int = 0
     threads_draft: int | None = None
+    cache_types_draft: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)  # -ctkd, -ctvd
     # the server's own
     host: str = field(default="127.0.0.1", metadata=_flag("--host", help="address to listen on (default: 127.0.0.1)"))
     port: int = field(default=8080, metadata=_flag("--port", help="port to listen on (default: 8080; 0 = any free)"))
@@ -307,6 +310,7 @@ class ServerSettings:
         if own["reranking"]:  # as llama.cpp's --reranking: an embeddings server with rank pooling
             own["embedding"], own["pooling"] = True, "rank"
         return cls(gcp=gcp, model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
-                   sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
+                   cache_types=(a.cache_type_k, a.cache_type_v),
+                   cache_types_draft=(a.cache_type_k_draft, a.cache_type_v_draft), sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
                    draft=DraftParams(a.draft_max, a.draft_min, a.draft_p_min), ctx_size_draft=a.ctx_size_draft,
                    threads_draft=a.threads_draft, router_secret=os.environ.pop(ROUTER_SECRET_ENV, None), **own)

@@ -14,6 +14,7 @@ from llamacpy.cli import llama_server_compat as compat
 from llamacpy.cli.llama_server_table import FLAGS
 from llamacpy.cli.main import build_parser, main
 from llamacpy.cli.options import sampling_kwargs
+from llamacpy.gguf import GGMLType
 from llamacpy.sampling import SamplingParams
 from llamacpy.server.settings import ServerSettings
 
@@ -52,6 +53,8 @@ def test_the_committed_table_is_the_recorded_help():
 def _dummy(value: str | None, names) -> list[str]:
     if value is None:
         return []
+    if value == "TYPE":  # KV cache types
+        return ["q8_0"]
     choice = value.strip("{}").split(",")[0].split("|")[0] if value.startswith("{") or "|" in value else None
     return [choice or "1"]
 
@@ -139,14 +142,13 @@ def test_gpu_flags_from_the_environment_are_logged(monkeypatch):
                                              "LLAMA_ARG_N_GPU_LAYERS: no effect, llamacpy runs on the CPU"]
 
 
-@pytest.mark.parametrize("argv", [["-ctk", "f16"], ["--no-mmproj"], ["--rope-scaling", "none"],
+@pytest.mark.parametrize("argv", [["--no-mmproj"], ["--rope-scaling", "none"],
                                   ["--adaptive-target", "-1"], ["--spec-type", "none"]])
 def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
     assert compat.check(parse(*argv))[0].endswith("as llamacpy does")
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["-ctk", "q8_0"], "-ctk q8_0: llamacpy does not support KV cache types other than f16 yet"),
     (["--spm-infill"], "--spm-infill: llamacpy does not support SPM infill order yet"),
     (["--lora", "a.gguf"], "--lora a.gguf: llamacpy does not support LoRA adapters yet"),
     (["-hf", "org/repo"], "Hugging Face downloads"),
@@ -155,6 +157,18 @@ def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
 def test_a_missing_feature_asked_on_stops_with_the_flag_named(argv, message):
     with pytest.raises(SystemExit, match=message):
         compat.check(parse(*argv))
+
+
+def test_kv_cache_types_from_flags_and_the_environment(monkeypatch, capsys):
+    assert settings("-ctk", "q8_0", "--cache-type-v", "q4_0", "-ctvd", "iq4_nl").cache_types == (
+        GGMLType.Q8_0, GGMLType.Q4_0)
+    assert settings("-ctvd", "iq4_nl").cache_types_draft == (GGMLType.F16, GGMLType.IQ4_NL)
+    monkeypatch.setenv("LLAMA_ARG_CACHE_TYPE_K", "q5_1")
+    assert settings().cache_types == (GGMLType.Q5_1, GGMLType.F16)
+    assert settings("-ctk", "q4_1").cache_types == (GGMLType.Q4_1, GGMLType.F16)  # the flag wins
+    with pytest.raises(SystemExit):
+        settings("-ctk", "bf16")
+    assert "unsupported KV cache type 'bf16'" in capsys.readouterr().err
 
 
 def test_an_unknown_flag_names_the_closest(capsys):
