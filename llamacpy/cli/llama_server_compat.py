@@ -86,8 +86,6 @@ PARAMETER_OF = {
 # feature not built yet: (the values that mean off, what is missing)
 _OFF = ("off", "disabled", "false", "0", False)
 UNTIL = {
-    "--lora": ((), "LoRA adapters"), "--lora-scaled": ((), "LoRA adapters"),
-    "--lora-init-without-apply": (_OFF, "LoRA adapters"),
     "--control-vector": ((), "control vectors"), "--control-vector-scaled": ((), "control vectors"),
     "--control-vector-layer-range": ((), "control vectors"),
     "--override-kv": ((), "GGUF metadata overrides"),

@@ -21,6 +21,7 @@ import numpy as np
 from ..gguf import GGMLType
 from ..kernels import set_num_threads
 from ..models import DecoderModel, Segment
+from ..models.lora import LoraSet
 from .requests import DoneEvent, EndReason, GenRequest, Stats
 from .scheduler import Counters, Scheduler
 from .speculative import DraftSetup
@@ -41,6 +42,7 @@ class EngineConfig:
     context_shift: bool = False  # --context-shift (scheduler.py)
     add_bos: bool = False  # the model's prompts start with BOS (a context shift keeps it)
     cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)  # -ctk, -ctv (ops/kv_quant.py)
+    lora: LoraSet | None = None  # LoRA adapters (set by the load function, like n_ctx_slot)
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ class Engine(ModelThread):
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
         self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool,
-                                   c.context_shift, c.add_bos, c.cache_types)
+                                   c.context_shift, c.add_bos, c.cache_types, c.lora)
         self.scheduler.counters = self._counters  # the totals since start outlive a sleep
         self._warmup(model)
 

@@ -48,6 +48,7 @@ class GenRequest:
     n_discard: int = 0           # context shift: tokens dropped after them (0: half of the rest)
     n_cache_reuse: int = 0       # --cache-reuse: cached runs of at least this many prompt tokens are moved, not
                                  # evaluated again (0: only the common prefix is reused)
+    lora: tuple[float, ...] | None = None  # the LoRA adapters' scales for this request (None: the server's)
     id: int = -1                 # assigned by Engine.submit
 
 

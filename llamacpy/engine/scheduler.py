@@ -25,6 +25,7 @@ from ..gguf import GGMLType
 from ..kernels.threads import set_active_threads
 from ..kernels.weight import VEC_DOT_BATCH
 from ..models import DecoderModel, KVCache, Segment
+from ..models.lora import LoraSet
 from ..sampling import Sampler
 from ..sampling.chain import log_softmax
 from . import slot_file
@@ -71,6 +72,7 @@ class Slot:
         # the kernels' summation order depends on a batch's row count, and the model amplifies that
         # rounding to tenths of a nat, so a one-row re-evaluation could change a greedy reply.
         self.prompt_logits: tuple[int, np.ndarray] | None = None
+        self.lora: tuple[float, ...] = ()  # the LoRA scales its cached K/V were computed with
         self.drafter: ModelDrafter | None = None  # with a draft model: drafts in a cache of its own
         self.draft_params: DraftParams | None = None  # the server's draft limits (a request may set its own)
 
@@ -132,7 +134,7 @@ class Scheduler:
     def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
                  tuner: ThreadTuner | None = None, draft: DraftSetup | None = None, pool: int | None = None,
                  context_shift: bool = False, add_bos: bool = False,
-                 cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)):
+                 cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16), lora: LoraSet | None = None):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
@@ -140,6 +142,9 @@ class Scheduler:
         # llama-server's --context-shift: a generating slot whose context fills drops tokens after its first
         # n_keep (+ BOS when the model adds one) instead of ending; off: the reply ends there, truncated
         self.context_shift, self.add_bos = context_shift, add_bos
+        # LoRA adapters: each slot's cache was computed with some scales; a step takes only slots of one set of
+        # scales (llama-server's can_batch_with), applied to the model just before the forward
+        self.lora = lora
         # a unified KV cache (`pool` cells shared by the slots, llama-server's --kv-unified): every slot may hold
         # up to n_ctx_slot tokens, all together at most `pool`; the memory follows the tokens held
         self.pool = pool
@@ -338,6 +343,11 @@ class Scheduler:
             best = max(idle, key=lambda s: (s.seq.common_prefix(req.prompt) if req.cache_prompt else 0,
                                             -s.last_used))
             self.waiting.remove(req)
+            if self.lora is not None:
+                scales = req.lora if req.lora is not None else self.lora.scales
+                if best.lora != scales:  # its cache was computed with other adapters: of no use now
+                    best.clear()
+                    best.lora = scales
             try:
                 logits = best.start(req, self.n_vocab, now)
                 self.counters.prompt_tokens_cached += best.stats.n_cached
@@ -361,6 +371,11 @@ class Scheduler:
         """(slot, tokens to evaluate) for this step: decoding slots first, then prompt chunks."""
         decoding = [s for s in self.slots if s.busy and not s.prompting]
         prompting = sorted((s for s in self.slots if s.prompting), key=lambda s: s.t_start)
+        if self.lora is not None and (decoding or prompting):  # one set of adapter scales per step
+            first = (decoding or prompting)[0].lora
+            decoding = [s for s in decoding if s.lora == first]
+            prompting = [s for s in prompting if s.lora == first]
+            self.lora.use(first)
         plan = [(s, s.pending[:1]) for s in decoding]
         budget = self.n_batch - len(plan)
         for s in prompting:

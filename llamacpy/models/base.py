@@ -15,6 +15,7 @@ from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
 from ..ops import RopeTable, kv_quant, rms_norm
 from ..ops.linear import Linear
+from ..ops.lora import embd_delta
 from ..ops.rope import Yarn
 
 
@@ -226,6 +227,8 @@ class DecoderModel:
         self.output_norm = w.vector("output_norm.weight")
         self.output = Linear(w.matrix("output.weight")) if w.has("output.weight") else Linear(self.tok_embd)
         self.embed_scale = 1.0
+        self.lora_active = False  # LoRA adapters applied (models/lora.py): the fused steps do not take them
+        self.embd_lora: tuple = ()  # the token embeddings' adapters (LoraWeight, scale)
         self.logit_scale = 1.0  # the logits are multiplied by this (granite divides by its logit_scale)
         self.layers = [self.load_layer(w, i) for i in range(args.n_layer)]
 
@@ -267,6 +270,9 @@ class DecoderModel:
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         x = self.tok_embd.get_rows(tokens)  # (T, n_embd)
+        if self.embd_lora:
+            for w, scale in self.embd_lora:
+                x += embd_delta(np.asarray(tokens, dtype=np.int64), w, scale)
         if self.embed_scale != 1.0:
             x *= np.float32(self.embed_scale)
         return x

@@ -67,7 +67,8 @@ class Model(DecoderModel):
         tokens = np.asarray(tokens, dtype=np.int64)
         steps = self._layer_steps(row_exact)
         if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH \
-                or cache.type_k != GGMLType.F16 or cache.type_v != GGMLType.F16:  # the fused step reads f16 K/V
+                or cache.type_k != GGMLType.F16 or cache.type_v != GGMLType.F16 \
+                or self.lora_active:  # the fused step reads f16 K/V and has no adapters
             return super().forward(tokens, segments, cache, output_rows, trace)
         a = self.args
         for s in segments:

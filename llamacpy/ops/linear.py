@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import Activations, WeightMatrix
+from .lora import delta
 
 
 class Linear:
@@ -19,6 +20,7 @@ class Linear:
 
     def __init__(self, w: WeightMatrix, bias: np.ndarray | None = None):
         self.w, self.bias = w, bias
+        self.lora: tuple = ()  # (LoraWeight, scale) pairs added to the product (ops/lora.py, models/lora.py)
 
     @property
     def n_out(self) -> int:
@@ -27,6 +29,10 @@ class Linear:
     def __call__(self, x: np.ndarray | Activations) -> np.ndarray:
         """x (T, n_in) -> (T, n_out)."""
         y = self.w.mul(x)
+        if self.lora:
+            rows = x.x if isinstance(x, Activations) else np.asarray(x, dtype=np.float32)
+            for w, scale in self.lora:
+                y += delta(rows, w, scale)
         if self.bias is not None:
             y += self.bias
         return y

@@ -55,6 +55,7 @@ from .params import (
     common_args,
     constraint_spec,
     draft_params,
+    lora_entries,
     n_choices,
     parse_json,
     prompt_list,
@@ -199,6 +200,14 @@ def _args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
                        lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos, s.keep,
                        s.cache_reuse)
     args.draft = draft_params(body, s.draft)
+    if body.has("lora"):
+        value = body._raw("lora", None)
+        if not isinstance(value, list):
+            raise bad_request("'lora' must be an array of objects with 'id' and 'scale' fields")
+        entries = lora_entries(value)
+        args.lora_entries = entries
+        if entries and ctx.lora is not None:  # an empty list: the server's scales, as llama-server
+            args.lora = ctx.lora.request_scales(entries)
     if args.sampling.dry_on:
         args.sampling.dry_breakers = breaker_sequences(ctx.tokenizer, args.sampling.dry_sequence_breakers)
     if args.ignore_eos:  # as llama-server: the end-of-generation tokens banned by a -inf logit bias
@@ -597,6 +606,25 @@ async def models(request: Request):
     })
 
 
+async def lora_adapters(request: Request):
+    """GET /lora-adapters: the loaded adapters and their server-wide scales, as llama-server lists them."""
+    ctx = _ctx(request)
+    adapters = ctx.lora.adapters if ctx.lora is not None else []
+    return JsonResponse([{"id": i, "path": a.path, "scale": scale, "task_name": a.task_name,
+                          "prompt_prefix": a.prompt_prefix} for i, (a, scale) in
+                         enumerate(zip(adapters, ctx.lora_scales))])
+
+
+async def set_lora_adapters(request: Request):
+    """POST /lora-adapters [{"id": 0, "scale": 0.5}, ...]: the scales of later requests (unlisted: 0)."""
+    ctx = _ctx(request)
+    body = parse_json(await read_body(request, ctx.settings.max_body_bytes))
+    if not isinstance(body, list):
+        raise bad_request("Request body must be an array")
+    ctx.set_lora_scales(lora_entries(body))
+    return JsonResponse({"success": True})
+
+
 async def slots(request: Request):
     ctx = _ctx(request)
     if not ctx.settings.slots:
@@ -683,6 +711,8 @@ ROUTES = [
     ("GET", "/models", models),
     ("GET", "/v1/models", models),
     ("GET", "/slots", slots),
+    ("GET", "/lora-adapters", lora_adapters),
+    ("POST", "/lora-adapters", set_lora_adapters),
     ("POST", "/slots/{id_slot}", slot_action),
     ("GET", "/metrics", metrics),
     ("POST", "/completion", resumable(completion_native)),

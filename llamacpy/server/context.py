@@ -20,6 +20,7 @@ from ..engine.scheduler import Counters
 from ..engine.speculative import DraftSetup, compatibility_error
 from ..gguf import GGUFFile
 from ..models import DecoderModel, ModelError, load_model
+from ..models.lora import LoraSet, load_adapter
 from ..sampling.grammar import Grammar, GrammarVocab
 from ..tokenizer import Tokenizer
 from ..tokenizer.chat_template import ChatTemplate
@@ -57,6 +58,8 @@ class ServerContext:
         self.rerank_template: str | None = None
         self.path: Path | None = None
         self.draft_path: Path | None = None  # the draft model (-md), when speculative decoding
+        self.lora: LoraSet | None = None  # LoRA adapters (--lora), once the model is loaded
+        self.lora_scales: tuple[float, ...] = ()  # their server-wide scales (outlive a sleep)
         self.gguf: GGUFFile | None = None
         self.tokenizer: Tokenizer | None = None
         self.template: ChatTemplate | None = None
@@ -102,13 +105,40 @@ class ServerContext:
         }
         if s.model_draft and not s.embedding:
             self.engine.config.draft = self._load_draft(tokenizer)
+        self.engine.config.lora = self._load_lora(model)
         self.gguf, self.tokenizer = g, tokenizer
         return model, tokenizer.eog_ids
 
     def _release(self) -> None:
         """Going to sleep: drop what holds the model's memory (the engine drops the rest); `_load` runs again."""
         self.gguf = None
-        self.engine.config.draft = None
+        self.engine.config.draft = self.engine.config.lora = self.lora = None
+
+    def _load_lora(self, model) -> LoraSet | None:
+        """The LoRA adapters (--lora, --lora-scaled), at scale 0 with --lora-init-without-apply. A sleeping server
+        waking up keeps the scales POST /lora-adapters set."""
+        s = self.settings
+        if not s.lora:
+            return None
+        if s.embedding:
+            raise ModelError("LoRA adapters are not supported by an embeddings server here")
+        adapters = []
+        for path, _ in s.lora:
+            adapter = load_adapter(path, model)
+            log.info("LoRA adapter %s: %d tensors, alpha %g, %.1f MiB", path, len(adapter.weights), adapter.alpha,
+                     adapter.nbytes / 2**20)
+            adapters.append(adapter)
+        scales = self.lora_scales or tuple(0.0 if s.lora_init_without_apply else scale for _, scale in s.lora)
+        self.lora_scales = scales
+        self.lora = LoraSet(model, adapters, scales)
+        return self.lora
+
+    def set_lora_scales(self, entries: list[tuple[int, float]]) -> None:
+        """POST /lora-adapters: the scales of later requests (running ones keep theirs, as in llama-server)."""
+        if self.lora is None:
+            return
+        self.lora_scales = self.lora.request_scales(entries)
+        self.lora.scales = self.lora_scales  # read by the engine thread when it admits a request
 
     def _load_draft(self, tokenizer: Tokenizer) -> DraftSetup:
         """The draft model (-md), refused before its weights load when its vocabulary differs from the model's."""

@@ -141,12 +141,15 @@ class GenArgs:
     grammar: Grammar | None = None
     draft: DraftParams = field(default_factory=DraftParams)  # speculative.n_max/n_min/p_min
     think: Thinking | None = None  # chat routes: how the reply's reasoning is split out (reasoning.py)
+    lora: tuple[float, ...] | None = None  # the request's LoRA scales (None: the server's)
+    lora_entries: list[tuple[int, float]] = field(default_factory=list)  # ... as the request listed them
 
     def engine_request(self, sink) -> GenRequest:
         return GenRequest(list(self.prompt), self.sampling, self.n_predict, self.ignore_eos, self.logprobs,
                           self.n_probs, self.post_sampling_probs, self.cache_prompt, self.id_slot, self.grammar,
                           self.draft, sink, return_progress=self.return_progress and self.stream,
-                          n_keep=self.n_keep, n_discard=self.n_discard, n_cache_reuse=self.n_cache_reuse)
+                          n_keep=self.n_keep, n_discard=self.n_discard, n_cache_reuse=self.n_cache_reuse,
+                          lora=self.lora)
 
     def settings_json(self) -> dict:
         """`generation_settings` / slot `params` as llama-server reports them."""
@@ -168,7 +171,23 @@ class GenArgs:
                                for k, v in s.logit_bias.items()],
                 "samplers": list(s.samplers),
                 "speculative.n_max": self.draft.n_max, "speculative.n_min": self.draft.n_min,
-                "speculative.p_min": self.draft.p_min}
+                "speculative.p_min": self.draft.p_min,
+                "lora": [{"id": i, "scale": s} for i, s in self.lora_entries]}
+
+
+def lora_entries(value: list) -> list[tuple[int, float]]:
+    """(id, scale) of each {"id", "scale"} of a "lora" list (llama-server's parse_lora_request: id -1 and scale 0
+    when missing, the last entry of an id winning)."""
+    out: dict[int, float] = {}
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise bad_request("'lora' must be an array of objects with 'id' and 'scale' fields")
+        i, scale = entry.get("id", -1), entry.get("scale", 0.0)
+        if isinstance(i, bool) or not isinstance(i, int) or isinstance(scale, bool) \
+                or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise bad_request("each 'lora' entry needs an integer 'id' and a number 'scale'")
+        out[i] = float(scale)
+    return sorted(out.items())
 
 
 def draft_params(body: Body, defaults: DraftParams) -> DraftParams:

@@ -29,10 +29,31 @@ ROUTER_SECRET_ENV = "LLAMACPY_ROUTER_SECRET"  # a router gives its child servers
 
 
 def _flag(*flags: str, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None,
-          negatable: bool = False) -> dict:
+          negatable: bool = False, action: type[argparse.Action] | None = None) -> dict:
     """Field metadata: the field gets a command-line flag (`negatable`: a boolean off by default that also has
-    --no-X, as llama-server's)."""
-    return {"flags": flags, "help": help, "metavar": metavar, "choices": choices, "negatable": negatable}
+    --no-X, as llama-server's; `action`: an argparse action of its own)."""
+    return {"flags": flags, "help": help, "metavar": metavar, "choices": choices, "negatable": negatable,
+            "action": action}
+
+
+class _Lora(argparse.Action):
+    """--lora FNAME[,FNAME...] (scale 1) and --lora-scaled FNAME:SCALE[,...], appended in command-line order
+    (an adapter's id is its place)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        adapters = list(getattr(namespace, self.dest) or [])
+        for item in _comma_list(values):
+            if option_string == "--lora":
+                adapters.append((item, 1.0))
+                continue
+            path, sep, scale = item.rpartition(":")
+            try:
+                adapters.append((path, float(scale)))
+                if not sep or not path:
+                    raise ValueError
+            except ValueError:
+                parser.error(f"{option_string}: expected FNAME:SCALE, got {item!r}")
+        setattr(namespace, self.dest, adapters)
 
 
 class _Switch(argparse.BooleanOptionalAction):
@@ -83,6 +104,13 @@ class ServerSettings:
         "--keep", metavar="N",
         help="context shift: prompt tokens always kept, besides BOS (default: 0; -1 = the whole prompt; a "
              "request's n_keep wins)"))
+    lora: list[tuple[str, float]] = field(default_factory=list, metadata=_flag(
+        "--lora", "--lora-scaled", metavar="FNAME[:SCALE]", action=_Lora,
+        help="LoRA adapters in GGUF: --lora FNAME (scale 1), --lora-scaled FNAME:SCALE; comma-separated or "
+             "repeated, numbered in order (requests choose with \"lora\": [{\"id\": 0, \"scale\": 0.5}])"))
+    lora_init_without_apply: bool = field(default=False, metadata=_flag(
+        "--lora-init-without-apply",
+        help="load the LoRA adapters at scale 0; POST /lora-adapters sets their scales (default: off)"))
     cache_reuse: int = field(default=0, metadata=_flag(
         "--cache-reuse", metavar="N",
         help="reuse runs of at least N cached tokens found later in a new prompt by moving their cells into place "
@@ -291,7 +319,9 @@ class ServerSettings:
                 kw["metavar"] = f.metadata["metavar"]
             if f.metadata.get("choices"):
                 kw["choices"] = f.metadata["choices"]
-            if isinstance(default, bool) or f.metadata["negatable"]:
+            if f.metadata.get("action"):
+                kw["action"] = f.metadata["action"]
+            elif isinstance(default, bool) or f.metadata["negatable"]:
                 kw["action"] = _Switch if default or f.metadata["negatable"] else "store_true"
             elif isinstance(default, list):
                 kw["type"] = _comma_list

@@ -1,0 +1,93 @@
+"""LoRA arithmetic (llama.cpp's build_lora_mm and llm_build_inp_embd): what an adapted projection adds. Loading
+and choosing the adapters: models/lora.py.
+
+ggml multiplies an F16 adapter tensor by activations rounded to f16 (exact products in f32), summed in one of two
+orders, and the models amplify the difference into tenths of a nat, so both are reproduced:
+- two rows or more and an inner size that is a multiple of the SIMD width (16 lanes with AVX-512, 8 with AVX2):
+  llamafile's tinyBLAS, one accumulator of that many lanes per output (lane m: elements m, m + lanes, ...), then
+  the lanes summed by halving (`_mm512_reduce_add_ps` / its hsum);
+- otherwise (one row: decode; or a rank such as 8 under AVX-512) ggml_vec_dot_f16, as flash attention's scores
+  (attention._row_scores_f16: 4 accumulators of the SIMD width, the tail in double).
+F32 and quantized adapter tensors are multiplied in f32 by BLAS (close, not bit-exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ..kernels.simd import HAS_AVX512
+from .attention import _row_scores_f16
+
+LANES = 16 if HAS_AVX512 else 8  # tinyBLAS's vector width on this host
+
+
+@dataclass(frozen=True)
+class LoraWeight:
+    a: np.ndarray  # f32 (rank, n_in); token_embd: (n_vocab, rank)
+    b: np.ndarray  # f32 (n_out, rank); token_embd: (n_embd, rank)
+    a16: np.ndarray | None = None  # the f16 bits of an F16 A (None: F32 or quantized in the file)
+    b16: np.ndarray | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.b.shape[1]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _tinyblas_f16(x, w, lanes, out):
+    """out[t, n] = x[t] . w[n] as tinyBLAS sums it: x, w f32 holding f16 values (products exact)."""
+    T, K = x.shape
+    N = w.shape[0]
+    for job in prange(T * N):
+        t, n = job // N, job % N
+        acc = np.zeros(lanes, np.float32)
+        for base in range(0, K, lanes):
+            for m in range(lanes):
+                acc[m] += x[t, base + m] * w[n, base + m]
+        width = lanes
+        while width > 1:
+            width //= 2
+            for m in range(width):
+                acc[m] += acc[m + width]
+        out[t, n] = acc[0]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _vec_dot_f16(x, w16, out):
+    """out[t, n] = ggml_vec_dot_f16(w[n], x[t]) (x f32 holding f16 values, w16 the f16 bits)."""
+    for t in prange(x.shape[0]):
+        _row_scores_f16(x[t], w16, 0, w16.shape[0], np.float32(1.0), out[t])
+
+
+def _f16(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float16).astype(np.float32)
+
+
+def _mul(x: np.ndarray, w: np.ndarray, w16: np.ndarray | None) -> np.ndarray:
+    """x (T, K) times w (N, K)^T as ggml's mul_mat computes it for w's type."""
+    if w16 is None:
+        return x @ w.T
+    x = np.ascontiguousarray(_f16(x))
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    if x.shape[0] >= 2 and x.shape[1] % LANES == 0:
+        _tinyblas_f16(x, w, LANES, out)
+    else:
+        _vec_dot_f16(x, w16, out)
+    return out
+
+
+def delta(x: np.ndarray, w: LoraWeight, scale: np.float32) -> np.ndarray:
+    """scale * B (A x) for rows x (T, n_in)."""
+    out = _mul(_mul(x, w.a, w.a16), w.b, w.b16)
+    out *= scale
+    return out
+
+
+def embd_delta(tokens: np.ndarray, w: LoraWeight, scale: np.float32) -> np.ndarray:
+    """The token embeddings' adapter: scale * (rows `tokens` of A) B^T."""
+    out = _mul(w.a[tokens], w.b, w.b16)
+    out *= scale
+    return out
