@@ -17,7 +17,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from llamacpy.gguf import GGUFFile  # noqa: E402
+from llamacpy.gguf import GGUFFile
 
 TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 

@@ -28,9 +28,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
-import make_lora_adapter  # noqa: E402
+import make_lora_adapter
 
-from llamacpy.kernels.simd import HAS_AVX512  # noqa: E402
+from llamacpy.kernels.simd import HAS_AVX512
 
 OUT = ROOT / "tests/data" / ("llama_server_lora" if HAS_AVX512 else "llama_server_lora_avx2")
 COMMIT = "0c1e570"

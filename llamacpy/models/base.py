@@ -15,7 +15,7 @@ from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import WeightMatrix, dequantize
 from ..ops import RopeTable, kv_quant, rms_norm
 from ..ops.linear import Linear
-from ..ops.lora import embd_delta
+from ..ops.lora import LoraRows, embd_delta
 from ..ops.rope import Yarn
 
 
@@ -229,6 +229,7 @@ class DecoderModel:
         self.embed_scale = 1.0
         self.lora_active = False  # LoRA adapters applied (models/lora.py): the fused steps do not take them
         self.embd_lora: tuple = ()  # the token embeddings' adapters (LoraWeight, scale)
+        self.lora_rows = LoraRows()  # per row, its sequence's rows in the call (the adapters' float order)
         self.logit_scale = 1.0  # the logits are multiplied by this (granite divides by its logit_scale)
         self.layers = [self.load_layer(w, i) for i in range(args.n_layer)]
 
@@ -298,16 +299,24 @@ class DecoderModel:
 
         Returns logits (R, n_vocab) for `output_rows` (indices into tokens; default: the last token of
         each segment). `trace`, when given, collects intermediates (see `block`). `row_exact` asks for
-        each row's one-row-step bits (llama.Model honours it; this layer-by-layer path does not promise it).
+        each row's one-row-step bits (llama.Model honours it; this layer-by-layer path does not promise it, but
+        for LoRA adapters' products).
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         positions = np.concatenate([np.arange(s.pos0, s.pos0 + s.n) for s in segments])
         if output_rows is None:
             output_rows = np.cumsum([s.n for s in segments]) - 1
         x = self.embed(tokens)  # (T, n_embd)
+        if self.lora_active:  # each row as its sequence alone would have it (ops/lora.py)
+            sizes = np.array([s.n for s in segments])
+            self.lora_rows.counts = np.ones(len(tokens), np.int64) if row_exact else np.repeat(sizes, sizes)
         for i in range(self.args.n_layer):
             x = self.block(i, x, positions, segments, cache, trace)
         x = rms_norm(x[output_rows], self.output_norm, self.args.rms_eps)  # (R, n_embd)
+        if self.lora_active:
+            seg_of = np.searchsorted(np.cumsum([s.n for s in segments]), output_rows, side="right")
+            per_seg = np.bincount(seg_of, minlength=len(segments))
+            self.lora_rows.counts = np.ones(len(output_rows), np.int64) if row_exact else per_seg[seg_of]
         return self.logits(x)  # (R, n_vocab)
 
     def logits(self, x: np.ndarray) -> np.ndarray:

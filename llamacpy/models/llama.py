@@ -69,7 +69,7 @@ class Model(DecoderModel):
         if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH \
                 or cache.type_k != GGMLType.F16 or cache.type_v != GGMLType.F16 \
                 or self.lora_active:  # the fused step reads f16 K/V and has no adapters
-            return super().forward(tokens, segments, cache, output_rows, trace)
+            return super().forward(tokens, segments, cache, output_rows, trace, row_exact)
         a = self.args
         for s in segments:
             if s.pos0 + s.n > cache.n_ctx:

@@ -126,6 +126,7 @@ def apply(model: DecoderModel, adapters: list[LoraAdapter], scales: tuple[float,
             by_name.setdefault(name, []).append((w, ad.scale(name, s)))
     for lin in model_linears(model):
         lin.lora = tuple(by_name.get(lin.w.name, ())) if lin.w.name != TOKEN_EMBD else ()
+        lin.lora_rows = model.lora_rows
     model.embd_lora = tuple(by_name.get(TOKEN_EMBD, ()))
     model.lora_active = bool(by_name)
 

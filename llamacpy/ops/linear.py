@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import Activations, WeightMatrix
-from .lora import delta
+from .lora import LoraRows, delta
 
 
 class Linear:
@@ -21,6 +21,7 @@ class Linear:
     def __init__(self, w: WeightMatrix, bias: np.ndarray | None = None):
         self.w, self.bias = w, bias
         self.lora: tuple = ()  # (LoraWeight, scale) pairs added to the product (ops/lora.py, models/lora.py)
+        self.lora_rows: LoraRows | None = None  # the rows' sequences, for the adapters' float order
 
     @property
     def n_out(self) -> int:
@@ -31,8 +32,9 @@ class Linear:
         y = self.w.mul(x)
         if self.lora:
             rows = x.x if isinstance(x, Activations) else np.asarray(x, dtype=np.float32)
+            counts = self.lora_rows.counts if self.lora_rows is not None else None
             for w, scale in self.lora:
-                y += delta(rows, w, scale)
+                y += delta(rows, w, scale, counts)
         if self.bias is not None:
             y += self.bias
         return y

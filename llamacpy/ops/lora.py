@@ -8,6 +8,8 @@ orders, and the models amplify the difference into tenths of a nat, so both are 
   the lanes summed by halving (`_mm512_reduce_add_ps` / its hsum);
 - otherwise (one row: decode; or a rank such as 8 under AVX-512) ggml_vec_dot_f16, as flash attention's scores
   (attention._row_scores_f16: 4 accumulators of the SIMD width, the tail in double).
+So a row's bits depend on how many rows ggml multiplies with it. Each row here gets those of its own sequence run
+alone (`LoraRows`: how many rows its sequence puts through the call), whatever else shares the step.
 F32 and quantized adapter tensors are multiplied in f32 by BLAS (close, not bit-exact).
 """
 
@@ -34,6 +36,13 @@ class LoraWeight:
     @property
     def rank(self) -> int:
         return self.b.shape[1]
+
+
+class LoraRows:
+    """Per row of the next adapted products: how many rows its own sequence brings to the call (set by the model
+    before its blocks and before the output; None: the call's row count for every row)."""
+
+    counts: np.ndarray | None = None
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -66,28 +75,40 @@ def _f16(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float16).astype(np.float32)
 
 
-def _mul(x: np.ndarray, w: np.ndarray, w16: np.ndarray | None) -> np.ndarray:
-    """x (T, K) times w (N, K)^T as ggml's mul_mat computes it for w's type."""
+def _mul(x: np.ndarray, w: np.ndarray, w16: np.ndarray | None, single: np.ndarray) -> np.ndarray:
+    """x (T, K) times w (N, K)^T as ggml's mul_mat computes it for w's type; `single` (T,): the rows ggml would
+    multiply alone (vec_dot order), the others with at least one more (tinyBLAS's)."""
     if w16 is None:
         return x @ w.T
     x = np.ascontiguousarray(_f16(x))
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
-    if x.shape[0] >= 2 and x.shape[1] % LANES == 0:
+    tiled = ~single if x.shape[1] % LANES == 0 else np.zeros(len(x), np.bool_)
+    if tiled.all():
         _tinyblas_f16(x, w, LANES, out)
-    else:
+    elif not tiled.any():
         _vec_dot_f16(x, w16, out)
+    else:
+        rows = np.flatnonzero(tiled)
+        part = np.empty((len(rows), w.shape[0]), np.float32)
+        _tinyblas_f16(np.ascontiguousarray(x[rows]), w, LANES, part)
+        out[rows] = part
+        rows = np.flatnonzero(~tiled)
+        part = np.empty((len(rows), w.shape[0]), np.float32)
+        _vec_dot_f16(np.ascontiguousarray(x[rows]), w16, part)
+        out[rows] = part
     return out
 
 
-def delta(x: np.ndarray, w: LoraWeight, scale: np.float32) -> np.ndarray:
-    """scale * B (A x) for rows x (T, n_in)."""
-    out = _mul(_mul(x, w.a, w.a16), w.b, w.b16)
+def delta(x: np.ndarray, w: LoraWeight, scale: np.float32, counts: np.ndarray | None = None) -> np.ndarray:
+    """scale * B (A x) for rows x (T, n_in); counts (T,): see LoraRows."""
+    single = (counts == 1) if counts is not None and len(counts) == len(x) else np.full(len(x), len(x) == 1)
+    out = _mul(_mul(x, w.a, w.a16, single), w.b, w.b16, single)
     out *= scale
     return out
 
 
 def embd_delta(tokens: np.ndarray, w: LoraWeight, scale: np.float32) -> np.ndarray:
     """The token embeddings' adapter: scale * (rows `tokens` of A) B^T."""
-    out = _mul(w.a[tokens], w.b, w.b16)
+    out = _mul(w.a[tokens], w.b, w.b16, np.full(len(tokens), len(tokens) == 1))
     out *= scale
     return out

@@ -618,9 +618,7 @@ async def lora_adapters(request: Request):
 async def set_lora_adapters(request: Request):
     """POST /lora-adapters [{"id": 0, "scale": 0.5}, ...]: the scales of later requests (unlisted: 0)."""
     ctx = _ctx(request)
-    body = parse_json(await read_body(request, ctx.settings.max_body_bytes))
-    if not isinstance(body, list):
-        raise bad_request("Request body must be an array")
+    body = parse_json(await read_body(request, ctx.settings.max_body_bytes), list)
     ctx.set_lora_scales(lora_entries(body))
     return JsonResponse({"success": True})
 

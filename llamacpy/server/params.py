@@ -39,8 +39,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(raw: bytes) -> dict:
-    """A request body as a JSON object (strict: NaN/Infinity and invalid UTF-8 are rejected)."""
+def parse_json(raw: bytes, kind: type = dict) -> dict:
+    """A request body as a JSON object (`kind` list: an array; strict: NaN/Infinity and invalid UTF-8 are
+    rejected)."""
     def no_constants(name: str) -> None:
         raise ValueError(f"invalid JSON value {name}")
 
@@ -52,8 +53,8 @@ def parse_json(raw: bytes) -> dict:
         raise bad_request("the request body nests too deeply") from None
     except ValueError as e:
         raise bad_request(f"invalid JSON in the request body: {e}") from None
-    if not isinstance(data, dict):
-        raise bad_request("the request body must be a JSON object")
+    if not isinstance(data, kind):
+        raise bad_request("Request body must be an array" if kind is list else "the request body must be a JSON object")
     return data
 
 

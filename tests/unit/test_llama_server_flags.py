@@ -55,6 +55,8 @@ def _dummy(value: str | None, names) -> list[str]:
         return []
     if value == "TYPE":  # KV cache types
         return ["q8_0"]
+    if value == "FNAME:SCALE,...":
+        return ["a.gguf:0.5"]
     choice = value.strip("{}").split(",")[0].split("|")[0] if value.startswith("{") or "|" in value else None
     return [choice or "1"]
 
@@ -150,7 +152,6 @@ def test_a_missing_feature_asked_off_is_what_llamacpy_does(argv):
 
 @pytest.mark.parametrize("argv, message", [
     (["--spm-infill"], "--spm-infill: llamacpy does not support SPM infill order yet"),
-    (["--lora", "a.gguf"], "--lora a.gguf: llamacpy does not support LoRA adapters yet"),
     (["-hf", "org/repo"], "Hugging Face downloads"),
     (["--gpt-oss-20b-default"], "preset of llama-server's downloads"),
 ])
@@ -169,6 +170,16 @@ def test_kv_cache_types_from_flags_and_the_environment(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         settings("-ctk", "bf16")
     assert "unsupported KV cache type 'bf16'" in capsys.readouterr().err
+
+
+def test_lora_flags_keep_the_command_lines_order(capsys):
+    s = settings("--lora", "a.gguf,b.gguf", "--lora-scaled", "c.gguf:0.5,/x/d.gguf:2", "--lora", "e.gguf",
+                 "--lora-init-without-apply")
+    assert s.lora == [("a.gguf", 1.0), ("b.gguf", 1.0), ("c.gguf", 0.5), ("/x/d.gguf", 2.0), ("e.gguf", 1.0)]
+    assert s.lora_init_without_apply
+    with pytest.raises(SystemExit):
+        settings("--lora-scaled", "c.gguf")
+    assert "expected FNAME:SCALE" in capsys.readouterr().err
 
 
 def test_an_unknown_flag_names_the_closest(capsys):
