@@ -55,8 +55,7 @@ NO_EFFECT = {
     "--defrag-thold": "a slot's cache is one contiguous block, never fragmented",
     "--threads-http": "HTTP runs on one asyncio loop",
     "--reuse-port": "the socket is bound once",
-    "--cache-idle-slots": "idle slots keep their cache for prompt reuse",
-    "--verbose": "see --log-verbosity", "--log-verbosity": "llamacpy logs at INFO",
+
     "--log-disable": "llamacpy logs at INFO", "--log-file": "llamacpy logs to stderr",
     "--log-colors": "llamacpy logs without colours", "--log-prefix": "llamacpy logs with its own prefix",
     "--log-timestamps": "llamacpy logs with timestamps", "--log-jsonl": "llamacpy logs text lines",
@@ -67,7 +66,6 @@ NO_EFFECT = {
     "--skip-chat-parsing": "replies are parsed for tool calls only when a request has tools",
     "--prefill-assistant": "a trailing assistant message is continued (prefill)",
     "--ctx-checkpoints": "no recurrent/SWA checkpoints are needed by the architectures here",
-    "--cache-ram": "the prompt cache lives in each slot's KV cache",
     "--checkpoint-min-step": "no recurrent/SWA checkpoints are needed by the architectures here",
     "--slot-prompt-similarity": "a request goes to the idle slot sharing the longest cached prefix with it",
 }

@@ -22,6 +22,7 @@ from ..gguf import GGMLType
 from ..kernels import set_num_threads
 from ..models import DecoderModel, Segment
 from ..models.lora import LoraSet
+from .prompt_cache import PromptCache
 from .requests import DoneEvent, EndReason, GenRequest, Stats
 from .scheduler import Counters, Scheduler
 from .speculative import DraftSetup
@@ -43,6 +44,8 @@ class EngineConfig:
     add_bos: bool = False  # the model's prompts start with BOS (a context shift keeps it)
     cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16)  # -ctk, -ctv (ops/kv_quant.py)
     lora: LoraSet | None = None  # LoRA adapters (set by the load function, like n_ctx_slot)
+    cache_ram_mib: int = 0  # --cache-ram: the RAM prompt cache's size (0: none, -1: no limit)
+    cache_idle_slots: bool = True  # --cache-idle-slots (with a prompt cache)
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,9 @@ class Engine(ModelThread):
         # threads not given: the engine picks, step by step, between all and one (thread_tuner.py)
         tuner = ThreadTuner.unless_given(c.n_threads, n_threads)
         self.scheduler = Scheduler(model, c.n_slots, c.n_ctx_slot, c.n_batch, eog_ids, tuner, c.draft, c.kv_pool,
-                                   c.context_shift, c.add_bos, c.cache_types, c.lora)
+                                   c.context_shift, c.add_bos, c.cache_types, c.lora,
+                                   PromptCache(max(c.cache_ram_mib, 0) << 20) if c.cache_ram_mib else None,
+                                   c.cache_idle_slots)
         self.scheduler.counters = self._counters  # the totals since start outlive a sleep
         self._warmup(model)
 

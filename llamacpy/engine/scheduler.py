@@ -29,12 +29,14 @@ from ..models.lora import LoraSet
 from ..sampling import Sampler
 from ..sampling.chain import log_softmax
 from . import slot_file
+from .prompt_cache import PromptCache
 from .requests import DoneEvent, EndReason, GenRequest, ProgressEvent, Stats, TokenEvent
 from .sequence import Sequence
 from .speculative import DraftParams, DraftSetup, ModelDrafter
 from .thread_tuner import ThreadTuner
 
 log = logging.getLogger(__name__)
+SLOT_PROMPT_SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default: below it, a slot is taken by LRU
 
 
 @dataclass
@@ -134,7 +136,8 @@ class Scheduler:
     def __init__(self, model: DecoderModel, n_slots: int, n_ctx_slot: int, n_batch: int, eog_ids: set[int],
                  tuner: ThreadTuner | None = None, draft: DraftSetup | None = None, pool: int | None = None,
                  context_shift: bool = False, add_bos: bool = False,
-                 cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16), lora: LoraSet | None = None):
+                 cache_types: tuple[GGMLType, GGMLType] = (GGMLType.F16, GGMLType.F16), lora: LoraSet | None = None,
+                 prompt_cache: PromptCache | None = None, cache_idle_slots: bool = True):
         if n_batch < n_slots:
             raise ValueError(f"n_batch ({n_batch}) must be at least the number of slots ({n_slots})")
         self.model, self.n_batch, self.eog_ids = model, n_batch, set(eog_ids)
@@ -145,6 +148,10 @@ class Scheduler:
         # LoRA adapters: each slot's cache was computed with some scales; a step takes only slots of one set of
         # scales (llama-server's can_batch_with), applied to the model just before the forward
         self.lora = lora
+        # llama-server's --cache-ram: prompts about to be overwritten go to RAM, and come back for a prompt that
+        # shares more with them; --cache-idle-slots: on each new request the idle slots are saved there too (and,
+        # in a unified cache, cleared: their cells are free for the others)
+        self.prompt_cache, self.cache_idle_slots = prompt_cache, cache_idle_slots and prompt_cache is not None
         # a unified KV cache (`pool` cells shared by the slots, llama-server's --kv-unified): every slot may hold
         # up to n_ctx_slot tokens, all together at most `pool`; the memory follows the tokens held
         self.pool = pool
@@ -343,11 +350,16 @@ class Scheduler:
             best = max(idle, key=lambda s: (s.seq.common_prefix(req.prompt) if req.cache_prompt else 0,
                                             -s.last_used))
             self.waiting.remove(req)
-            if self.lora is not None:
-                scales = req.lora if req.lora is not None else self.lora.scales
-                if best.lora != scales:  # its cache was computed with other adapters: of no use now
-                    best.clear()
-                    best.lora = scales
+            scales = best.lora if self.lora is None else req.lora if req.lora is not None else self.lora.scales
+            update = self.prompt_cache is not None and self._loses_context(best, req)
+            if update:
+                log.debug("updating prompt cache")
+                self.prompt_cache.save(self.cache, best.id, best.seq.tokens, best.lora, best.prompt_logits)
+            if best.lora != scales:  # its cache was computed with other adapters: of no use now
+                best.clear()
+                best.lora = scales
+            if update:
+                self._restore_prompt(best, req.prompt)
             try:
                 logits = best.start(req, self.n_vocab, now)
                 self.counters.prompt_tokens_cached += best.stats.n_cached
@@ -356,8 +368,37 @@ class Scheduler:
                 continue
             if req.return_progress:
                 self._progress(best, now, started=True)
+            if self.cache_idle_slots:
+                self._cache_idle_slots()
             if logits is not None:
                 self._sample(best, logits, now)
+
+    @staticmethod
+    def _loses_context(slot: Slot, req: GenRequest) -> bool:
+        """Whether taking `req` costs `slot` most of what it holds (llama-server's get_available_slot: a slot
+        chosen by least recent use, or sharing less than half of its tokens): then they go to the prompt cache."""
+        held = slot.seq.tokens
+        lcp = slot.seq.common_prefix(req.prompt) if req.cache_prompt else 0
+        return lcp <= SLOT_PROMPT_SIMILARITY * len(req.prompt) or (bool(held) and lcp < 0.5 * len(held))
+
+    def _restore_prompt(self, slot: Slot, prompt: list[int]) -> None:
+        best = self.prompt_cache.best(slot.seq.tokens, prompt, slot.lora)
+        if best is None:
+            return
+        if self.pool is not None and len(best.tokens) - len(slot.seq.tokens) > self.pool_free():
+            return  # no room in the unified cache for it
+        self.prompt_cache.take(best, self.cache, slot.id)
+        slot.seq.tokens = list(best.tokens)
+        slot.prompt_logits = best.logits
+
+    def _cache_idle_slots(self) -> None:
+        for slot in self.slots:
+            if slot.busy or not slot.seq.tokens:
+                continue
+            if self.prompt_cache.save(self.cache, slot.id, slot.seq.tokens, slot.lora, slot.prompt_logits):
+                log.debug("slot %d: __TEST_TAG_CACHE_IDLE_SLOT__ (saved to the prompt cache)", slot.id)
+            if self.pool is not None:  # llama-server's [TAG_IDLE_SLOT_CLEAR]: its cells go back to the pool
+                slot.clear()
 
     @staticmethod
     def _progress(slot: Slot, now: float, started: bool = False) -> None:
@@ -397,7 +438,10 @@ class Scheduler:
         need = sum(len(chunk) for _, chunk in plan)
         idle = sorted((s for s in self.slots if not s.busy and s.seq.tokens), key=lambda s: s.last_used)
         while need > self.pool_free() and idle:
-            idle.pop(0).clear()
+            slot = idle.pop(0)
+            if self.prompt_cache is not None:
+                self.prompt_cache.save(self.cache, slot.id, slot.seq.tokens, slot.lora, slot.prompt_logits)
+            slot.clear()
         free = self.pool_free()
         if need <= free:
             return plan

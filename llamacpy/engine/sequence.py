@@ -10,6 +10,16 @@ from ..models import DecoderModel, KVCache, Segment
 from .thread_tuner import ThreadTuner
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix, compared in blocks at C speed (a drafter calls this every few
+    tokens on the whole context)."""
+    n = min(len(a), len(b))
+    for start in range(0, n, 256):
+        end = min(n, start + 256)
+        if a[start:end] != b[start:end]:
+            return next(i for i in range(start, end) if a[i] != b[i])
+    return n
+
 class Sequence:
     """Tracks which tokens sit in cache row `seq`, so a new prompt only processes what differs."""
 
@@ -24,13 +34,7 @@ class Sequence:
         return self.cache.n_ctx
 
     def common_prefix(self, tokens: list[int]) -> int:
-        # compared in blocks at C speed: a drafter calls this every few tokens on the whole context
-        a, n = self.tokens, min(len(self.tokens), len(tokens))
-        for start in range(0, n, 256):
-            end = min(n, start + 256)
-            if a[start:end] != tokens[start:end]:
-                return next(i for i in range(start, end) if a[i] != tokens[i])
-        return n
+        return common_prefix(self.tokens, tokens)
 
     def reset(self, keep: int = 0) -> None:
         del self.tokens[keep:]

@@ -48,7 +48,7 @@ class _RouterServer(GracefulServer):
 
 def serve_router(settings: ServerSettings, scan: Callable[[], dict[str, ModelSource]], child_flags: list[str]) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code. `scan` finds the models (again on `?reload=1`)."""
-    configure_logging()
+    configure_logging(settings.log_level)
     sources = scan()
     if not sources:
         log.error("router: no models (--models-dir, --models-preset, --models-catalog found none)")

@@ -50,6 +50,7 @@ class ServerContext:
             raise ValueError("--sleep-idle-seconds: invalid value: cannot be 0 or less than -1")
         config = EngineConfig(n_slots=settings.n_slots, n_batch=settings.batch_size, n_threads=settings.threads,
                               context_shift=settings.context_shift, cache_types=settings.cache_types,
+                              cache_ram_mib=settings.cache_ram, cache_idle_slots=settings.cache_idle_slots,
                               sleep_idle_seconds=settings.sleep_idle_seconds if settings.sleep_idle_seconds > 0
                               else None)
         kind = EmbeddingEngine if settings.embedding else Engine

@@ -113,14 +113,14 @@ class _Server(GracefulServer):
         await super().shutdown(sockets)
 
 
-def configure_logging() -> None:
+def configure_logging(level: int = logging.INFO) -> None:
     logger = logging.getLogger("llamacpy")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
         logger.propagate = False
+    logger.setLevel(level)
 
 
 def _ssl(settings: ServerSettings) -> dict:
@@ -159,7 +159,7 @@ def _bind_all(hosts: str, port: int) -> list[socket.socket] | None:
 
 def serve(settings: ServerSettings) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
-    configure_logging()
+    configure_logging(settings.log_level)
     ctx = ServerContext(settings)
     log.info("llamacpy server: model %s, context %s, %d slots, %s threads", settings.model,
              settings.ctx_size or "from the model", settings.n_slots, settings.threads or "default")

@@ -111,6 +111,19 @@ class ServerSettings:
     lora_init_without_apply: bool = field(default=False, metadata=_flag(
         "--lora-init-without-apply",
         help="load the LoRA adapters at scale 0; POST /lora-adapters sets their scales (default: off)"))
+    verbose: bool = field(default=False, metadata=_flag(
+        "-v", "--verbose", "--log-verbose", help="log everything, debug messages too (as -lv 4)"))
+    log_verbosity: int = field(default=3, metadata=_flag(
+        "-lv", "--verbosity", "--log-verbosity", metavar="N",
+        help="log messages up to this level: 0 output, 1 errors, 2 warnings, 3 info, 4 debug (default: 3)"))
+    cache_ram: int = field(default=8192, metadata=_flag(
+        "-cram", "--cache-ram", metavar="N",
+        help="the RAM prompt cache in MiB: slots' prompts kept when their cells are needed, restored for a later "
+             "prompt sharing more with them (default: 8192; -1 = no limit, 0 = off)"))
+    cache_idle_slots: bool = field(default=True, metadata=_flag(
+        "--cache-idle-slots", negatable=True,
+        help="on each new request, save the idle slots to the prompt cache, and clear them when the KV cache is "
+             "unified (default: on, needs --cache-ram)"))
     cache_reuse: int = field(default=0, metadata=_flag(
         "--cache-reuse", metavar="N",
         help="reuse runs of at least N cached tokens found later in a new prompt by moving their cells into place "
@@ -241,6 +254,12 @@ class ServerSettings:
     max_body_bytes: int = 16 << 20  # larger request bodies get 413
     router_secret: str | None = None  # set in a router's child (from ROUTER_SECRET_ENV): only the router gets in
     gcp: GcpCompat | None = None  # Vertex AI serving (AIP_MODE=PREDICTION in the environment): server/gcp.py
+
+    @property
+    def log_level(self) -> int:
+        """llama.cpp's verbosity as a logging level (-v: everything)."""
+        n = 4 if self.verbose else self.log_verbosity
+        return logging.DEBUG if n >= 4 else logging.INFO if n == 3 else logging.WARNING if n == 2 else logging.ERROR
 
     @property
     def is_router(self) -> bool:
