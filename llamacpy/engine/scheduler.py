@@ -152,6 +152,9 @@ class Scheduler:
         # shares more with them; --cache-idle-slots: on each new request the idle slots are saved there too (and,
         # in a unified cache, cleared: their cells are free for the others)
         self.prompt_cache, self.cache_idle_slots = prompt_cache, cache_idle_slots and prompt_cache is not None
+        if self.cache_idle_slots:  # llama-server's debug line, which its test suite looks for
+            log.debug("idle slots will be saved to the prompt cache%s upon starting a new task "
+                      "(__TEST_TAG_CACHE_IDLE_SLOTS_ENABLED__)", " and cleared" if pool is not None else "")
         # a unified KV cache (`pool` cells shared by the slots, llama-server's --kv-unified): every slot may hold
         # up to n_ctx_slot tokens, all together at most `pool`; the memory follows the tokens held
         self.pool = pool
