@@ -26,11 +26,13 @@ def add_runtime(p: argparse.ArgumentParser, ctx_default: int = 4096) -> None:
                        help=f"KV cache type for {kv.upper()}: {', '.join(CACHE_TYPES)} (default: f16)")
 
 
-def _cache_type(name: str):
+def _cache_type(name: str) -> str:
+    """A -ctk/-ctv value, checked, as its lowercase name (the settings turn it into a GGML type)."""
     try:
-        return cache_type(name)
+        cache_type(name)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    return name.lower()
 
 
 def add_draft(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..ops.kv_quant import cache_type
 from .options import add_model, add_runtime
 
 
@@ -42,7 +43,7 @@ def run(a: argparse.Namespace) -> int:
 
     bos = tok.bos_id if tok.add_bos else None
     res = perplexity(llm.model, tokens, n_ctx, a.chunks, a.batch_size, bos, on_chunk,
-                     (a.cache_type_k, a.cache_type_v))
+                     (cache_type(a.cache_type_k), cache_type(a.cache_type_v)))
     print()
     print(f"Final estimate: PPL = {res.ppl:.4f} +/- {res.stderr:.5f}")
     return 0

@@ -83,9 +83,11 @@ class FlagTable:
         return "--" + key not in positives if positives else key.startswith("no-")
 
     @staticmethod
-    def render(action: argparse.Action, value: object) -> list[str]:
-        """`--flag value` for one setting (value as the flag's parsed type, or the preset's text)."""
+    def render(action: argparse.Action, value: object, key: str | None = None) -> list[str]:
+        """`--flag value` for one setting (value as the flag's parsed type, or the preset's text under `key`)."""
         long = max(action.option_strings, key=len)
+        if key is not None and "--" + key.strip() in action.option_strings:  # `lora = a.gguf`: --lora, not -scaled
+            long = "--" + key.strip()
         if isinstance(value, tuple):  # a llama-server option llamacpy only accepts, from the command line: as given
             flag, given = value
             return [flag] if action.nargs == 0 else [flag, str(given)]
@@ -100,6 +102,8 @@ class FlagTable:
             if on:
                 return [max(positives, key=len)]
             return [max(negations, key=len)] if negations else []
+        if isinstance(value, list) and value and isinstance(value[0], tuple):  # --lora's (path, scale) pairs
+            return [long, ",".join(f"{path}:{scale:g}" for path, scale in value)]
         if isinstance(value, list):
             if isinstance(action, argparse._AppendAction):
                 return [part for item in value for part in (long, str(item))]
@@ -207,7 +211,7 @@ def _section_flags(path: Path, section: str, items: dict[str, str], flags: FlagT
         try:
             if flags.is_negation(key):  # `no-mmap = true` is `--no-mmap`
                 value = not _truth(value)
-            argv += flags.render(action, value)
+            argv += flags.render(action, value, key)
         except PresetError as e:
             raise PresetError(f"{path} [{section}] {key}: {e}") from None
     return argv

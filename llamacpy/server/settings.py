@@ -17,6 +17,7 @@ from typing import Any
 from ..catalog import DEFAULT_MODEL
 from ..engine.speculative import DraftParams
 from ..gguf import GGMLType
+from ..ops.kv_quant import cache_type
 from ..sampling import SamplingParams
 from .gate import Cors
 from .gcp import GcpCompat
@@ -359,7 +360,8 @@ class ServerSettings:
         if own["reranking"]:  # as llama.cpp's --reranking: an embeddings server with rank pooling
             own["embedding"], own["pooling"] = True, "rank"
         return cls(gcp=gcp, model=a.model, threads=a.threads, ctx_size=a.ctx_size, batch_size=a.batch_size,
-                   cache_types=(a.cache_type_k, a.cache_type_v),
-                   cache_types_draft=(a.cache_type_k_draft, a.cache_type_v_draft), sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
+                   cache_types=(cache_type(a.cache_type_k), cache_type(a.cache_type_v)),
+                   cache_types_draft=(cache_type(a.cache_type_k_draft), cache_type(a.cache_type_v_draft)),
+                   sampling=sampling, ignore_eos=a.ignore_eos, model_draft=a.model_draft,
                    draft=DraftParams(a.draft_max, a.draft_min, a.draft_p_min), ctx_size_draft=a.ctx_size_draft,
                    threads_draft=a.threads_draft, router_secret=os.environ.pop(ROUTER_SECRET_ENV, None), **own)
