@@ -79,8 +79,9 @@ async def proxy_post(request: Request):
     """A model route: to the child of the body's "model" (loaded first if need be)."""
     st = _state(request)
     raw = await _read_body(request)
-    body = parse_json(raw)
-    model = st.registry.resolve(body.get("model") if isinstance(body, dict) else None)
+    body = parse_json(raw, (dict, list)) if raw.strip() else {}  # /lora-adapters: an array; slot erase: nothing
+    name = body.get("model") if isinstance(body, dict) else None
+    model = st.registry.resolve(name or request.query_params.get("model"))
     cid = request.headers.get(CONVERSATION_HEADER, "")
     cancelled = None
     if cid:
@@ -285,6 +286,9 @@ ROUTES = [
     ("POST", "/models/load", models_load),
     ("POST", "/models/unload", models_unload),
     ("GET", "/slots", proxy_get),
+    ("POST", "/slots/{id_slot}", proxy_post),
+    ("GET", "/lora-adapters", proxy_get),
+    ("POST", "/lora-adapters", proxy_post),
     ("GET", "/metrics", proxy_get),
     ("GET", "/v1/stream/{conv_id:path}", stream_get),
     ("GET", "/v1/stream", stream_get),

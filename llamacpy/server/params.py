@@ -39,7 +39,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(raw: bytes, kind: type = dict) -> dict:
+def parse_json(raw: bytes, kind: type | tuple[type, ...] = dict) -> dict:
     """A request body as a JSON object (`kind` list: an array; strict: NaN/Infinity and invalid UTF-8 are
     rejected)."""
     def no_constants(name: str) -> None:

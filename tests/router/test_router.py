@@ -374,3 +374,14 @@ def test_messages_and_responses_reach_the_named_model(router):
         chat = router.http.post("/v1/chat/completions/input_tokens", json={"model": name, "messages": hi})
         assert chat.json()["input_tokens"] == counts[name]
     assert counts["gemma"] != counts["smol"]  # each model's own template and vocabulary
+
+
+def test_slot_actions_and_lora_adapters_reach_the_named_model(router):
+    """POST /slots/{id}?action=... and GET/POST /lora-adapters go to `?model=`'s child, as llama-server's router
+    proxies them (the slot files' folder is the child's: none given here, so saving is its 501)."""
+    ensure_loaded(router, "gemma")
+    assert router.http.get("/lora-adapters", params={"model": "gemma"}).json() == []
+    r = router.http.post("/lora-adapters", params={"model": "gemma"}, json=[{"id": 0, "scale": 0.5}])
+    assert r.status_code == 200 and r.json() == {"success": True}
+    r = router.http.post("/slots/0", params={"model": "gemma", "action": "erase"})
+    assert r.status_code == 501 and "slot-save-path" in r.text
