@@ -210,7 +210,7 @@ def _quantized(w: gguf.GGUFWriter, name: str, x: np.ndarray, qtype: str) -> None
         w.add_tensor(name, _random_blocks(name, x, qtype), raw_dtype=t)
         return
     if qtype.startswith("IQ4"):  # gguf-py has no IQ4 quantizer
-        from llamacpy.quantize.rows import quantize
+        from llamacpy.kernels.quantizers import quantize
 
         data = quantize(x, int(t))
     else:

@@ -3,7 +3,7 @@ CPU flash attention does when K or V is not F16.
 
 - Storing: a row of K or V (head_dim values) becomes blocks the way ggml's set_rows converts it, with the CPU
   type's `from_float`: the SIMD quantizer for Q8_0 (round half to even, as activations, kernels/q8.py), the
-  reference quantizers for Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL (quantize/rows.py; IQ4_NL without the scale search
+  reference quantizers for Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL (kernels/quantizers.py; IQ4_NL without the scale search
   llama-quantize runs).
 - Scores: Q quantized to the K type's vec_dot type (Q8_0 or Q8_1) and multiplied with ggml's integer vec_dot
   (the kernels of the weight types: a cache row of K is a weight row).
@@ -33,8 +33,8 @@ from numba import njit, prange
 from ..gguf import BLOCK_LAYOUT, GGMLType
 from ..kernels._common import F16_TO_F32, fma32
 from ..kernels.q8 import quantize as quantize_activations
+from ..kernels.quantizers import quantize as quantize_ref
 from ..kernels.registry import kernels_for
-from ..quantize.rows import quantize as quantize_ref
 
 # the cache types of llama-server's -ctk/-ctv that llamacpy holds (llama.cpp also has f32 and bf16)
 CACHE_TYPES = {"f16": GGMLType.F16, "q8_0": GGMLType.Q8_0, "q4_0": GGMLType.Q4_0, "q4_1": GGMLType.Q4_1,

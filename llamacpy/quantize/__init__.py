@@ -4,14 +4,14 @@
 
 - `ftypes`: llama.cpp's file types (Q8_0 = 7 ...), name parsing, the supported set
 - `policy`: which tensors are quantized and to what (llama.cpp's rules)
-- `rows`: the row quantizers (numba; bit-exact with ggml's reference and gguf-py)
+- the row quantizers themselves: kernels/quantizers.py (numba; bit-exact with ggml's reference and gguf-py)
 - `driver`: reading, converting, writing, progress
 """
 
+from ..kernels.quantizers import quantize
 from .driver import QuantizeResult, default_output, quantize_file
 from .ftypes import QUANT_OPTIONS, SUPPORTED, QuantizeError, parse_ftype
 from .policy import QuantizeParams
-from .rows import quantize
 
 __all__ = ["QUANT_OPTIONS", "SUPPORTED", "QuantizeError", "QuantizeParams", "QuantizeResult", "default_output",
            "parse_ftype", "quantize", "quantize_file"]

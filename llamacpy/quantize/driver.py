@@ -24,9 +24,9 @@ import numpy as np
 from ..gguf import GGMLType, GGUFError, GGUFFile, Tensor
 from ..gguf.constants import DEFAULT_ALIGNMENT
 from ..gguf.writer import GGUFStreamWriter, TensorInfo, kv_u32
+from ..kernels.quantizers import QUANTIZERS, quantize_rows, row_bytes
 from .ftypes import DEFAULT_TYPE, GUESS_FTYPE, PURE_ONLY, SUPPORTED, QuantizeError, type_name
 from .policy import QuantizeParams, TypeChooser, is_quantized
-from .rows import QUANTIZERS, quantize_rows, row_bytes
 
 QNT_VERSION = 2  # GGML_QNT_VERSION
 DROPPED_KEYS = ("split.no", "split.count", "split.tensors.count")

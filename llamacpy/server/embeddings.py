@@ -15,7 +15,7 @@ import numpy as np
 from starlette.requests import Request
 
 from ..engine.embedding import EmbedRequest
-from ..textembed import rerank_prompts
+from ..engine.textembed import rerank_prompts
 from .context import ServerContext
 from .errors import ApiError, bad_request, exceeds_context
 from .jsonio import JsonResponse

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from ..engine import DoneEvent, EndReason, Engine, ProgressEvent, Stats, TokenEvent
-from ..textgen import StopStrings
+from ..engine.textgen import StopStrings
 from ..tokenizer import Tokenizer
 from .errors import ApiError
 from .params import GenArgs

@@ -25,13 +25,13 @@ from tinykit import tiny_maker
 from llamacpy.engine import DoneEvent, GenRequest
 from llamacpy.engine.scheduler import Scheduler
 from llamacpy.engine.sequence import Sequence
+from llamacpy.engine.textembed import embed_tokens, rerank_prompts
 from llamacpy.gguf import GGUFFile
 from llamacpy.kernels import gguf_py
 from llamacpy.kernels.simd import HAS_AVX512
 from llamacpy.models import load_model
 from llamacpy.sampling import SamplingParams
 from llamacpy.sampling.chain import log_softmax
-from llamacpy.textembed import embed_tokens, rerank_prompts
 from llamacpy.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """Stop strings over streamed text pieces."""
 
-from llamacpy.textgen import StopStrings
+from llamacpy.engine.textgen import StopStrings
 
 
 def run(stops, pieces):

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import BLOCK_LAYOUT, GGMLType
-from ..kernels._common import half_bits
+from ._common import half_bits
 
 EXACT_INLINE = {"cache": True, "nogil": True, "inline": "always"}
 EXACT_PAR = {"cache": True, "nogil": True, "parallel": True}

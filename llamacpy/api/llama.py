@@ -14,10 +14,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from . import oai, textembed
-from .catalog import resolve_model
-from .engine import GenerationParams, Sequence, StopReason, generate
-from .engine.speculative import (
+from ..catalog import resolve_model
+from ..engine import GenerationParams, Sequence, StopReason, generate, textembed
+from ..engine.speculative import (
     CallableDrafter,
     Drafter,
     DraftParams,
@@ -25,17 +24,18 @@ from .engine.speculative import (
     ModelDrafter,
     compatibility_error,
 )
-from .engine.thread_tuner import ThreadTuner
-from .gguf import GGUFFile
-from .kernels import set_num_threads
-from .models import load_model
-from .ops.kv_quant import cache_type
-from .sampling import Sampler, SamplingParams
-from .sampling.dry import breaker_sequences
-from .sampling.grammar import GrammarVocab
-from .textgen import Completion, StopStrings
-from .tokenizer import Tokenizer
-from .tokenizer.chat_template import ChatTemplate
+from ..engine.textgen import Completion, StopStrings
+from ..engine.thread_tuner import ThreadTuner
+from ..gguf import GGUFFile
+from ..kernels import set_num_threads
+from ..models import load_model
+from ..ops.kv_quant import cache_type
+from ..sampling import Sampler, SamplingParams
+from ..sampling.dry import breaker_sequences
+from ..sampling.grammar import GrammarVocab
+from ..tokenizer import Tokenizer
+from ..tokenizer.chat_template import ChatTemplate
+from . import oai
 
 
 class Llama:

@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from .engine.thread_tuner import ThreadTuner
-from .ops.pooling import POOLING, POOLING_NAMES, normalize, pool
+from ..ops.pooling import POOLING, POOLING_NAMES, normalize, pool
+from .thread_tuner import ThreadTuner
 
 
 def pooling_name(pooling_type: int | str | None, model) -> str:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .textgen import Completion
+from ..engine.textgen import Completion
 
 if TYPE_CHECKING:
-    from .api import Llama
+    from .llama import Llama
 
 # llama-cpp-python's sampling arguments that map one to one onto ours (SamplingParams)
 SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty",
