@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -17,9 +17,13 @@ from ..engine import GenRequest
 from ..engine.speculative import DraftParams
 from ..sampling import SamplingParams
 from ..sampling.chain import SEED_RANDOM, sampler_names
+from ..sampling.dry import breaker_sequences
 from ..sampling.grammar import Grammar
 from .errors import ApiError, bad_request
 from .reasoning import Thinking
+
+if TYPE_CHECKING:
+    from .context import ServerContext
 
 _MISSING: Any = object()
 
@@ -441,3 +445,27 @@ def prompt_pieces(value: Any) -> list[str | int]:
         return value
     raise bad_request("'prompt' must be a string, an array of token ids, or a mixed array of both (or an "
                       "array of such prompts)")
+
+
+def request_args(ctx: ServerContext, body: Body, tokens: list[int]) -> GenArgs:
+    """A request's GenArgs under the server's settings (sampling defaults, -n, --keep, drafts, LoRA scales)."""
+    s = ctx.settings
+    args = common_args(body, tokens, ctx.settings.sampling, ctx.tokenizer.n_vocab,
+                       lambda text: ctx.tokenizer.encode(text, False, True), s.n_predict, s.ignore_eos, s.keep,
+                       s.cache_reuse)
+    args.draft = draft_params(body, s.draft)
+    if body.has("lora"):
+        value = body._raw("lora", None)
+        if not isinstance(value, list):
+            raise bad_request("'lora' must be an array of objects with 'id' and 'scale' fields")
+        entries = lora_entries(value)
+        args.lora_entries = entries
+        if entries and ctx.lora is not None:  # an empty list: the server's scales, as llama-server
+            args.lora = ctx.lora.request_scales(entries)
+    if args.sampling.dry_on:
+        args.sampling.dry_breakers = breaker_sequences(ctx.tokenizer, args.sampling.dry_sequence_breakers)
+    if args.ignore_eos:  # as llama-server: the end-of-generation tokens banned by a -inf logit bias
+        args.sampling.logit_bias.update(dict.fromkeys(sorted(ctx.tokenizer.eog_ids), -math.inf))
+    if args.id_slot >= s.n_slots:
+        raise bad_request(f"'id_slot' must be below the number of slots ({s.n_slots})")
+    return args

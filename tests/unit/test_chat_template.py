@@ -710,7 +710,7 @@ def test_builtin_unknown_name():
 
 
 def test_every_builtin_renders():
-    from llamacpy.tokenizer.chat_template import BUILTIN_TEMPLATES
+    from llamacpy.tokenizer.builtin_templates import BUILTIN_TEMPLATES
 
     for name in BUILTIN_TEMPLATES:
         out = ChatTemplate.builtin(name).render(CONVERSATION)
