@@ -302,30 +302,10 @@ def _row_scores_f16(qrow, k, lo, hi, scale, scores):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _accumulate_f16(scores, v, lo, hi, out, sink):
-    """ggml's one-chunk online softmax over keys lo..hi-1 for an F16 V (v: (L, hd_v) f16 bits; scores indexed
-    from lo, final): when a key raises the max, acc = f16(acc * exp(M_old - M)) (ggml_vec_scale_f16); then
-    acc = f16(fma(v, exp(s - M), acc)) (ggml_vec_mad_f16); S = fma(S, ms, vs) (GCC contracts S*ms + vs).
-    `sink` > -inf: an attention sink, after the keys (acc, now f32, times exp(M - sink) if it raises the max)."""
+def _finish(acc, M, S, sink, out):
+    """The end of ggml's one-chunk softmax: an attention sink (`sink` > -inf) after the keys (acc, now f32, times
+    exp(M - sink) if it raises the max; S = fma(S, ms, vs)), then out = acc / S."""
     hd_v = out.shape[0]
-    acc = np.zeros(hd_v, np.float32)
-    M = np.float32(-np.inf)
-    S = np.float32(0.0)
-    for j in range(lo, hi):
-        s = scores[j - lo]
-        vrow = v[j]
-        ms = np.float32(1.0)
-        vs = np.float32(1.0)
-        if s > M:
-            ms = np.float32(np.exp(M - s))  # exp(-inf) = 0 for the first key
-            M = s
-            for d in range(hd_v):
-                acc[d] = round_to_half(acc[d] * ms)
-        else:
-            vs = np.float32(np.exp(s - M))
-        for d in range(hd_v):
-            acc[d] = round_to_half(fma32(half_to_float(vrow[d]), vs, acc[d]))
-        S = fma32(S, ms, vs)
     if sink != -np.inf:
         ms = np.float32(1.0)
         vs = np.float32(1.0)
@@ -342,10 +322,43 @@ def _accumulate_f16(scores, v, lo, hi, out, sink):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _accumulate(scores, v16, v32, v_f16, lo, hi, out, sink):
+    """ggml's one-chunk online softmax over keys lo..hi-1 (scores indexed from lo, final). `v_f16`: the values are
+    v16 (L, hd_v) f16 bits, accumulated in f16 (an F16 V): when a key raises the max, acc = f16(acc * exp(M_old - M))
+    (ggml_vec_scale_f16), then acc = f16(fma(v, exp(s - M), acc)) (ggml_vec_mad_f16). Otherwise they are v32 (L,
+    hd_v) f32 (a quantized V dequantized: ggml's VKQ32), the same steps without the f16 roundings
+    (ggml_vec_scale_f32, ggml_vec_mad_f32). S = fma(S, ms, vs) (GCC contracts S*ms + vs). (Two arrays, not one:
+    numba types both branches.)"""
+    hd_v = out.shape[0]
+    acc = np.zeros(hd_v, np.float32)
+    M = np.float32(-np.inf)
+    S = np.float32(0.0)
+    for j in range(lo, hi):
+        s = scores[j - lo]
+        ms = np.float32(1.0)
+        vs = np.float32(1.0)
+        if s > M:
+            ms = np.float32(np.exp(M - s))  # exp(-inf) = 0 for the first key
+            M = s
+            for d in range(hd_v):
+                acc[d] = round_to_half(acc[d] * ms) if v_f16 else acc[d] * ms
+        else:
+            vs = np.float32(np.exp(s - M))
+        if v_f16:
+            for d in range(hd_v):
+                acc[d] = round_to_half(fma32(half_to_float(v16[j, d]), vs, acc[d]))
+        else:
+            for d in range(hd_v):
+                acc[d] = fma32(v32[j, d], vs, acc[d])
+        S = fma32(S, ms, vs)
+    _finish(acc, M, S, sink, out)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
     """One query row against keys lo..hi-1 (k, v: (L, hd) f16 bits), as ggml's one-chunk flash attention
     computes it for F16 K/V: Q rounded to f16, scores first (they do not depend on the running max), then the
-    online softmax accumulating V in f16 (`_accumulate_f16`). `slope` != 0: ALiBi, each score plus
+    online softmax accumulating V in f16 (`_accumulate`). `slope` != 0: ALiBi, each score plus
     slope * -|qpos - j| (ggml's f16 mask times the head's slope). Not fastmath: the f16 roundings are the point."""
     scores = np.empty(max(hi - lo, 0), np.float32)
     _row_scores_f16(qrow, k, lo, hi, scale, scores)
@@ -355,7 +368,7 @@ def attend_f16(qrow, k, v, lo, hi, scale, out, cap, slope, qpos, sink):
     if slope != 0:
         for j in range(hi - lo):
             scores[j] += slope * np.float32(-abs(qpos - lo - j))
-    _accumulate_f16(scores, v, lo, hi, out, sink)
+    _accumulate(scores, v, np.zeros((1, 1), np.float32), True, lo, hi, out, sink)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -370,19 +383,22 @@ def _scores_rows_f16(q, k, scale, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _softmax_values_f16(scores, v, r0, q_pos0, window, g, out, cap, sinks):
-    """As kv_quant.softmax_values_f32 for an F16 V: v (n_kv, L, hd_v) f16 bits."""
-    rows, n_head = scores.shape[0], scores.shape[1]
+def _softmax_values(scores, v16, v32, v_f16, r0, q_pos0, window, g, out, cap, sinks):
+    """Rows r0.. of a block of queries: scores (rows, n_head, L) scaled, values v16 (n_kv, L, hd_v) f16 bits
+    (`v_f16`) or v32 f32 (the other one a placeholder), out (n, n_head, hd_v); row i of the block is the query at
+    position q_pos0 + r0 + i."""
+    rows, n_head, L = scores.shape
     for job in prange(rows * n_head):
         i, h = job // n_head, job % n_head
         p = q_pos0 + r0 + i
         lo = 0 if window <= 0 else max(0, p - window + 1)
-        hi = min(p + 1, v.shape[1])
+        hi = min(p + 1, L)
         s = scores[i, h, lo:hi]
         if cap != 0:
             for j in range(hi - lo):
                 s[j] = cap * np.tanh(s[j])
-        _accumulate_f16(s, v[h // g], lo, hi, out[r0 + i, h], sinks[h])
+        kvh = h // g
+        _accumulate(s, v16[kvh if v_f16 else 0], v32[0 if v_f16 else kvh], v_f16, lo, hi, out[r0 + i, h], sinks[h])
 
 
 def _attention_quantized(q, k, v, q_pos0, scale, window, cap, sinks):
@@ -409,9 +425,11 @@ def _attention_quantized(q, k, v, q_pos0, scale, window, cap, sinks):
                 s = kv_quant.key_scores(qh, k.data[h], k.type)
                 scores[:, h * g:(h + 1) * g] = (s * scale).reshape(b, g, L)
         if isinstance(v, QuantKV):
-            kv_quant.softmax_values_f32(scores, vals, r0, q_pos0, window, g, out, cap, sinks)
+            _softmax_values(scores, np.zeros((1, 1, 1), np.uint16), vals, False, r0, q_pos0, window, g, out, cap,
+                            sinks)
         else:
-            _softmax_values_f16(scores, vals, r0, q_pos0, window, g, out, cap, sinks)
+            _softmax_values(scores, vals, np.zeros((1, 1, 1), np.float32), True, r0, q_pos0, window, g, out, cap,
+                            sinks)
     return out.reshape(n, -1)
 
 

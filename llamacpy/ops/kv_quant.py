@@ -8,7 +8,7 @@ CPU flash attention does when K or V is not F16.
 - Scores: Q quantized to the K type's vec_dot type (Q8_0 or Q8_1) and multiplied with ggml's integer vec_dot
   (the kernels of the weight types: a cache row of K is a weight row).
 - Values: a quantized V row is dequantized to f32 and accumulated in f32 (ggml's VKQ32, `ggml_vec_mad_f32`),
-  where an F16 V accumulates in f16.
+  where an F16 V accumulates in f16 (both in attention.py).
 
 - Rotation: llama.cpp (since its PR 21038) turns each head's vectors by an orthonormal Walsh-Hadamard matrix before
   quantizing them, which spreads outliers over the block: for a quantized K, Q and K by the largest power of two
@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..gguf import BLOCK_LAYOUT, GGMLType
-from ..kernels._common import F16_TO_F32, fma32
+from ..kernels._common import F16_TO_F32
 from ..kernels.q8 import quantize as quantize_activations
 from ..kernels.quantizers import quantize as quantize_ref
 from ..kernels.registry import kernels_for
@@ -156,58 +156,3 @@ def key_scores(q: np.ndarray, k: np.ndarray, qtype: GGMLType) -> np.ndarray:
     out = np.empty((q.shape[0], k.shape[0]), np.float32)
     kern.vec_dot(_readonly(k), qr.q, qr.d, qr.s, out)
     return out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _accumulate_f32(scores, v, lo, hi, out, sink):
-    """ggml's one-chunk online softmax over keys lo..hi-1 with an f32 accumulator (any V type but F16): scores
-    (already scaled and capped) indexed from lo, v (L, hd_v) f32; on a new max acc *= exp(M_old - M)
-    (ggml_vec_scale_f32), then acc = fma(v, exp(s - M), acc) (ggml_vec_mad_f32), S = fma(S, ms, vs)."""
-    hd_v = out.shape[0]
-    acc = np.zeros(hd_v, np.float32)
-    M = np.float32(-np.inf)
-    S = np.float32(0.0)
-    for j in range(lo, hi):
-        s = scores[j - lo]
-        ms = np.float32(1.0)
-        vs = np.float32(1.0)
-        if s > M:
-            ms = np.float32(np.exp(M - s))
-            M = s
-            for d in range(hd_v):
-                acc[d] = acc[d] * ms
-        else:
-            vs = np.float32(np.exp(s - M))
-        for d in range(hd_v):
-            acc[d] = fma32(v[j, d], vs, acc[d])
-        S = fma32(S, ms, vs)
-    if sink != -np.inf:
-        ms = np.float32(1.0)
-        vs = np.float32(1.0)
-        if sink > M:
-            ms = np.float32(np.exp(M - sink))
-            for d in range(hd_v):
-                acc[d] = acc[d] * ms
-        else:
-            vs = np.float32(np.exp(sink - M))
-        S = fma32(S, ms, vs)
-    s_inv = np.float32(1.0) / S if S != 0 else np.float32(0.0)
-    for d in range(hd_v):
-        out[d] = acc[d] * s_inv
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def softmax_values_f32(scores, v, r0, q_pos0, window, g, out, cap, sinks):
-    """Rows r0.. of a block of queries: scores (rows, n_head, L) scaled, v (n_kv, L, hd_v) f32, out (n, n_head,
-    hd_v); row i of the block is the query at position q_pos0 + r0 + i."""
-    rows, n_head = scores.shape[0], scores.shape[1]
-    for job in prange(rows * n_head):
-        i, h = job // n_head, job % n_head
-        p = q_pos0 + r0 + i
-        lo = 0 if window <= 0 else max(0, p - window + 1)
-        hi = min(p + 1, v.shape[1])
-        s = scores[i, h, lo:hi]
-        if cap != 0:
-            for j in range(hi - lo):
-                s[j] = cap * np.tanh(s[j])
-        _accumulate_f32(s, v[h // g], lo, hi, out[r0 + i, h], sinks[h])
