@@ -16,13 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+from llama_server_proc import running
 
 from llamacpy.kernels.simd import HAS_AVX512
 
@@ -44,26 +42,8 @@ PROMPTS = [
 N_PREDICT, N_PROBS = 24, 5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def record(server: str, model: Path, ctk: str, ctv: str) -> list[dict]:
-    port = free_port()
-    cmd = [server, "-m", str(model), "--port", str(port), *SERVER_ARGS, "-ctk", ctk, "-ctv", ctv]
-    env = dict(os.environ, LD_LIBRARY_PATH=str(Path(server).parent))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    with running(server, model, [*SERVER_ARGS, "-ctk", ctk, "-ctv", ctv]) as url:
         cases = []
         for prompt in PROMPTS:
             ids = httpx.post(f"{url}/tokenize", json={"content": prompt, "add_special": True,
@@ -79,9 +59,6 @@ def record(server: str, model: Path, ctk: str, ctv: str) -> list[dict]:
                           "content": r["content"]})
             print(f"  {ctk}/{ctv} ({len(ids)} prompt tokens): {r['content'][:50]!r}")
         return cases
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> int:

@@ -16,11 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 import make_lora_adapter
+from llama_server_proc import running
 
 from llamacpy.kernels.simd import HAS_AVX512
 
@@ -39,12 +37,6 @@ MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_ARGS = ["-c", "1024", "-np", "1", "-t", "2", "--no-webui"]
 PROMPTS = ["The capital of France is", "Once upon a time, in a small village,"]
 N_PREDICT, N_PROBS = 16, 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def greedy(url: str, extra: dict) -> list[dict]:
@@ -64,23 +56,8 @@ def greedy(url: str, extra: dict) -> list[dict]:
 
 
 def serve(server: str, model: Path, flags: list[str], work) -> dict:
-    port = free_port()
-    cmd = [server, "-m", str(model), "--port", str(port), *SERVER_ARGS, *flags]
-    env = dict(os.environ, LD_LIBRARY_PATH=str(Path(server).parent))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    with running(server, model, [*SERVER_ARGS, *flags]) as url:
         return work(url)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> int:
