@@ -14,6 +14,7 @@ from numba import njit, prange
 
 from ..gguf import BLOCK_LAYOUT, GGMLType
 from ._common import half_bits
+from .kquantizers import _q2_k_row, _q3_k_row, _q4_k_row, _q5_k_row, _q6_k_row, legacy_weighted_row
 
 EXACT_INLINE = {"cache": True, "nogil": True, "inline": "always"}
 EXACT_PAR = {"cache": True, "nogil": True, "parallel": True}
@@ -42,9 +43,9 @@ def _roundf(v):
 
 @njit(**EXACT_INLINE)
 def _absmax_signed(x):
-    """(max |x|, the x holding it): the first one on ties, as gguf-py's argmax (ggml's loop starts at 0.0
-    instead, which differs only for a block of zeros starting with -0.0)."""
-    amax, mx = np.float32(-1.0), F0
+    """The x of largest |x| (the first one on ties), found as ggml does from amax = max = 0.0: a block of
+    -0.0 gives +0.0 (gguf-py's argmax gives -0.0, so its Q4_0/Q5_0 d is +0.0 where ggml's is -0.0)."""
+    amax, mx = F0, F0
     for j in range(x.shape[0]):
         a = abs(x[j])
         if amax < a:
@@ -180,14 +181,22 @@ def _nearest_int(f):
 
 
 @njit(**EXACT_INLINE)
-def _iq4_super_block(x, out, o, nsub, L, scales, ntry):
-    """quantize_row_iq4_nl_impl without an importance matrix (weights x^2): nsub blocks of 32 at x, written at
-    out[o:] as {f16 d; qs} (nsub 1, IQ4_NL) or {f16 d; u16 scales_h; u8 scales_l[4]; qs}. `ntry` 7: the scale
-    search of quantize_iq4_nl/xs (llama-quantize); -1: none, quantize_row_iq4_nl_ref (ggml-cpu's from_float)."""
+def _iq4_super_block(x, out, o, nsub, L, scales, ntry, qw, weight):
+    """quantize_row_iq4_nl_impl: nsub blocks of 32 at x, written at out[o:] as {f16 d; qs} (nsub 1, IQ4_NL) or
+    {f16 d; u16 scales_h; u8 scales_l[4]; qs}. `ntry` 7: the scale search of quantize_iq4_nl/xs
+    (llama-quantize); -1: none, quantize_row_iq4_nl_ref (ggml-cpu's from_float). The weights are qw (this super
+    block's importance) * sqrt(sigma2 + x^2), or x^2 when qw is empty."""
     v0 = IQ4_VALUES[0]
     max_scale, amax_scale = F0, F0
+    sigma2 = F0
+    if qw.shape[0] > 0:
+        for j in range(32 * nsub):
+            sigma2 += x[j] * x[j]
+        sigma2 *= np.float32(2.0) / np.float32(32 * nsub)
     for ib in range(nsub):
         xb = x[32 * ib : 32 * ib + 32]
+        for j in range(32):
+            weight[j] = qw[32 * ib + j] * np.sqrt(sigma2 + xb[j] * xb[j]) if qw.shape[0] > 0 else xb[j] * xb[j]
         amax, mx = F0, F0
         for j in range(32):
             ax = abs(xb[j])
@@ -202,7 +211,7 @@ def _iq4_super_block(x, out, o, nsub, L, scales, ntry):
         for j in range(32):
             lj = _best_index(idv * xb[j])
             L[32 * ib + j] = lj
-            q, w = IQ4_VALUES[lj], xb[j] * xb[j]
+            q, w = IQ4_VALUES[lj], weight[j]
             sumqx += w * q * xb[j]
             sumq2 += w * q * q
         d = sumqx / sumq2 if sumq2 > F0 else F0
@@ -211,7 +220,7 @@ def _iq4_super_block(x, out, o, nsub, L, scales, ntry):
             idv = np.float32(itry - 127) / mx  # (itry + values[0]) / max
             sumqx, sumq2 = F0, F0
             for j in range(32):
-                q, w = IQ4_VALUES[_best_index(idv * xb[j])], xb[j] * xb[j]
+                q, w = IQ4_VALUES[_best_index(idv * xb[j])], weight[j]
                 sumqx += w * q * xb[j]
                 sumq2 += w * q * q
             if sumq2 > F0 and sumqx * sumqx > best * sumq2:
@@ -253,20 +262,21 @@ def _iq4_super_block(x, out, o, nsub, L, scales, ntry):
 
 
 @njit(**EXACT_INLINE)
-def _iq4_nl_row(x, out, ntry):
+def _iq4_nl_row(x, out, ntry, qw):
     """IQ4_NL: each 32 weights -> {f16 d; u8 qs[16]} with codes of IQ4_VALUES (quantize_iq4_nl; ntry -1:
     quantize_row_iq4_nl_ref)."""
-    L, scales = np.zeros(32, np.int64), np.zeros(1, np.float32)
+    L, scales, weight = np.zeros(32, np.int64), np.zeros(1, np.float32), np.zeros(32, np.float32)
     for b in range(x.shape[0] // 32):
-        _iq4_super_block(x[32 * b : 32 * b + 32], out, 18 * b, 1, L, scales, ntry)
+        _iq4_super_block(x[32 * b : 32 * b + 32], out, 18 * b, 1, L, scales, ntry, qw[32 * b : 32 * b + 32], weight)
 
 
 @njit(**EXACT_INLINE)
-def _iq4_xs_row(x, out):
+def _iq4_xs_row(x, out, qw):
     """IQ4_XS: each 256 weights -> {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]} (quantize_iq4_xs)."""
-    L, scales = np.zeros(256, np.int64), np.zeros(8, np.float32)
+    L, scales, weight = np.zeros(256, np.int64), np.zeros(8, np.float32), np.zeros(32, np.float32)
     for b in range(x.shape[0] // 256):
-        _iq4_super_block(x[256 * b : 256 * b + 256], out, 136 * b, 8, L, scales, 7)
+        _iq4_super_block(x[256 * b : 256 * b + 256], out, 136 * b, 8, L, scales, 7, qw[256 * b : 256 * b + 256],
+                         weight)
 
 
 @njit(**EXACT_INLINE)
@@ -299,18 +309,25 @@ def _f32_row(x, out):
 QUANTIZERS = {
     GGMLType.F32: 0, GGMLType.F16: 1, GGMLType.BF16: 2, GGMLType.Q4_0: 3, GGMLType.Q4_1: 4, GGMLType.Q5_0: 5,
     GGMLType.Q5_1: 6, GGMLType.Q8_0: 7, GGMLType.IQ4_NL: 8, GGMLType.IQ4_XS: 9,
+    GGMLType.Q2_K: 11, GGMLType.Q3_K: 12, GGMLType.Q4_K: 13, GGMLType.Q5_K: 14, GGMLType.Q6_K: 15,
 }  # fmt: skip
+NO_WEIGHTS = np.zeros(0, np.float32)
 
 
 @njit(**EXACT_PAR)
-def quantize_rows(code, x, out):
-    """Every row of x (f32[n_rows, n]) into out (u8[n_rows, row_bytes]) as the type of `code` (QUANTIZERS).
+def quantize_rows(code, x, out, qw):
+    """Every row of x (f32[n_rows, n]) into out (u8[n_rows, row_bytes]) as the type of `code` (QUANTIZERS),
+    weighted by the importance qw (f32[n], shared by the rows) where the type uses one; qw empty: none, as
+    ggml_quantize_chunk without an imatrix.
 
     One kernel branching on a small integer, not one per type made by a factory: numba's disk cache misses
     closures in every new process (measured: 1.5 s of compiling per `llamacpy quantize ... Q8_0`, 8 s for IQ4_NL).
     """
+    weighted = qw.shape[0] > 0
     for r in prange(x.shape[0]):
-        if code == 0:
+        if weighted and 3 <= code <= 6:
+            legacy_weighted_row(x[r], out[r], qw, code - 3)
+        elif code == 0:
             _f32_row(x[r], out[r])
         elif code == 1:
             _f16_row(x[r], out[r])
@@ -327,11 +344,21 @@ def quantize_rows(code, x, out):
         elif code == 7:
             _q8_0_row(x[r], out[r])
         elif code == 8:
-            _iq4_nl_row(x[r], out[r], 7)
+            _iq4_nl_row(x[r], out[r], 7, qw)
         elif code == 9:
-            _iq4_xs_row(x[r], out[r])
+            _iq4_xs_row(x[r], out[r], qw)
+        elif code == 10:
+            _iq4_nl_row(x[r], out[r], -1, qw)
+        elif code == 11:
+            _q2_k_row(x[r], out[r], qw)
+        elif code == 12:
+            _q3_k_row(x[r], out[r], qw)
+        elif code == 13:
+            _q4_k_row(x[r], out[r], qw)
+        elif code == 14:
+            _q5_k_row(x[r], out[r], qw)
         else:
-            _iq4_nl_row(x[r], out[r], -1)
+            _q6_k_row(x[r], out[r], qw)
 
 
 def row_bytes(qtype: GGMLType, n: int) -> int:
@@ -345,9 +372,11 @@ def row_bytes(qtype: GGMLType, n: int) -> int:
 FROM_FLOAT = {**QUANTIZERS, GGMLType.IQ4_NL: 10}
 
 
-def quantize(x: np.ndarray, qtype: GGMLType, from_float: bool = False) -> np.ndarray:
+def quantize(x: np.ndarray, qtype: GGMLType, from_float: bool = False,
+             imatrix: np.ndarray | None = None) -> np.ndarray:
     """f32 rows (any shape, last axis = row) -> u8[..., row_bytes] of `qtype` blocks, as gguf.quants.quantize
-    lays them out (`from_float`: as ggml-cpu's from_float of the type writes them, see FROM_FLOAT)."""
+    lays them out (`from_float`: as ggml-cpu's from_float of the type writes them, see FROM_FLOAT; `imatrix`:
+    one importance per column, as ggml_quantize_chunk's quant_weights)."""
     qtype = GGMLType(qtype)
     if qtype not in QUANTIZERS:
         raise NotImplementedError(f"no quantizer for {qtype.name}")
@@ -357,5 +386,8 @@ def quantize(x: np.ndarray, qtype: GGMLType, from_float: bool = False) -> np.nda
         raise ValueError(f"rows of {n} are not a multiple of the {qtype.name} block size {BLOCK_LAYOUT[qtype][0]}")
     rows = x.reshape(-1, n)
     out = np.empty((rows.shape[0], row_bytes(qtype, n)), np.uint8)
-    quantize_rows((FROM_FLOAT if from_float else QUANTIZERS)[qtype], rows, out)
+    qw = NO_WEIGHTS if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
+    if qw.size not in (0, n):
+        raise ValueError(f"an importance matrix of {qw.size} values for rows of {n}")
+    quantize_rows((FROM_FLOAT if from_float else QUANTIZERS)[qtype], rows, out, qw)
     return out.reshape(*x.shape[:-1], out.shape[-1])

@@ -24,7 +24,7 @@ import numpy as np
 from ..gguf import GGMLType, GGUFError, GGUFFile, Tensor
 from ..gguf.constants import DEFAULT_ALIGNMENT
 from ..gguf.writer import GGUFStreamWriter, TensorInfo, kv_u32
-from ..kernels.quantizers import QUANTIZERS, quantize_rows, row_bytes
+from ..kernels.quantizers import NO_WEIGHTS, QUANTIZERS, quantize_rows, row_bytes
 from .ftypes import DEFAULT_TYPE, GUESS_FTYPE, PURE_ONLY, SUPPORTED, QuantizeError, type_name
 from .policy import QuantizeParams, TypeChooser, is_quantized
 
@@ -215,7 +215,7 @@ def convert_rows(t: Tensor, new: GGMLType, n_threads: int = 1):
             xs = x[: rows.shape[0]]
             dequant(rows, np.arange(rows.shape[0]), xs, F16_TO_F32)
         out = np.empty((rows.shape[0], row_bytes(new, n)), np.uint8)
-        quantize_rows(QUANTIZERS[new], xs, out)
+        quantize_rows(QUANTIZERS[new], xs, out, NO_WEIGHTS)
         yield out
 
 

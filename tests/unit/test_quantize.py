@@ -38,7 +38,13 @@ def test_rows_bit_exact_with_gguf_py(name):
     rng = np.random.default_rng(0)
     for x in (_awkward_rows(), rng.standard_normal((37, 256)).astype(np.float32),
               (rng.standard_t(3, (8, 1024)) * 0.02).astype(np.float32)):
-        np.testing.assert_array_equal(quantize(x, GGMLType[name]), _reference(x, name))
+        ours, ref = quantize(x, GGMLType[name]), _reference(x, name)
+        if name in ("Q4_0", "Q5_0") and x is not None and x.shape == (11, 64):
+            # a block of -0.0: ggml writes d = -0.0 (0x8000) where gguf-py writes +0.0 (test_kquantizers checks
+            # ggml's own bytes)
+            assert ours[1, 1] == 0x80 and ref[1, 1] == 0
+            ours, ref = np.delete(ours, 1, 0), np.delete(ref, 1, 0)
+        np.testing.assert_array_equal(ours, ref)
 
 
 @pytest.mark.slow
