@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensor-type-file", metavar="FILE", help="NAME=TYPE entries, whitespace-separated")
     p.add_argument("--dry-run", action="store_true",
                    help="calculate and show the final quantization size without quantizing")
+    p.add_argument("--imatrix", metavar="FILE", help="importance matrix (llamacpy imatrix or llama-imatrix, GGUF or "
+                   ".dat) for importance-weighted rounding")
+    p.add_argument("--include-weights", action="append", default=[], metavar="NAME",
+                   help="use the importance matrix only for tensors whose name contains NAME (repeatable)")
+    p.add_argument("--exclude-weights", action="append", default=[], metavar="NAME",
+                   help="do not use the importance matrix for tensors whose name contains NAME (repeatable)")
 
 
 def parse_positionals(args: list[str], dry_run: bool):
@@ -74,6 +80,43 @@ def _tensor_types(a: argparse.Namespace) -> list:
     return out
 
 
+def _strncpy127(s: str) -> str:
+    """llama-quantize keeps 127 bytes of these strings (strncpy into a 128-byte override)."""
+    return s.encode()[:127].decode("utf-8", "ignore")
+
+
+def _imatrix(a: argparse.Namespace) -> tuple[dict | None, list[bytes]]:
+    """prepare_imatrix: load, filter by --include/--exclude-weights, and the quantize.imatrix.* entries."""
+    from ..gguf.constants import ValueType
+    from ..gguf.writer import kv
+    from ..quantize import QuantizeError
+    from ..quantize.imatrix_file import load
+
+    if a.include_weights and a.exclude_weights:
+        raise QuantizeError("--include-weights and --exclude-weights cannot be used together")
+    if not a.imatrix:
+        return None, []
+    m = load(a.imatrix)
+    if m.datasets:
+        print("load_imatrix: imatrix datasets=[" + ", ".join(f"'{d}'" for d in m.datasets) + "]")
+    data = m.importance()
+    print(f"load_imatrix: loaded {len(data)} importance matrix entries from {a.imatrix} computed on "
+          f"{m.chunk_count} chunks")
+    if a.exclude_weights:
+        data = {k: v for k, v in data.items() if not any(x in k for x in a.exclude_weights)}
+    if a.include_weights:
+        data = {k: v for k, v in data.items() if any(x in k for x in a.include_weights)}
+    if not data:
+        return None, []
+    kvs = [kv("quantize.imatrix.file", ValueType.STRING, _strncpy127(a.imatrix))]
+    if m.datasets:
+        kvs.append(kv("quantize.imatrix.dataset", ValueType.STRING, _strncpy127(m.datasets[0])))
+    kvs.append(kv("quantize.imatrix.entries_count", ValueType.UINT32, len(data)))
+    if m.chunk_count > 0:
+        kvs.append(kv("quantize.imatrix.chunks_count", ValueType.UINT32, m.chunk_count))
+    return data, kvs
+
+
 def run(a: argparse.Namespace) -> int:
     from ..quantize import QuantizeError, QuantizeParams, quantize_file
     from ..quantize.ftypes import parse_ggml_type
@@ -82,10 +125,11 @@ def run(a: argparse.Namespace) -> int:
     inp, out, opt, nthread = parse_positionals(a.args, a.dry_run)
     if out is not None and os.path.exists(out) and os.path.exists(inp) and os.path.samefile(inp, out):
         raise QuantizeError(f"input and output files are the same: '{inp}'")
+    imatrix, imatrix_kvs = _imatrix(a)
     params = QuantizeParams(
         ftype=opt.ftype, nthread=nthread, allow_requantize=a.allow_requantize,
         quantize_output_tensor=not a.leave_output_tensor, only_copy=opt.name == "COPY", pure=a.pure,
-        dry_run=a.dry_run, tensor_types=_tensor_types(a),
+        dry_run=a.dry_run, tensor_types=_tensor_types(a), imatrix=imatrix, imatrix_kvs=imatrix_kvs,
         output_tensor_type=parse_ggml_type(a.output_tensor_type) if a.output_tensor_type else None,
         token_embedding_type=parse_ggml_type(a.token_embedding_type) if a.token_embedding_type else None)
     threads = f" using {nthread} threads" if nthread > 0 else ""

@@ -74,13 +74,20 @@ DEFAULT_TYPE = {
     7: GGMLType.Q8_0,
     8: GGMLType.Q5_0,
     9: GGMLType.Q5_1,
+    10: GGMLType.Q2_K,
+    21: GGMLType.Q2_K,  # Q2_K_S
+    11: GGMLType.Q3_K,
+    12: GGMLType.Q3_K,
+    13: GGMLType.Q3_K,
+    14: GGMLType.Q4_K,
+    15: GGMLType.Q4_K,
+    16: GGMLType.Q5_K,
+    17: GGMLType.Q5_K,
+    18: GGMLType.Q6_K,
     25: GGMLType.IQ4_NL,
     30: GGMLType.IQ4_XS,
     32: GGMLType.BF16,
 }
-# file types whose llama.cpp mixture (llama_tensor_get_type) puts K-quants on some tensors (attn_v, the first
-# ffn_down, the output), which llamacpy cannot write yet: they need --pure
-PURE_ONLY = {25: "Q5_K and Q6_K", 30: "Q5_K and Q6_K"}
 SUPPORTED = [o.name for o in QUANT_OPTIONS if o.ftype in DEFAULT_TYPE]
 
 # the GGML type of most tensors -> llama_ftype, as llama-model-loader guesses a file type without the key
