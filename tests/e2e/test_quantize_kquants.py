@@ -1,0 +1,87 @@
+"""`llamacpy quantize` to K-quants and IQ4 against llama-quantize's files: the same bytes, with and without an
+importance matrix (recorded by scripts/record_llama_quantize.py with llama.cpp 0c1e570)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from llamacpy.cli.main import main as cli
+from llamacpy.gguf import GGUFFile
+from llamacpy.quantize.ftypes import type_name
+
+DATA = Path(__file__).resolve().parent.parent / "data/llama_quantize"
+RECORDS = {p.stem: json.loads(p.read_text()) for p in sorted(DATA.glob("*.json"))}
+FIXTURES = {"smollm2": "smollm2_path", "qwen05": "qwen05_path", "gemma3": "gemma_path"}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def f16(request, tmp_path_factory):
+    """Each model as F16, made by llamacpy as the recorder made it with llama-quantize (checked: same file)."""
+    made = {}
+
+    def get(short: str) -> Path:
+        if short not in made:
+            out = tmp_path_factory.mktemp(short) / "f16.gguf"
+            model = request.getfixturevalue(FIXTURES[short])
+            assert cli(["quantize", "--allow-requantize", str(model), str(out), "F16"]) == 0
+            assert _sha256(out) == RECORDS[short]["f16_sha256"], "the F16 file differs from llama-quantize's"
+            made[short] = out
+        return made[short]
+
+    return get
+
+
+def _check(out: Path, want: dict) -> None:
+    if _sha256(out) != want["sha256"]:
+        g = GGUFFile(out)
+        types = {n: type_name(t.type) for n, t in g.tensors.items()}
+        wrong = {n: (types.get(n), t) for n, t in want["types"].items() if types.get(n) != t}
+        pytest.fail(f"bytes differ from llama-quantize's; tensor types (ours, llama.cpp) that differ: {wrong}")
+
+
+CASES = [(short, ft) for short, rec in RECORDS.items() for ft in rec["files"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("short", "ftype"), CASES, ids=[f"{s}-{f}" for s, f in CASES])
+def test_same_file_as_llama_quantize(short, ftype, f16, tmp_path, capsys):
+    out = tmp_path / "out.gguf"
+    assert cli(["quantize", str(f16(short)), str(out), ftype, "2"]) == 0
+    _check(out, RECORDS[short]["files"][ftype])
+
+
+IMATRIX_CASES = [(short, ft) for short, rec in RECORDS.items() for ft in rec.get("imatrix", {}).get("files", {})]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("short", "ftype"), IMATRIX_CASES, ids=[f"{s}-{f}" for s, f in IMATRIX_CASES])
+def test_same_file_as_llama_quantize_with_imatrix(short, ftype, f16, tmp_path, monkeypatch):
+    rec = RECORDS[short]["imatrix"]
+    assert _sha256(DATA / rec["file"]) == rec["sha256"]
+    monkeypatch.chdir(DATA)  # the path given is written into the output (quantize.imatrix.file), as llama.cpp does
+    out = tmp_path / "out.gguf"
+    assert cli(["quantize", "--imatrix", rec["file"], str(f16(short)), str(out), ftype, "2"]) == 0
+    _check(out, rec["files"][ftype])
+    if ftype == "Q4_K_M":
+        md = GGUFFile(out).metadata
+        assert md["quantize.imatrix.file"] == rec["file"] and md["quantize.imatrix.chunks_count"] > 0
+
+
+@pytest.mark.slow
+def test_q2_k_s_needs_an_imatrix(f16, tmp_path, capsys):
+    assert cli(["quantize", str(f16("smollm2")), str(tmp_path / "o.gguf"), "Q2_K_S"]) == 1
+    err = capsys.readouterr().err
+    assert "this quantization requires an imatrix" in err and "blk.3.ffn_down.weight" in err  # llama.cpp's first
+    assert not list(tmp_path.iterdir())
