@@ -142,9 +142,6 @@ def _check(g: GGUFFile, targets: dict[str, GGMLType], p: QuantizeParams, ftype: 
             raise QuantizeError(f"{name}: cannot dequantize type {type_name(cur)}")
         if new not in QUANTIZERS and not p.dry_run:
             hint = ""
-            if new == GGMLType.Q6_K:
-                hint = (" (llama.cpp's rule for the output and tied token embedding; --output-tensor-type q8_0 "
-                        "or --token-embedding-type q8_0, or --pure, picks a supported type)")
             kinds = ", ".join(type_name(t) for t in QUANTIZERS)
             raise QuantizeError(f"{name}: llamacpy cannot quantize to {type_name(new)} yet{hint}; "
                                 f"tensor types it can write: {kinds}")

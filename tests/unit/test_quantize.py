@@ -12,7 +12,7 @@ from llamacpy.gguf import GGMLType, GGUFFile, Tensor
 from llamacpy.kernels import dequantize
 from llamacpy.quantize import QuantizeError, QuantizeParams, parse_ftype, quantize, quantize_file
 from llamacpy.quantize.driver import tensor_order
-from llamacpy.quantize.policy import TypeChooser
+from llamacpy.quantize.policy import ModelFacts, TypeChooser
 
 TYPES = ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
 
@@ -77,7 +77,7 @@ def test_ftype_names_and_numbers():
 def _chooser(ftype: int, names: list[str], **kw) -> tuple[TypeChooser, list[str]]:
     warnings: list[str] = []
     default = {7: GGMLType.Q8_0, 2: GGMLType.Q4_0, 1: GGMLType.F16}[ftype]
-    return TypeChooser(QuantizeParams(ftype=ftype, **kw), default, "llama", names, warnings.append), warnings
+    return TypeChooser(QuantizeParams(ftype=ftype, **kw), default, ModelFacts(), names, warnings.append), warnings
 
 
 def test_llama_cpp_tensor_rules():
@@ -195,9 +195,9 @@ def test_default_output_name(tiny_f32, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["Q9_9"], "invalid ftype 'Q9_9'; supported: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0, F16, BF16, F32, COPY"),
+    (["Q9_9"], "invalid ftype 'Q9_9'; supported: Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q2_K_S, Q3_K, Q3_K_S, Q3_K_M"),
     (["OUT", "Q9_9"], "invalid ftype 'Q9_9'"),
-    (["Q4_K_M"], "Q4_K_M is not supported by llamacpy yet; supported: Q4_0"),
+    (["IQ2_XXS"], "IQ2_XXS is not supported by llamacpy yet; supported: Q4_0"),
     (["out.gguf", "q8_0", "two"], "invalid nthread 'two'"),
 ])
 def test_bad_arguments(tiny_f32, args, message, capsys):
@@ -232,8 +232,8 @@ def test_requantize_needs_the_flag(tiny_f32, tmp_path, capsys):
 
 
 def test_unsupported_target_type_is_named(tiny_f32, tmp_path):
-    p = QuantizeParams(ftype=7, output_tensor_type=GGMLType.Q6_K, token_embedding_type=GGMLType.Q6_K)
-    with pytest.raises(QuantizeError, match="cannot quantize to q6_K yet.*tensor types it can write: f32, f16"):
+    p = QuantizeParams(ftype=7, output_tensor_type=GGMLType.IQ2_XXS, token_embedding_type=GGMLType.IQ2_XXS)
+    with pytest.raises(QuantizeError, match="cannot quantize to iq2_xxs yet.*tensor types it can write: f32, f16"):
         quantize_file(tiny_f32, tmp_path / "o.gguf", p, log=lambda *a, **k: None)
 
 
