@@ -145,7 +145,7 @@ def make_qkx_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad):
         w = weights[i]
         sum_w += w
         sum_x += w * x[i]
-    if mn > F0:
+    if mn > F0:  # noqa: PLR1730 - C's comparison, kept as written
         mn = F0
     if mx <= mn:
         for i in range(n):
@@ -196,7 +196,7 @@ def make_qp_quants(n, nmax, x, L, qw):
     """A positive scale for the sub-block scales x (levels L in [0, nmax], stored as uint8), weighted by qw."""
     mx = F0
     for i in range(n):
-        mx = mx if mx > x[i] else x[i]
+        mx = mx if mx > x[i] else x[i]  # noqa: FURB136 - ggml's MAX(max, x[i]), operand order kept
     if mx < EPS:
         for i in range(n):
             L[i] = 0

@@ -204,7 +204,7 @@ class TypeChooser:
                 new = T.Q4_K
             elif ft == 12:  # Q3_K_M
                 new = T.Q5_K if self.i_attention_wv < 2 else T.Q4_K
-            elif ft == 13:  # Q3_K_L
+            elif ft == 13:  # Q3_K_L  # noqa: SIM114 - llama.cpp's branches, one per file type
                 new = T.Q5_K
             elif ft in (25, 30) and f.n_gqa >= 4:  # IQ4_NL, IQ4_XS
                 new = T.Q5_K
