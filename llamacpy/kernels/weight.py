@@ -96,7 +96,7 @@ class WeightMatrix:
             log.warning("%s weights run through gguf-py's dequantizer (kernels/gguf_py.py): slow (every product "
                         "dequantizes the rows again)", self.type.name)
         self._mins: np.ndarray | None = None
-        self._f32 = self.data.view(np.float32) if self.type == GGMLType.F32 else None
+        self._f32 = self.type == GGMLType.F32
         self._serial = self.data.nbytes < PARALLEL_MIN_BYTES
         ensure_threads()
 
@@ -125,20 +125,18 @@ class WeightMatrix:
                 f"{self.name}: out must be a contiguous float32[{self.n_out}], got {out.dtype}{out.shape}"
             )
         use_threads(1 if self._serial else SETTINGS.n)
-        if self._f32 is not None:
-            np.dot(self._f32, x, out=out)
-        else:
-            self._matvec(self.data, x, out, F16_TO_F32)
+        self._matvec(self.data, x, out, F16_TO_F32)
         return out
 
     def matmul(self, X: np.ndarray) -> np.ndarray:
         """X @ W.T for X f32[T, n_in] -> f32[T, n_out]: fused kernel for small T, BLAS on f32 tiles for large."""
         X = self._x(X, 2)
         T = X.shape[0]
-        if self._f32 is not None:
-            ensure_threads()
-            return X @ self._f32.T
         out = np.empty((T, self.n_out), np.float32)
+        if self._f32:  # ggml's order for T rows (kernels/floats.py)
+            use_threads(1 if self._serial else SETTINGS.n)
+            self._matmul(self.data, X, out, F16_TO_F32)
+            return out
         if T <= MATVEC_BATCH:
             for t in range(T):
                 self.matvec(X[t], out[t])

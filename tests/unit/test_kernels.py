@@ -359,3 +359,59 @@ def test_activations_are_quantized_once_per_type():
     np.testing.assert_array_equal(b.mul(acts), b.mul(X))
     with pytest.raises(ValueError):
         a.mul(np.zeros((1, 512), np.float32))
+
+
+def _fma(a, b, c):
+    """float32 fma through float64: the product of two float32 is exact there."""
+    return (np.float64(a) * np.float64(b) + np.float64(c)).astype(np.float32)
+
+
+def _ggml_vec_dot_f32(x, y, lanes):
+    """ggml_vec_dot_f32 as vec.cpp writes it (x86: GGML_F32_ARR = 4 vectors of GGML_F32_EPR lanes)."""
+    step = 4 * lanes
+    n_main = len(x) - len(x) % step
+    acc = np.zeros((4, lanes), np.float32)
+    for i in range(0, n_main, step):
+        acc = _fma(x[i:i + step].reshape(4, lanes), y[i:i + step].reshape(4, lanes), acc)
+    acc[0] += acc[2]
+    acc[1] += acc[3]
+    v = acc[0] + acc[1]
+    if lanes == 16:  # _mm512_reduce_add_ps
+        v = v[:8] + v[8:]
+        v = v[:4] + v[4:]
+        s = (v[0] + v[2]) + (v[1] + v[3])
+    else:  # lo128 + hi128, then _mm_hadd_ps twice
+        t0 = v[:4] + v[4:]
+        s = (t0[0] + t0[1]) + (t0[2] + t0[3])
+    for i in range(n_main, len(x)):
+        s = _fma(x[i], y[i], s)
+    return np.float32(s)
+
+
+def _tinyblas_f32(w, x, lanes):
+    """tinyBLAS's gemm_bloc for one output: one vector accumulator of madd, then hsum (halving)."""
+    acc = np.zeros(lanes, np.float32)
+    for base in range(0, len(w), lanes):
+        acc = _fma(w[base:base + lanes], x[base:base + lanes], acc)
+    while len(acc) > 1:
+        acc = acc[:len(acc) // 2] + acc[len(acc) // 2:]
+    return acc[0]
+
+
+@pytest.mark.parametrize("n_in", [128, 200])
+def test_f32_products_take_ggml_float_order(n_in):
+    """F32 weights (every MoE router) multiply as ggml does, bit for bit and whatever BLAS the host has: one row
+    with ggml_vec_dot_f32, two or more with tinyBLAS (n_in a multiple of the vector width; else vec_dot)."""
+    from llamacpy.kernels.floats import F32_LANES
+    rng = np.random.default_rng(12)
+    W = rng.standard_normal((6, n_in)).astype(np.float32)
+    X = rng.standard_normal((5, n_in)).astype(np.float32)
+    w = WeightMatrix(Tensor("router", GGMLType.F32, W.shape, W.view(np.uint8)))
+    one = w.mul(X[:1])
+    assert np.array_equal(one[0], [_ggml_vec_dot_f32(W[r], X[0], F32_LANES) for r in range(6)])
+    many = w.mul(X)
+    tiled = n_in % F32_LANES == 0
+    want = [[(_tinyblas_f32(W[r], X[t], F32_LANES) if tiled else _ggml_vec_dot_f32(W[r], X[t], F32_LANES))
+             for r in range(6)] for t in range(5)]
+    assert np.array_equal(many, np.array(want, np.float32))
+    assert np.array_equal(w.mul(X[1:3]), many[1:3])  # per output, the same bits for any row count >= 2
