@@ -83,13 +83,14 @@ def main() -> None:
                 print(f"{short} {ft}: {rec['files'][ft]['sha256'][:16]}")
             if with_imatrix:
                 imatrix = OUT / f"{short}.imatrix.gguf"
-                run(bin_dir, "llama-imatrix", "-m", str(f16), "-f", str(CALIBRATION), "-o", str(d / "imatrix.gguf"),
-                    "-c", "256", "-b", "256", "-t", "2")
+                log = run(bin_dir, "llama-imatrix", "-m", str(f16), "-f", str(CALIBRATION), "-o",
+                          str(d / "imatrix.gguf"), "-c", "256", "-b", "256", "-t", "2")
                 shutil.copy(d / "imatrix.gguf", imatrix)
                 rec["imatrix"] = {"command": f"llama-imatrix -m f16.gguf -f {CALIBRATION} -c 256 -b 256 -t 2",
                                   "quantize_command": f"llama-quantize --imatrix {imatrix.name} f16.gguf out.gguf TYPE 2",
                                   "calibration_sha256": sha256(CALIBRATION), "file": imatrix.name,
-                                  "sha256": sha256(imatrix), "files": {}}
+                                  "sha256": sha256(imatrix), "files": {},
+                                  "ppl": float(re.search(r"Final estimate: PPL = (\d+\.\d+)", log).group(1))}
                 for ft in with_imatrix:
                     rec["imatrix"]["files"][ft] = quantized(bin_dir, f16, d / "out.gguf", ft, imatrix.name)
                     print(f"{short} {ft} --imatrix: {rec['imatrix']['files'][ft]['sha256'][:16]}")

@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "tokenize": ("tokenize", "print the token ids of a text (llama-tokenize)"),
     "pull": ("pull", "download a catalog model into the cache"),
     "convert": ("convert", "convert a Hugging Face model folder to GGUF (convert_hf_to_gguf.py)"),
+    "imatrix": ("imatrix", "importance matrix of a model over a text, for quantize --imatrix (llama-imatrix)"),
     "quantize": ("quantize", "quantize a GGUF model to another type (llama-quantize)"),
     "server": ("server", "OpenAI-compatible HTTP server with continuous batching (llama-server)"),
     "bench": ("bench", "prompt and generation speed (llama-bench)"),

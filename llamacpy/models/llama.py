@@ -68,7 +68,8 @@ class Model(DecoderModel):
         steps = self._layer_steps(row_exact)
         if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH \
                 or cache.type_k != GGMLType.F16 or cache.type_v != GGMLType.F16 \
-                or self.lora_active:  # the fused step reads f16 K/V and has no adapters
+                or self.lora_active or Linear.observer is not None:  # the fused step: f16 K/V, no adapters,
+            # and no Linear calls to observe
             return super().forward(tokens, segments, cache, output_rows, trace, row_exact)
         a = self.args
         for s in segments:

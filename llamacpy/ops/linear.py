@@ -9,14 +9,22 @@ kernels live in `kernels` (`q8.py`, `simd.py`); `Activations` lets several proje
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..kernels import Activations, WeightMatrix
 from .lora import LoraRows, delta
 
+# Sees the f32 input rows of every product: observer(weight name, x (T, n_in), expert, n_expert), expert -1 for a
+# dense weight; for a 3-D expert tensor the rows one expert multiplies (`llamacpy imatrix`, engine/imatrix.py).
+Observer = Callable[[str, np.ndarray, int, int], None]
+
 
 class Linear:
     """A weight matrix with llama.cpp's activation rounding; `linear(x)` takes x (T, n_in) or Activations."""
+
+    observer: Observer | None = None  # class-wide: set while an importance matrix is collected
 
     def __init__(self, w: WeightMatrix, bias: np.ndarray | None = None):
         self.w, self.bias = w, bias
@@ -29,6 +37,8 @@ class Linear:
 
     def __call__(self, x: np.ndarray | Activations) -> np.ndarray:
         """x (T, n_in) -> (T, n_out)."""
+        if Linear.observer is not None:
+            Linear.observer(self.w.name, x.x if isinstance(x, Activations) else x, -1, 1)
         y = self.w.mul(x)
         if self.lora:
             rows = x.x if isinstance(x, Activations) else np.asarray(x, dtype=np.float32)

@@ -126,6 +126,7 @@ class MoE:
         self.gate_inp, self.n_used, self.norm_w, self.w_scale = gate_inp, n_used, norm_w, np.float32(w_scale)
         self.shared, self.biases, self.oai = shared, biases, oai
         self.up, self.gate, self.down = _experts(up), _experts(gate), _experts(down)
+        self.names = (up.name, gate.name, down.name)  # the 3-D tensors' names (for Linear.observer)
         self.n_expert = len(self.up)
         if not 0 < n_used <= self.n_expert or gate_inp.n_out != self.n_expert:
             raise ValueError(f"{up.name}: {n_used} of {self.n_expert} experts used, router of {gate_inp.n_out}")
@@ -140,6 +141,9 @@ class MoE:
         slots = np.zeros((self.n_used, T, h.shape[1]), np.float32)
         for e in np.unique(selected):
             rows, slot = np.nonzero(selected == e)  # the tokens routed to expert e, and at which rank
+            if Linear.observer is not None:  # llama-imatrix walks MUL_MAT_ID's rows rank by rank, tokens within
+                order = np.lexsort((rows, slot))
+                rows, slot = rows[order], slot[order]
             y = self._expert(int(e), h[rows])
             slots[slot, rows] = y * weights[rows, slot][:, None]
         out = slots[0]
@@ -161,12 +165,19 @@ class MoE:
         b_up, b_gate, b_down = (b[e] for b in self.biases) if self.biases is not None else (None, None, None)
         act = swiglu_oai if self.oai else swiglu
         parts = []
+        seen = Linear.observer
         for r in range(0, len(x), step):
             xa = Activations(x[r:r + step])
+            if seen is not None:
+                seen(self.names[0], xa.x, e, self.n_expert)
+                seen(self.names[1], xa.x, e, self.n_expert)
             u, g = up.mul(xa), gate.mul(xa)
             if b_up is not None:
                 u += b_up
                 g += b_gate
-            y = down.mul(Activations(act(g, u)))
+            a = act(g, u)
+            if seen is not None:
+                seen(self.names[2], a, e, self.n_expert)
+            y = down.mul(Activations(a))
             parts.append(y if b_down is None else y + b_down)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

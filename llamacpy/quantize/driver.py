@@ -134,7 +134,7 @@ def _check(g: GGUFFile, targets: dict[str, GGMLType], p: QuantizeParams, ftype: 
             continue
         if not p.imatrix and not p.dry_run and requires_imatrix(name, new, ftype):
             raise QuantizeError(f"this quantization requires an imatrix! (offending tensor: {name}, target type: "
-                                f"{type_name(new)}; llama.cpp's llama-imatrix makes one; `llamacpy imatrix` is not there yet)")
+                                f"{type_name(new)}; `llamacpy imatrix -m MODEL -f TEXT` makes one)")
         if is_quantized(cur) and not p.allow_requantize:
             raise QuantizeError(f"failed to quantize: requantizing from type {type_name(cur)} is disabled "
                                 f"({name}; --allow-requantize allows it, at some loss of quality)")

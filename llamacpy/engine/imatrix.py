@@ -1,0 +1,108 @@
+"""Importance matrices by llama-imatrix's method (tools/imatrix/imatrix.cpp).
+
+The text is run through the model as llama-perplexity runs it (chunks of n_ctx tokens, each from an empty cache
+with BOS first; engine/perplexity.py), and every product's f32 input rows are summed squared per column:
+- a dense weight (a name starting "blk.", or "output.weight" with `process_output`) when the product has 16 rows
+  or more (llama.cpp skips smaller batches); its count is the rows seen;
+- a 3-D expert tensor (MUL_MAT_ID) always, per expert: the rows routed to it, rank by rank and tokens within, and
+  its count per expert.
+Each square is added with one rounding (GCC contracts `acc[j] += x[j]*x[j]` into an FMA). The chunk count is the
+largest count over chunk_size, as llama.cpp's m_last_chunk. The file format is quantize/imatrix_file.py's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+from numba import njit
+
+from ..kernels._common import fma32
+from ..models import DecoderModel
+from ..ops.linear import Linear
+from ..quantize.imatrix_file import Imatrix, save
+from .perplexity import PerplexityResult, perplexity
+
+MIN_ROWS = 16  # llama-imatrix ignores dense products of fewer activation rows
+
+
+@njit(cache=True, nogil=True)
+def _add_squares(acc, x):
+    """acc[j] += x[t, j]^2 for every row t in order, one rounding each."""
+    for t in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            acc[j] = fma32(x[t, j], x[t, j], acc[j])
+
+
+class ImatrixCollector:
+    """Linear.observer while installed (`with collector.installed():`): per weight name the sums f32[n_mat, ne0]
+    and counts int64[n_mat]."""
+
+    def __init__(self, chunk_size: int, process_output: bool = False):
+        self.chunk_size, self.process_output = chunk_size, process_output
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, x: np.ndarray, expert: int, n_expert: int) -> None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if expert < 0 and (len(x) < MIN_ROWS or not (name.startswith("blk.")
+                                                    or (self.process_output and name == "output.weight"))):
+            return
+        sums = self.sums.get(name)
+        if sums is None:
+            sums = self.sums[name] = np.zeros((n_expert, x.shape[1]), np.float32)
+            self.counts[name] = np.zeros(n_expert, np.int64)
+        elif sums.shape != (n_expert, x.shape[1]):
+            raise ValueError(f"inconsistent size for {name}: {sums.shape} vs {(n_expert, x.shape[1])}")
+        row = max(expert, 0)
+        _add_squares(sums[row], x)
+        if not np.isfinite(sums[row]).all():
+            raise ValueError(f"non-finite values detected in {name}")
+        self.counts[name][row] += len(x)
+
+    @contextmanager
+    def installed(self):
+        if Linear.observer is not None:
+            raise RuntimeError("an importance matrix is already being collected")
+        Linear.observer = self
+        try:
+            yield self
+        finally:
+            Linear.observer = None
+
+    @property
+    def chunk_count(self) -> int:
+        return max((int(c.max()) // self.chunk_size for c in self.counts.values() if c.size), default=0)
+
+    def imatrix(self, datasets: list[str]) -> Imatrix:
+        return Imatrix(dict(self.sums), dict(self.counts), list(datasets), self.chunk_count, self.chunk_size)
+
+    def partial(self) -> list[tuple[str, float]]:
+        """(name, share of its experts with data) for the entries some expert of which saw no token."""
+        return [(n, float((c > 0).mean())) for n, c in sorted(self.counts.items()) if (c == 0).any()]
+
+
+def compute_imatrix(model: DecoderModel, tokens: list[int], n_ctx: int, out_path: str | os.PathLike,
+                    datasets: list[str], n_chunks: int = -1, n_batch: int = 512, bos_id: int | None = None,
+                    process_output: bool = False, out_freq: int = 10, save_freq: int = 0,
+                    on_chunk: Callable[[int, int, float], None] | None = None
+                    ) -> tuple[ImatrixCollector, PerplexityResult]:
+    """Collect over the chunks, saving to `out_path` every `out_freq` chunks and at the end (and a copy
+    `out_path.at_N` every `save_freq` chunks, as llama-imatrix)."""
+    collector = ImatrixCollector(n_ctx, process_output)
+
+    def chunk_done(i: int, n: int, ppl: float) -> None:
+        done = i + 1
+        if done % out_freq == 0 and done < n:
+            save(out_path, collector.imatrix(datasets))
+        if save_freq > 0 and done % save_freq == 0:
+            save(f"{out_path}.at_{done}", collector.imatrix(datasets))
+        if on_chunk:
+            on_chunk(i, n, ppl)
+
+    with collector.installed():
+        res = perplexity(model, tokens, n_ctx, n_chunks, n_batch, bos_id, chunk_done)
+    save(out_path, collector.imatrix(datasets))
+    return collector, res
