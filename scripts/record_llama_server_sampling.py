@@ -15,13 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+from llama_server_proc import running
 
 from llamacpy.kernels.simd import HAS_AVX512
 
@@ -63,32 +61,14 @@ REQUESTS = {  # name -> the sampling fields of a /completion request (prompt, n_
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request_body(fields: dict) -> dict:
     return {"prompt": STORY, "n_predict": N, "n_probs": 5, "post_sampling_probs": True, "return_tokens": True,
             "cache_prompt": False, **fields}
 
 
 def record(server: str, model: Path) -> dict:
-    port = free_port()
-    cmd = [server, "-m", str(model), "--port", str(port), *SERVER_ARGS]
-    env = dict(os.environ, LD_LIBRARY_PATH=str(Path(server).parent))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        out = {}
+    out = {}
+    with running(server, model, SERVER_ARGS) as url:
         for name, fields in REQUESTS.items():
             body = request_body(fields)
             r = httpx.post(f"{url}/completion", json=body, timeout=300).json()
@@ -97,10 +77,7 @@ def record(server: str, model: Path) -> dict:
                                     "top": [[t["id"], t["prob"]] for t in p["top_probs"]]}
                                    for p in r["completion_probabilities"]]}
             print(f"  {name}: {r['content'][:60]!r}")
-        return out
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    return out
 
 
 def main() -> int:
