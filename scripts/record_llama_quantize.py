@@ -91,6 +91,11 @@ def main() -> None:
                                   "calibration_sha256": sha256(CALIBRATION), "file": imatrix.name,
                                   "sha256": sha256(imatrix), "files": {},
                                   "ppl": float(re.search(r"Final estimate: PPL = (\d+\.\d+)", log).group(1))}
+                run(bin_dir, "llama-imatrix", "-m", str(f16), "--in-file", imatrix.name, "--in-file", imatrix.name,
+                    "-o", str(d / "combined.gguf"))
+                rec["imatrix"]["combined"] = {
+                    "command": f"llama-imatrix -m f16.gguf --in-file {imatrix.name} --in-file {imatrix.name} "
+                               "-o combined.gguf", "sha256": sha256(d / "combined.gguf")}
                 for ft in with_imatrix:
                     rec["imatrix"]["files"][ft] = quantized(bin_dir, f16, d / "out.gguf", ft, imatrix.name)
                     print(f"{short} {ft} --imatrix: {rec['imatrix']['files'][ft]['sha256'][:16]}")

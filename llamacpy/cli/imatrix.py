@@ -12,7 +12,9 @@ from .options import add_model
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("-f", "--file", required=True, help="calibration text file")
+    p.add_argument("-f", "--file", help="calibration text file (without it: only combine the --in-file matrices)")
+    p.add_argument("--in-file", action="append", default=[], metavar="FNAME",
+                   help="add a precomputed imatrix (GGUF or legacy .dat) to the result; repeatable")
     p.add_argument("-o", "--output", "--output-file", dest="output", default="imatrix.gguf",
                    help="output file (default: imatrix.gguf)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
@@ -36,12 +38,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from ..api import Llama
-    from ..engine.imatrix import compute_imatrix
+    from ..engine.imatrix import ImatrixCollector, compute_imatrix
+    from ..quantize.imatrix_file import load, save
 
     if a.ctx_size <= 0:
         raise ValueError("imatrix needs --ctx-size > 0")
     if a.out_freq <= 0:
         raise ValueError("--output-frequency must be positive")
+    collector = ImatrixCollector(a.ctx_size, a.process_output)
+    for path in a.in_file:
+        print(f"imatrix: loading imatrix from '{path}'", file=sys.stderr)
+        collector.merge(load(path))
+    if not a.file:
+        if not a.in_file:
+            raise ValueError("no text (-f) and no precomputed matrices (--in-file) to combine")
+        save(a.output, collector.imatrix([]))
+        print(f"imatrix: saved {'combined ' if len(a.in_file) > 1 else ''}imatrix to '{a.output}'", file=sys.stderr)
+        return 0
     text = Path(a.file).read_text(encoding="utf-8")
     llm = Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size)
     tok = llm.tokenizer
@@ -71,7 +84,7 @@ def run(a: argparse.Namespace) -> int:
 
     bos = tok.bos_id if tok.add_bos else None
     collector, res = compute_imatrix(llm.model, tokens, n_ctx, a.output, [a.file], a.chunks, a.batch_size, bos,
-                                     a.process_output, a.out_freq, a.save_frequency, on_chunk)
+                                     a.process_output, a.out_freq, a.save_frequency, on_chunk, collector)
     print()
     for name, share in collector.partial():
         print(f"imatrix: entry '{name:>40}' has partial data ({100 * share:.2f}%)", file=sys.stderr)

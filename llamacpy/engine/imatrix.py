@@ -44,6 +44,7 @@ class ImatrixCollector:
         self.chunk_size, self.process_output = chunk_size, process_output
         self.sums: dict[str, np.ndarray] = {}
         self.counts: dict[str, np.ndarray] = {}
+        self.datasets: list[str] = []  # those of the merged files (the text's own is added when saving)
 
     def __call__(self, name: str, x: np.ndarray, expert: int, n_expert: int) -> None:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -62,6 +63,23 @@ class ImatrixCollector:
             raise ValueError(f"non-finite values detected in {name}")
         self.counts[name][row] += len(x)
 
+    def merge(self, m: Imatrix) -> None:
+        """Add a loaded file's statistics (--in-file), as load_imatrix: a GGUF file's raw sums and counts; a legacy
+        file's (mean x ncall) values and ncall times chunk_size."""
+        self.datasets += m.datasets
+        for name, sums in m.sums.items():
+            counts = np.asarray(m.counts[name], np.int64)
+            sums = np.asarray(sums, np.float32).reshape(len(counts) if not m.legacy else 1, -1)
+            if m.legacy:
+                sums, counts = sums * np.float32(self.chunk_size), counts[:1] * self.chunk_size
+            if name not in self.sums:
+                self.sums[name], self.counts[name] = sums.copy(), counts.copy()
+            elif self.sums[name].shape != sums.shape:
+                raise ValueError(f"mismatched sizes for {name}: {self.sums[name].shape} vs {sums.shape}")
+            else:
+                self.sums[name] += sums
+                self.counts[name] += counts
+
     @contextmanager
     def installed(self):
         if Linear.observer is not None:
@@ -77,7 +95,9 @@ class ImatrixCollector:
         return max((int(c.max()) // self.chunk_size for c in self.counts.values() if c.size), default=0)
 
     def imatrix(self, datasets: list[str]) -> Imatrix:
-        return Imatrix(dict(self.sums), dict(self.counts), list(datasets), self.chunk_count, self.chunk_size)
+        """The statistics as a file's; `datasets`: the texts run, after the merged files' own."""
+        return Imatrix(dict(self.sums), dict(self.counts), self.datasets + list(datasets), self.chunk_count,
+                       self.chunk_size)
 
     def partial(self) -> list[tuple[str, float]]:
         """(name, share of its experts with data) for the entries some expert of which saw no token."""
@@ -87,11 +107,11 @@ class ImatrixCollector:
 def compute_imatrix(model: DecoderModel, tokens: list[int], n_ctx: int, out_path: str | os.PathLike,
                     datasets: list[str], n_chunks: int = -1, n_batch: int = 512, bos_id: int | None = None,
                     process_output: bool = False, out_freq: int = 10, save_freq: int = 0,
-                    on_chunk: Callable[[int, int, float], None] | None = None
-                    ) -> tuple[ImatrixCollector, PerplexityResult]:
-    """Collect over the chunks, saving to `out_path` every `out_freq` chunks and at the end (and a copy
-    `out_path.at_N` every `save_freq` chunks, as llama-imatrix)."""
-    collector = ImatrixCollector(n_ctx, process_output)
+                    on_chunk: Callable[[int, int, float], None] | None = None,
+                    collector: ImatrixCollector | None = None) -> tuple[ImatrixCollector, PerplexityResult]:
+    """Collect over the chunks (into `collector`, holding merged files, when given), saving to `out_path` every
+    `out_freq` chunks and at the end (and a copy `out_path.at_N` every `save_freq` chunks, as llama-imatrix)."""
+    collector = collector or ImatrixCollector(n_ctx, process_output)
 
     def chunk_done(i: int, n: int, ppl: float) -> None:
         done = i + 1

@@ -131,3 +131,14 @@ def test_imatrix_collects_experts_per_expert(tiny_model, tmp_path):
     assert list(m.counts["blk.0.ffn_gate_inp.weight"]) == [64]
     assert list(m.counts["blk.0.attn_q.weight"]) == [64]
     assert m.sums["blk.0.ffn_down_exps.weight"].shape[0] == n_expert
+
+
+def test_imatrix_combines_files_as_llama_imatrix(tmp_path, monkeypatch):
+    """`--in-file` twice and no text: llama-imatrix's combined file, byte for byte (sums and counts added, both
+    datasets listed, the chunk count from the counts)."""
+    rec = RECORDS["smollm2"]["imatrix"]
+    monkeypatch.chdir(DATA)  # the dataset names are the paths as given
+    out = tmp_path / "combined.gguf"
+    assert cli(["imatrix", "--in-file", rec["file"], "--in-file", rec["file"], "-o", str(out)]) == 0
+    assert _sha256(out) == rec["combined"]["sha256"]
+    assert cli(["imatrix", "-o", str(tmp_path / "none.gguf")]) == 1  # nothing to run, nothing to combine
