@@ -84,7 +84,7 @@ def run(a: argparse.Namespace) -> int:
 
     bos = tok.bos_id if tok.add_bos else None
     collector, res = compute_imatrix(llm.model, tokens, n_ctx, a.output, [a.file], a.chunks, a.batch_size, bos,
-                                     a.process_output, a.out_freq, a.save_frequency, on_chunk, collector)
+                                     a.out_freq, a.save_frequency, on_chunk, collector)
     print()
     for name, share in collector.partial():
         print(f"imatrix: entry '{name:>40}' has partial data ({100 * share:.2f}%)", file=sys.stderr)

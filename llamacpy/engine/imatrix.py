@@ -47,10 +47,10 @@ class ImatrixCollector:
         self.datasets: list[str] = []  # those of the merged files (the text's own is added when saving)
 
     def __call__(self, name: str, x: np.ndarray, expert: int, n_expert: int) -> None:
-        x = np.ascontiguousarray(x, dtype=np.float32)
         if expert < 0 and (len(x) < MIN_ROWS or not (name.startswith("blk.")
                                                     or (self.process_output and name == "output.weight"))):
             return
+        x = np.ascontiguousarray(x, dtype=np.float32)
         sums = self.sums.get(name)
         if sums is None:
             sums = self.sums[name] = np.zeros((n_expert, x.shape[1]), np.float32)
@@ -106,12 +106,13 @@ class ImatrixCollector:
 
 def compute_imatrix(model: DecoderModel, tokens: list[int], n_ctx: int, out_path: str | os.PathLike,
                     datasets: list[str], n_chunks: int = -1, n_batch: int = 512, bos_id: int | None = None,
-                    process_output: bool = False, out_freq: int = 10, save_freq: int = 0,
+                    out_freq: int = 10, save_freq: int = 0,
                     on_chunk: Callable[[int, int, float], None] | None = None,
                     collector: ImatrixCollector | None = None) -> tuple[ImatrixCollector, PerplexityResult]:
-    """Collect over the chunks (into `collector`, holding merged files, when given), saving to `out_path` every
+    """Collect over the chunks (into `collector`, which holds --process-output and merged files; default: a new
+    one), saving to `out_path` every
     `out_freq` chunks and at the end (and a copy `out_path.at_N` every `save_freq` chunks, as llama-imatrix)."""
-    collector = collector or ImatrixCollector(n_ctx, process_output)
+    collector = collector or ImatrixCollector(n_ctx)
 
     def chunk_done(i: int, n: int, ppl: float) -> None:
         done = i + 1

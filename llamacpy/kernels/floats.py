@@ -92,11 +92,10 @@ def vec_dot_f32(x, y, lanes):
         acc[m] += acc[2 * lanes + m]
     for m in range(lanes):
         acc[m] += acc[lanes + m]
-    a = acc
     if lanes == 16:
-        s = _halving_sum(a, 16)
+        s = _halving_sum(acc, 16)
     else:
-        s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+        s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
     for i in range(n_main, n):
         s = fma32(x[i], y[i], s)
     return s

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from ..kernels.simd import HAS_AVX512
+from ..kernels.floats import F32_LANES, f32_tinyblas
 from .attention import _row_scores_f16
-
-LANES = 16 if HAS_AVX512 else 8  # tinyBLAS's vector width on this host
 
 
 @dataclass(frozen=True)
@@ -46,25 +44,6 @@ class LoraRows:
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _tinyblas_f16(x, w, lanes, out):
-    """out[t, n] = x[t] . w[n] as tinyBLAS sums it: x, w f32 holding f16 values (products exact)."""
-    T, K = x.shape
-    N = w.shape[0]
-    for job in prange(T * N):
-        t, n = job // N, job % N
-        acc = np.zeros(lanes, np.float32)
-        for base in range(0, K, lanes):
-            for m in range(lanes):
-                acc[m] += x[t, base + m] * w[n, base + m]
-        width = lanes
-        while width > 1:
-            width //= 2
-            for m in range(width):
-                acc[m] += acc[m + width]
-        out[t, n] = acc[0]
-
-
-@njit(cache=True, nogil=True, parallel=True)
 def _vec_dot_f16(x, w16, out):
     """out[t, n] = ggml_vec_dot_f16(w[n], x[t]) (x f32 holding f16 values, w16 the f16 bits)."""
     for t in prange(x.shape[0]):
@@ -82,15 +61,17 @@ def _mul(x: np.ndarray, w: np.ndarray, w16: np.ndarray | None, single: np.ndarra
         return x @ w.T
     x = np.ascontiguousarray(_f16(x))
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
-    tiled = ~single if x.shape[1] % LANES == 0 else np.zeros(len(x), np.bool_)
+    # tinyBLAS as for F32 weights (kernels/floats.py): products of f16 values are exact in f32, so its FMAs round
+    # as ggml's f16 multiply-adds do
+    tiled = ~single if x.shape[1] % F32_LANES == 0 else np.zeros(len(x), np.bool_)
     if tiled.all():
-        _tinyblas_f16(x, w, LANES, out)
+        f32_tinyblas(w, x, out)
     elif not tiled.any():
         _vec_dot_f16(x, w16, out)
     else:
         rows = np.flatnonzero(tiled)
         part = np.empty((len(rows), w.shape[0]), np.float32)
-        _tinyblas_f16(np.ascontiguousarray(x[rows]), w, LANES, part)
+        f32_tinyblas(w, np.ascontiguousarray(x[rows]), part)
         out[rows] = part
         rows = np.flatnonzero(~tiled)
         part = np.empty((len(rows), w.shape[0]), np.float32)
