@@ -2,8 +2,9 @@
 
 >>> convert_hf("all-MiniLM-L6-v2/", "minilm.gguf", outtype="f16")
 
-The architecture comes from config.json's `architectures`; the files are written with the `gguf` package's
-GGUFWriter under llama.cpp's key and tensor names, so llama.cpp reads them too.
+The architecture comes from config.json's `architectures`; metadata is collected with the `gguf` package's
+GGUFWriter API under llama.cpp's key and tensor names (so llama.cpp reads the files too) and the file is
+streamed out by the project's writer, one tensor at a time.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from pathlib import Path
 
 from .common import OUTTYPES, ConvertError
 
-# config.json architectures -> converter module (each defines `convert(folder, config, out, outtype, progress)`)
-CONVERTERS = {"BertModel": "bert", "BertForMaskedLM": "bert", "BertForSequenceClassification": "bert"}
+# config.json architectures -> "module" (it defines `convert(folder, config, out, outtype, progress)`) or
+# "module:Class" (a decoder.Decoder family, converted by decoder.convert)
+CONVERTERS = {
+    "BertModel": "bert", "BertForMaskedLM": "bert", "BertForSequenceClassification": "bert",
+    "LlamaForCausalLM": "llama:Llama", "LLaMAForCausalLM": "llama:Llama", "MistralForCausalLM": "llama:Llama",
+    "Qwen2ForCausalLM": "qwen:Qwen2", "Qwen3ForCausalLM": "qwen:Qwen3",
+    "Gemma2ForCausalLM": "gemma:Gemma2", "Gemma3ForCausalLM": "gemma:Gemma3",
+    "Phi3ForCausalLM": "phi3:Phi3",
+}
 
 
 def _log(msg: str) -> None:
@@ -50,10 +58,16 @@ def convert_hf(folder: str | os.PathLike, out: str | os.PathLike, outtype: str =
     if not known:
         raise ConvertError(f"{folder}: architecture {', '.join(archs) or config.get('model_type', '?')} is not "
                            f"supported (supported: {', '.join(CONVERTERS)})")
-    module = importlib.import_module(f".{CONVERTERS[known[0]]}", __name__)
+    module_name, _, family = CONVERTERS[known[0]].partition(":")
+    module = importlib.import_module(f".{module_name}", __name__)
     tmp = out.with_name(out.name + ".part")
     try:
-        module.convert(folder, config, tmp, outtype, progress)
+        if family:
+            from .decoder import convert
+
+            convert(getattr(module, family), folder, config, tmp, outtype, progress)
+        else:
+            module.convert(folder, config, tmp, outtype, progress)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

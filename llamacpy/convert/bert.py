@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import FILE_TYPES, ConvertError, add_tensor, read_tensors, tensor_type, write
+from .common import FILE_TYPES, ConvertError, open_weights, tensor_type, write_gguf
 
 # sentence-transformers pooling flags -> llama.cpp's pooling type (gguf.PoolingType: MEAN 1, CLS 2, LAST 3)
 POOLING_FLAGS = (("pooling_mode_mean_tokens", 1), ("pooling_mode_cls_token", 2), ("pooling_mode_lasttoken", 3))
@@ -119,7 +119,7 @@ def convert(folder: Path, config: dict, out: Path, outtype: str, progress: Calla
     tokens, types = load_vocab(folder)
     pooling = pooling_type(folder)
 
-    w = gguf.GGUFWriter(out, "bert")
+    w = gguf.GGUFWriter(None, "bert")
     w.add_name(config.get("_name_or_path") or folder.name)
     w.add_block_count(n_layer)
     w.add_context_length(int(config.get("max_position_embeddings", 512)))
@@ -144,12 +144,13 @@ def convert(folder: Path, config: dict, out: Path, outtype: str, progress: Calla
     special.add_to_gguf(w, quiet=True)
 
     name_of = tensor_names(n_layer)
-    kept = [(name_of(hf), data) for hf, data in read_tensors(folder)]
-    kept = [(name, data) for name, data in kept if name is not None]
-    for i, (name, data) in enumerate(kept, 1):
-        qtype = tensor_type(name, data, outtype, keep_f32=("position_embd", "token_types"))
-        add_tensor(w, name, data, qtype)
-        progress(f"convert: [{i:3d}/{len(kept)}] {name:32s} {'x'.join(map(str, data.shape)):>12s} {qtype}")
+    weights = open_weights(folder)
+    kept = [(name_of(hf), hf) for hf in weights.names()]
+    kept = [(name, hf) for name, hf in kept if name is not None]
     if not any(name == "token_embd.weight" for name, _ in kept):
         raise ConvertError(f"{folder}: no word embeddings (embeddings.word_embeddings.weight)")
-    write(w, out, progress)
+    keep_f32 = ("position_embd", "token_types")
+    plan = [(name, weights.entries[hf].shape,
+             tensor_type(name, weights.stored(hf), outtype, keep_f32), lambda hf=hf: weights.float32(hf))
+            for name, hf in kept]
+    write_gguf(out, w, plan, progress)

@@ -1,0 +1,207 @@
+"""Hugging Face decoder checkpoints -> GGUF: what convert_hf_to_gguf.py's TextModel does for every family.
+
+A family (llama.py, qwen.py, gemma.py, phi3.py) subclasses `Decoder`: its GGUF architecture, its vocabulary
+(`set_vocab`), the hyper-parameters it adds or overrides (`set_parameters`), and how its tensors differ from
+the HF layout (`modify`, `extra_tensors`). Names go through gguf-py's TensorNameMap, llama.cpp's own table.
+
+Tensors are planned in a first pass (each one loaded, modified and dropped, to learn its GGUF shape and type)
+and streamed in a second: the header comes first in a GGUF file, so the sizes must be known before any data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from . import vocab
+from .common import FILE_TYPES, ConvertError, Planned, open_weights, tensor_type, write_gguf
+from .safetensors import Safetensors
+
+# vision / audio towers of multimodal checkpoints: dropped, as TextModel.filter_tensors drops them
+MULTIMODAL = ("vision_tower.", "multi_modal_projector.", "visual.", "vision_model.", "audio_tower.", "model.vision")
+
+
+class Decoder:
+    """One family of HF decoders; instances hold one checkpoint's folder, config and weights."""
+
+    arch = ""  # gguf-py MODEL_ARCH name, e.g. "LLAMA"
+    keep_f32 = ("ffn_gate_inp", "ffn_gate_inp_shexp")
+
+    def __init__(self, folder: Path, config: dict, weights: Safetensors):
+        import gguf
+
+        self.folder, self.weights = folder, weights
+        self.hparams = {**config, **(config.get("text_config") or {})}
+        self.n_layer = int(self.find("n_layers", "num_hidden_layers", "n_layer", "num_layers"))
+        self.names = gguf.TensorNameMap(gguf.MODEL_ARCH[self.arch], self.n_layer)
+        self.rope = self._rope_parameters()
+
+    # --- hyper-parameters -------------------------------------------------------------------------------------
+
+    def find(self, *keys: str, optional: bool = False):
+        for k in keys:
+            if self.hparams.get(k) is not None:
+                return self.hparams[k]
+        if optional:
+            return None
+        raise ConvertError(f"{self.folder / 'config.json'}: none of {', '.join(keys)} is set")
+
+    def _rope_parameters(self) -> dict:
+        """TextModel.__init__: rope_parameters (or rope_scaling) with the global settings mirrored into it."""
+        rope = dict(self.hparams.get("rope_parameters") or self.hparams.get("rope_scaling") or {})
+        if "full_attention" not in rope and "sliding_attention" not in rope:
+            local = self.find("local_rope_theta", "rope_local_theta", "rope_theta_local", "swa_rope_theta",
+                              "rope_local_base_freq", optional=True)
+            if local is not None:
+                rope["sliding_attention"] = {"rope_theta": local}
+            theta = self.find("global_rope_theta", "rope_global_theta", "rope_theta_global", "rope_theta",
+                              "rotary_emb_base", optional=True)
+            if "rope_theta" not in rope and theta is not None:
+                rope["rope_theta"] = theta
+            if "rope_type" not in rope and rope.get("type") is not None:
+                rope["rope_type"] = rope["type"]
+            for key, names in (("partial_rotary_factor", ("partial_rotary_factor", "rope_pct", "rope_percent")),
+                               ("original_max_position_embeddings", ("original_max_position_embeddings",))):
+                value = self.find(*names, optional=True)
+                if key not in rope and value is not None:
+                    rope[key] = value
+        return rope
+
+    def set_parameters(self, gw) -> None:
+        """TextModel.set_gguf_parameters (the parts a dense decoder uses)."""
+        gw.add_block_count(self.n_layer)
+        for add, keys in ((gw.add_context_length, ("max_position_embeddings", "n_ctx", "n_positions",
+                                                   "max_length", "max_sequence_length", "model_max_length")),
+                          (gw.add_embedding_length, ("hidden_size", "n_embd", "dim")),
+                          (gw.add_feed_forward_length, ("intermediate_size", "n_inner", "hidden_dim")),
+                          (gw.add_head_count, ("num_attention_heads", "n_head", "n_heads")),
+                          (gw.add_head_count_kv, ("num_key_value_heads", "n_kv_heads"))):
+            if (value := self.find(*keys, optional=True)) is not None:
+                add(int(value))
+        if self.hparams.get("is_causal") is False:
+            gw.add_causal_attention(False)
+        self._rope_scaling(gw)
+        rope = self.rope.get("full_attention", self.rope)
+        if (theta := rope.get("rope_theta")) is not None:
+            gw.add_rope_freq_base(float(theta))
+        if (local := self.rope.get("sliding_attention", {}).get("rope_theta")) is not None:
+            gw.add_rope_freq_base_swa(float(local))
+        if (eps := self.find("rms_norm_eps", "norm_eps", optional=True)) is not None:
+            gw.add_layer_norm_rms_eps(float(eps))
+        if (eps := self.find("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", optional=True)) is not None:
+            gw.add_layer_norm_eps(float(eps))
+        if (head_dim := self.hparams.get("head_dim")) is not None:
+            gw.add_key_length(int(head_dim))
+            gw.add_value_length(int(head_dim))
+
+    def _rope_scaling(self, gw) -> None:
+        import gguf
+
+        rope = self.rope.get("full_attention", self.rope)
+        kind, factor = (rope.get("rope_type") or "").lower(), rope.get("factor")
+        if kind == "linear" and factor is not None:
+            gw.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            gw.add_rope_scaling_factor(float(factor))
+        elif kind == "yarn" and factor is not None:
+            gw.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+            gw.add_rope_scaling_factor(float(factor))
+            gw.add_rope_scaling_orig_ctx_len(int(rope["original_max_position_embeddings"]))
+            for add, keys in ((gw.add_rope_scaling_yarn_ext_factor, ("extrapolation_factor",)),
+                              (gw.add_rope_scaling_yarn_attn_factor, ("attention_factor", "attn_factor")),
+                              (gw.add_rope_scaling_yarn_beta_fast, ("beta_fast",)),
+                              (gw.add_rope_scaling_yarn_beta_slow, ("beta_slow",))):
+                value = next((rope[k] for k in keys if rope.get(k) is not None), None)
+                if value is not None:
+                    add(float(value))
+        elif kind in ("su", "longrope"):
+            gw.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)
+        elif kind not in ("", "default", "llama3", "dynamic"):
+            raise ConvertError(f"{self.folder / 'config.json'}: RoPE scaling {kind!r} is not supported")
+
+    def set_vocab(self, gw) -> int:
+        return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+
+    # --- tensors ----------------------------------------------------------------------------------------------
+
+    def skip(self, name: str) -> bool:
+        """Tensors llama.cpp's converter drops (rotary caches, vision towers)."""
+        return name.endswith((".rotary_emb.inv_freq", ".attn.masked_bias", ".attn.bias")) \
+            or name.startswith(MULTIMODAL)
+
+    def gguf_name(self, name: str) -> str:
+        name = name.removeprefix("model.language_model.").removeprefix("language_model.")
+        if not name.startswith(("model.", "lm_head")):
+            name = "model." + name
+        new = self.names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new is None:
+            raise ConvertError(f"cannot map tensor {name!r} to a llama.cpp name ({type(self).__name__})")
+        return new
+
+    def modify(self, name: str, data: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
+        """HF tensor -> GGUF tensor(s); the default renames only."""
+        yield self.gguf_name(name), data
+
+    def extra_tensors(self) -> Iterable[tuple[str, np.ndarray]]:
+        """Tensors made from the config (rope factors)."""
+        return ()
+
+    def plan(self, outtype: str) -> Iterator[Planned]:
+        for name in self.weights.names():
+            if self.skip(name):
+                continue
+            for new, data in self.modify(name, self.weights.float32(name)):
+                yield new, data.shape, tensor_type(new, data, outtype, self.keep_f32), self._loader(name, new)
+        for new, data in self.extra_tensors():
+            yield new, data.shape, "f32", (lambda d=data: d)
+
+    def _loader(self, name: str, new: str) -> Callable[[], np.ndarray]:
+        return lambda: dict(self.modify(name, self.weights.float32(name)))[new]
+
+
+def llama3_rope_factors(theta: float, dim: int, rope: dict) -> np.ndarray:
+    """LlamaModel.generate_extra_tensors: rope_freqs for `rope_type: llama3`."""
+    freqs = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    factor = rope.get("factor", 8.0)
+    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+    old = rope.get("original_max_position_embeddings", 8192)
+    out = []
+    for f in freqs:
+        wavelen = 2 * math.pi / f
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
+
+
+def convert(cls: type[Decoder], folder: Path, config: dict, out: Path, outtype: str,
+            progress: Callable[[str], None]) -> None:
+    """ModelBase.write's order: the tensors planned, the general.* keys (gguf-py's Metadata: model card,
+    config, folder name, size label), the hyper-parameters, the vocabulary, then the file."""
+    import gguf
+
+    logging.getLogger("gguf").setLevel(logging.ERROR)  # a family's overrides re-set keys: not a warning here
+    model = cls(folder, config, open_weights(folder))
+    progress(f"convert: {folder}: {cls.arch.lower()}, {model.n_layer} layers, {len(model.weights.entries)} "
+             f"tensors; planning")
+    plan = list(model.plan(outtype))
+    n_params = sum(int(np.prod(shape, dtype=np.int64)) for _, shape, _, _ in plan)
+    gw = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[cls.arch]])
+    meta = gguf.Metadata.load(None, folder, None, n_params)
+    meta.name = meta.name or folder.resolve().name
+    meta.size_label = meta.size_label or gguf.size_label(n_params, n_params, 0, 0)
+    gw.add_type(gguf.GGUFType.MODEL)
+    meta.set_gguf_meta_model(gw)
+    model.set_parameters(gw)
+    gw.add_file_type(FILE_TYPES[outtype])
+    gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    progress("convert: reading the vocabulary")
+    model.set_vocab(gw)
+    write_gguf(out, gw, plan, progress)

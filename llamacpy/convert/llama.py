@@ -1,0 +1,60 @@
+"""Llama and Mistral (LlamaForCausalLM, MistralForCausalLM) -> GGUF arch `llama` (convert_hf_to_gguf's
+LlamaModel): q and k rows permuted back from HF's rotate-half order to GGUF's interleaved pairs, llama 3's RoPE
+factors as rope_freqs, a SentencePiece tokenizer.model if there is one, else the BPE tokenizer.json."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import vocab
+from .common import ConvertError, read_json
+from .decoder import Decoder, llama3_rope_factors
+
+
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF's [n_head, 2, head_dim/2] row order -> GGUF's [n_head, head_dim/2, 2] (LlamaModel.permute)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+class Llama(Decoder):
+    arch = "LLAMA"
+
+    def set_parameters(self, gw) -> None:
+        super().set_parameters(gw)
+        gw.add_vocab_size(int(self.hparams["vocab_size"]))
+        gw.add_rope_dimension_count(self.head_dim())
+
+    def head_dim(self) -> int:
+        return int(self.hparams.get("head_dim") or self.hparams["hidden_size"] // self.hparams["num_attention_heads"])
+
+    def set_vocab(self, gw) -> int:
+        config = self.folder / "tokenizer_config.json"
+        if config.is_file() and (prefix := read_json(config).get("add_prefix_space")) is not None:
+            gw.add_add_space_prefix(bool(prefix))
+        if (self.folder / "tokenizer.model").is_file():
+            n = vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
+        else:
+            if vocab.is_llama_spm_json(self.folder):
+                raise ConvertError(f"{self.folder}: a SentencePiece-style tokenizer.json needs its tokenizer.model "
+                                   "(llama.cpp reads that one through transformers)")
+            n = vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+        if self.hparams.get("vocab_size", 32000) == 49152:  # granite's small models (and SmolLM): no BOS
+            gw.add_add_bos_token(False)
+        return n
+
+    def modify(self, name: str, data: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
+        if "block_sparse_moe" in name or ".experts." in name:
+            raise ConvertError(f"{name}: mixture-of-experts checkpoints are not supported by llamacpy convert yet")
+        n_head = int(self.hparams["num_attention_heads"])
+        if name.endswith(("q_proj.weight", "q_proj.bias")):
+            data = permute(data, n_head)
+        elif name.endswith(("k_proj.weight", "k_proj.bias")):
+            data = permute(data, int(self.hparams.get("num_key_value_heads") or n_head))
+        yield self.gguf_name(name), data
+
+    def extra_tensors(self) -> Iterable[tuple[str, np.ndarray]]:
+        rope = self.rope.get("full_attention", self.rope)
+        if (rope.get("rope_type") or "").lower() == "llama3":
+            yield "rope_freqs.weight", llama3_rope_factors(rope.get("rope_theta", 10000.0), self.head_dim(), rope)
