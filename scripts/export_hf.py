@@ -240,7 +240,9 @@ def export_spm(g: GGUFFile, out: Path) -> list[dict]:
 def export_tokenizer_config(g: GGUFFile, out: Path, added: list[dict]) -> None:
     tokens = g.get("tokenizer.ggml.tokens")
     tc = {"added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added},
-          "tokenizer_class": "PreTrainedTokenizerFast" if g.get("tokenizer.ggml.model") == "gpt2"
+          # phi3's converter takes GPT2Tokenizer (phi-4) for a BPE vocabulary
+          "tokenizer_class": ("GPT2Tokenizer" if g.architecture == "phi3" else "PreTrainedTokenizerFast")
+          if g.get("tokenizer.ggml.model") == "gpt2"
           else "GemmaTokenizer" if g.architecture.startswith("gemma") else "LlamaTokenizer",
           "clean_up_tokenization_spaces": False, "model_max_length": g.arch_get("context_length")}
     for typ, key in (("bos", "bos"), ("eos", "eos"), ("pad", "padding"), ("unk", "unknown")):

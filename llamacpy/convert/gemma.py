@@ -19,6 +19,10 @@ class Gemma2(Decoder):
     arch = "GEMMA2"
 
     def set_vocab(self, gw) -> int:
+        """tokenizer.model; beyond llama.cpp's converter (which requires it for gemma 2), a folder with only
+        a BPE tokenizer.json is converted as gemma 3's is."""
+        if not (self.folder / "tokenizer.model").is_file() and (self.folder / "tokenizer.json").is_file():
+            return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
         n = vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
         gw.add_add_space_prefix(False)
         return n
@@ -49,11 +53,6 @@ class Gemma2(Decoder):
 
 class Gemma3(Gemma2):
     arch = "GEMMA3"
-
-    def set_vocab(self, gw) -> int:
-        if (self.folder / "tokenizer.model").is_file():
-            return super().set_vocab(gw)
-        return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
 
     def set_parameters(self, gw) -> None:
         Decoder.set_parameters(self, gw)

@@ -14,7 +14,9 @@ DEFAULT_WINDOW = 4096  # llama.cpp's gemma2 default when the GGUF has no sliding
 
 class Model(gemma3.Model):
     def __init__(self, g: GGUFFile):
-        args = gemma3.gemma3_args(g, pattern=2, window=DEFAULT_WINDOW, base_swa=float(g.arch_get("rope.freq_base")))
+        # llama.cpp's converter does not write gemma2's rope.freq_base: llama.cpp's default of 10000 applies
+        base = float(g.arch_get("rope.freq_base", 10000.0))
+        args = gemma3.gemma3_args(g, pattern=2, window=DEFAULT_WINDOW, base_swa=base)
         self.swa_freq_scale = args.rope_scale
         super().__init__(g, args)
         self.final_softcap = float(g.arch_get("final_logit_softcapping", 0.0))

@@ -1,0 +1,172 @@
+"""`llamacpy convert` on Hugging Face folders made from GGUF files by scripts/export_hf.py (no hub needed).
+
+Tiny random models of every family the converter handles are exported in f32 and converted back to Q8_0: the
+tensors must come back byte for byte (Q8_0 of a dequantized Q8_0 is the same blocks), the metadata must be
+the same but for the keys llama.cpp's converter does not write (each listed with why llama.cpp reads the same
+value without it), and the converted model must give the same logits. The catalog models are exported the way
+Hugging Face ships them (BF16) with their real tokenizers: the vocabulary, merges, scores, special tokens and
+chat template must come back exactly (which also proves the pre-tokenizer hash matched llama.cpp's table), the
+weights within BF16's rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tinykit import script
+
+from llamacpy.convert import ConvertError, convert_hf
+from llamacpy.gguf.reader import GGUFFile
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPORT = ROOT / "scripts" / "export_hf.py"
+
+# keys a tiny model has that the converter leaves out, because llama.cpp's default is that value
+DEFAULTED = {
+    "attention.key_length": "n_embd / n_head when config.json has no head_dim",
+    "attention.value_length": "n_embd / n_head when config.json has no head_dim",
+    "rope.dimension_count": "the head size (qwen3, gemma and phi3 converters leave it out)",
+    "vocab_size": "the token count (only llama's converter writes it)",
+    "rope.freq_base": "10000 (gemma2's converter never writes it)",
+}
+# keys the converter adds: (key, value) as llama.cpp's converter writes them from the exported config
+ADDED = {"phi3": {"attention.sliding_window": 0, "rope.scaling.original_context_length": 2048}}
+ALWAYS_DIFFERENT = {"general.name", "general.size_label", "general.file_type", "general.type",
+                    "general.quantization_version", "tokenizer.ggml.add_space_prefix"}  # the last: BPE ignores it
+
+FAMILIES = {  # tiny model -> (export flags, HF architecture written)
+    "llama": ([], "LlamaForCausalLM"), "mistral": (["--mistral"], "MistralForCausalLM"),
+    "qwen3": ([], "Qwen3ForCausalLM"), "gemma2": ([], "Gemma2ForCausalLM"), "gemma3": ([], "Gemma3ForCausalLM"),
+    "phi3": ([], "Phi3ForCausalLM"), "phi3-longrope": ([], "Phi3ForCausalLM"),
+}
+
+
+def export(gguf: Path, out: Path, *flags: str) -> Path:
+    subprocess.run([sys.executable, str(EXPORT), str(gguf), str(out), *flags], check=True, capture_output=True)
+    return out
+
+
+def metadata_diff(a: GGUFFile, b: GGUFFile) -> dict[str, tuple]:
+    out = {}
+    for k in set(a.metadata) | set(b.metadata):
+        va, vb = a.metadata.get(k), b.metadata.get(k)
+        if isinstance(va, (list, np.ndarray)) or isinstance(vb, (list, np.ndarray)):
+            same = va is not None and vb is not None and len(va) == len(vb) and list(va) == list(vb)
+        else:
+            same = va == vb
+        if not same and k not in ALWAYS_DIFFERENT:
+            out[k] = (va, vb)
+    return out
+
+
+def logits(path: Path, tokens: list[int]) -> np.ndarray:
+    from llamacpy.api import Llama
+
+    return np.asarray(Llama(path, n_ctx=64, n_threads=1).eval_logits(tokens))
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_tiny_family_round_trips(name, tiny_model, tmp_path):
+    flags, hf_arch = FAMILIES[name]
+    original = tiny_model("llama" if name == "mistral" else name)
+    folder = export(original, tmp_path / "hf", "--dtype", "f32", *flags)
+    assert json.loads((folder / "config.json").read_text())["architectures"] == [hf_arch]
+    out = convert_hf(folder, tmp_path / "back.gguf", "q8_0", progress=lambda _m: None)
+    a, b = GGUFFile(original), GGUFFile(out)
+
+    assert a.architecture == b.architecture
+    assert sorted(a.tensors) == sorted(b.tensors)
+    for t in a.tensors.values():
+        u = b.tensors[t.name]
+        assert (u.type, u.shape) == (t.type, t.shape), t.name
+        assert np.array_equal(u.data, t.data), f"{t.name}: the bytes differ"
+
+    arch = a.architecture
+    added = ADDED.get(arch, {})
+    for key, (va, vb) in metadata_diff(a, b).items():
+        short = key.removeprefix(f"{arch}.")
+        if vb is None:
+            assert short in DEFAULTED, f"{key}={va!r} was lost"
+        elif va is None:
+            assert added.get(short) == vb, f"{key}={vb!r} was added"
+        else:  # phi3-longrope's attention factor: HF computes it from the context lengths
+            assert name == "phi3-longrope" and short == "rope.scaling.attn_factor", f"{key}: {va!r} -> {vb!r}"
+            assert vb == pytest.approx(np.sqrt(1 + np.log(2048 / 256) / np.log(256)), rel=1e-6)
+    if name != "phi3-longrope":  # same tensors, equivalent metadata: the same model
+        ids = [1, 504, 3458, 314, 253, 1355, 28, 2020]
+        np.testing.assert_array_equal(logits(original, ids), logits(out, ids))
+
+
+def _bf16_close(x: np.ndarray, y: np.ndarray) -> bool:
+    """y is x rounded to BF16 then to F16: within BF16's half-ulp plus F16's, relative, and F16's subnormals."""
+    return bool(np.all(np.abs(y - x) <= (2.0 ** -8 + 2.0 ** -11) * np.abs(x) + 2.0 ** -24))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["smollm2_path", "qwen05_path", "gemma_path"])
+def test_catalog_model_round_trips_from_bf16(fixture, request, tmp_path):
+    dequantize = script("export_hf").dequantize
+    original = request.getfixturevalue(fixture)
+    folder = export(original, tmp_path / "hf")
+    out = convert_hf(folder, tmp_path / "back.gguf", "f16", progress=lambda _m: None)
+    a, b = GGUFFile(original), GGUFFile(out)
+    diff = metadata_diff(a, b)
+    # gemma 3: the exported config names HF's default local base (10000), which the converter now writes
+    assert diff.pop("gemma3.rope.freq_base_swa", (None, 10000.0)) == (None, 10000.0)
+    assert diff == {}
+    assert a.get("tokenizer.ggml.pre") == b.get("tokenizer.ggml.pre")
+    assert sorted(a.tensors) == sorted(b.tensors)
+    for name in ("token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.1.ffn_down.weight",
+                 "blk.0.attn_norm.weight", "output_norm.weight"):
+        x, y = dequantize(a.tensors[name]), dequantize(b.tensors[name])
+        assert x.shape == y.shape and _bf16_close(x, y), name
+
+
+def test_bf16_output_and_shards(tiny_model, tmp_path):
+    """A sharded BF16 checkpoint (index + two files) converts to BF16 GGUF tensors holding the same bits."""
+    from llamacpy.convert import safetensors
+
+    folder = export(tiny_model("qwen3"), tmp_path / "hf", "--dtype", "bf16")
+    whole = safetensors.Safetensors([folder / "model.safetensors"])
+    names = whole.names()
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for file, part in halves.items():
+        safetensors.write(folder / file, {n: whole.float32(n) for n in part}, "BF16")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {n: file for file, part in halves.items() for n in part}}))
+    out = GGUFFile(convert_hf(folder, tmp_path / "bf16.gguf", "bf16", progress=lambda _m: None))
+    t = out.tensors["blk.0.attn_q.weight"]
+    assert t.type.name == "BF16" and out.metadata["general.file_type"] == 32
+    assert np.array_equal(t.data.view(np.uint16).reshape(t.shape), whole.stored("model.layers.0.self_attn.q_proj.weight"))
+    assert out.tensors["blk.0.attn_q_norm.weight"].type.name == "F32"
+
+
+def test_bad_checkpoints_are_clear_errors(tiny_model, tmp_path):
+    folder = export(tiny_model("llama"), tmp_path / "hf", "--dtype", "f16")
+    raw = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(raw[: len(raw) // 2])  # truncated
+    with pytest.raises(ConvertError, match="does not fit"):
+        convert_hf(folder, tmp_path / "x.gguf", progress=lambda _m: None)
+    (folder / "model.safetensors").write_bytes(raw)
+    tj = json.loads((folder / "tokenizer.json").read_text())
+    tj["pre_tokenizer"] = {"type": "Whitespace"}  # a pre-tokenizer llama.cpp does not know
+    (folder / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(ConvertError, match="pre-tokenizer was not recognized"):
+        convert_hf(folder, tmp_path / "x.gguf", progress=lambda _m: None)
+    assert not list(tmp_path.glob("x.gguf*"))
+
+
+def test_cli_convert_a_decoder(tiny_model, tmp_path):
+    folder = export(tiny_model("gemma3"), tmp_path / "hf", "--dtype", "bf16")
+    r = subprocess.run([sys.executable, "-m", "llamacpy", "convert", str(folder), "--outtype", "q8_0"],
+                       capture_output=True, text=True, check=True)
+    out = Path(r.stdout.strip())
+    assert out == folder / "hf-q8_0.gguf" and out.is_file()
+    assert "gemma3, 4 layers" in r.stderr and "wrote" in r.stderr
