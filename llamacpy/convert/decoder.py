@@ -31,10 +31,10 @@ class Decoder:
     arch = ""  # gguf-py MODEL_ARCH name, e.g. "LLAMA"
     keep_f32 = ("ffn_gate_inp", "ffn_gate_inp_shexp")
 
-    def __init__(self, folder: Path, config: dict, weights: Safetensors):
+    def __init__(self, folder: Path, config: dict, weights: Safetensors, outtype: str):
         import gguf
 
-        self.folder, self.weights = folder, weights
+        self.folder, self.weights, self.ftype = folder, weights, FILE_TYPES[outtype]
         self.hparams = {**config, **(config.get("text_config") or {})}
         self.n_layer = int(self.find("n_layers", "num_hidden_layers", "n_layer", "num_layers"))
         self.names = gguf.TensorNameMap(gguf.MODEL_ARCH[self.arch], self.n_layer)
@@ -97,6 +97,7 @@ class Decoder:
         if (head_dim := self.hparams.get("head_dim")) is not None:
             gw.add_key_length(int(head_dim))
             gw.add_value_length(int(head_dim))
+        gw.add_file_type(self.ftype)
 
     def _rope_scaling(self, gw) -> None:
         import gguf
@@ -149,14 +150,18 @@ class Decoder:
         """Tensors made from the config (rope factors)."""
         return ()
 
+    def extra_parameters(self, gw) -> None:
+        """Keys llama.cpp's converter writes while it makes those tensors, so before the general.* keys."""
+
     def plan(self, outtype: str) -> Iterator[Planned]:
+        """The made tensors first, then the checkpoint's (prepare_tensors' order)."""
+        for new, data in self.extra_tensors():
+            yield new, data.shape, "f32", (lambda d=data: d)
         for name in self.weights.names():
             if self.skip(name):
                 continue
             for new, data in self.modify(name, self.weights.float32(name)):
                 yield new, data.shape, tensor_type(new, data, outtype, self.keep_f32), self._loader(name, new)
-        for new, data in self.extra_tensors():
-            yield new, data.shape, "f32", (lambda d=data: d)
 
     def _loader(self, name: str, new: str) -> Callable[[], np.ndarray]:
         return lambda: dict(self.modify(name, self.weights.float32(name)))[new]
@@ -188,19 +193,19 @@ def convert(cls: type[Decoder], folder: Path, config: dict, out: Path, outtype: 
     import gguf
 
     logging.getLogger("gguf").setLevel(logging.ERROR)  # a family's overrides re-set keys: not a warning here
-    model = cls(folder, config, open_weights(folder))
+    model = cls(folder, config, open_weights(folder), outtype)
     progress(f"convert: {folder}: {cls.arch.lower()}, {model.n_layer} layers, {len(model.weights.entries)} "
              f"tensors; planning")
+    gw = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[cls.arch]])
+    model.extra_parameters(gw)
     plan = list(model.plan(outtype))
     n_params = sum(int(np.prod(shape, dtype=np.int64)) for _, shape, _, _ in plan)
-    gw = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[cls.arch]])
     meta = gguf.Metadata.load(None, folder, None, n_params)
     meta.name = meta.name or folder.resolve().name
     meta.size_label = meta.size_label or gguf.size_label(n_params, n_params, 0, 0)
     gw.add_type(gguf.GGUFType.MODEL)
     meta.set_gguf_meta_model(gw)
     model.set_parameters(gw)
-    gw.add_file_type(FILE_TYPES[outtype])
     gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
     progress("convert: reading the vocabulary")
     model.set_vocab(gw)

@@ -38,6 +38,7 @@ class Gemma2(Decoder):
         gw.add_layer_norm_rms_eps(float(h["rms_norm_eps"]))
         gw.add_key_length(int(h["head_dim"]))
         gw.add_value_length(int(h["head_dim"]))
+        gw.add_file_type(self.ftype)
         gw.add_attn_logit_softcapping(float(h["attn_logit_softcapping"]))
         gw.add_final_logit_softcapping(float(h["final_logit_softcapping"]))
         gw.add_sliding_window(int(h["sliding_window"]))

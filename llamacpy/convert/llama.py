@@ -21,6 +21,13 @@ def permute(w: np.ndarray, n_head: int) -> np.ndarray:
 class Llama(Decoder):
     arch = "LLAMA"
 
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # transformers' LlamaConfig / MistralConfig fill head_dim in, and llama.cpp's converter reads the config
+        # through them: key_length and value_length are written even where config.json has no head_dim
+        h = self.hparams
+        h.setdefault("head_dim", h["hidden_size"] // h["num_attention_heads"])
+
     def set_parameters(self, gw) -> None:
         super().set_parameters(gw)
         gw.add_vocab_size(int(self.hparams["vocab_size"]))

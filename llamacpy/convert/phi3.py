@@ -39,15 +39,15 @@ class Phi3(Decoder):
         gw.add_layer_norm_rms_eps(float(self.find("rms_norm_eps")))
         gw.add_rope_dimension_count(self.rope_dims())
         gw.add_rope_freq_base(float(self.rope.get("full_attention", self.rope)["rope_theta"]))
+        gw.add_file_type(self.ftype)
         gw.add_sliding_window(int(self.hparams.get("sliding_window") or 0))
-        self._longrope(gw)
 
     def extra_tensors(self) -> Iterable[tuple[str, np.ndarray]]:
         if self.rope.get("long_factor"):
             yield "rope_factors_long.weight", np.asarray(self.rope["long_factor"], dtype=np.float32)
             yield "rope_factors_short.weight", np.asarray(self.rope["short_factor"], dtype=np.float32)
 
-    def _longrope(self, gw) -> None:
+    def extra_parameters(self, gw) -> None:
         """The attention factor of LongRoPE / YaRN factors (written by generate_extra_tensors upstream)."""
         long, short = self.rope.get("long_factor"), self.rope.get("short_factor")
         if not long:

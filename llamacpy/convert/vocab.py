@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from .common import ConvertError, read_json
+from .special_vocab import SpecialVocab
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -52,7 +53,6 @@ def is_llama_spm_json(folder: Path) -> bool:
 
 def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
     """Add a byte-level BPE vocabulary (get_vocab_base + _set_vocab_gpt2); returns its size."""
-    import gguf
     from tokenizers import Tokenizer
 
     path = folder / "tokenizer.json"
@@ -91,14 +91,13 @@ def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
     gw.add_tokenizer_pre(pre)
     gw.add_token_list(tokens)
     gw.add_token_types(types)
-    gguf.SpecialVocab(folder, load_merges=True).add_to_gguf(gw, quiet=True)
+    SpecialVocab(folder, load_merges=True).add_to_gguf(gw)
     return n_vocab
 
 
 def sentencepiece(gw, folder: Path, n_vocab: int | None, phi3: bool = False) -> int:
     """Add a SentencePiece vocabulary (_create_vocab_sentencepiece, or Phi3MiniModel.set_vocab's variant with
     `phi3`); returns its size."""
-    import gguf
 
     path = folder / "tokenizer.model"
     if not path.is_file():
@@ -148,5 +147,5 @@ def sentencepiece(gw, folder: Path, n_vocab: int | None, phi3: bool = False) -> 
     gw.add_token_list(tokens)
     gw.add_token_scores(scores)
     gw.add_token_types(types)
-    gguf.SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(gw, quiet=True)
+    SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(gw)
     return n_vocab
