@@ -1,6 +1,8 @@
 """`llamacpy convert` on Hugging Face folders made from GGUF files by scripts/export_hf.py (no hub needed).
 
-Tiny random models of every family the converter handles are exported in f32 and converted back to Q8_0: the
+Every folder llama.cpp's own convert_hf_to_gguf.py was run on (scripts/record_llama_convert.py, recordings in
+tests/data/llama_convert/) must convert to the same bytes as it did, the folder first checked to be the one
+recorded. Beyond that, tiny random models of every family the converter handles are exported in f32 and converted back to Q8_0: the
 tensors must come back byte for byte (Q8_0 of a dequantized Q8_0 is the same blocks), the metadata must be
 the same but for the keys llama.cpp's converter does not write (each listed with why llama.cpp reads the same
 value without it), and the converted model must give the same logits. The catalog models are exported the way
@@ -25,6 +27,10 @@ from llamacpy.gguf.reader import GGUFFile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "scripts" / "export_hf.py"
+RECORDINGS = ROOT / "tests" / "data" / "llama_convert"
+# llamacpy writes gemma 3's layer pattern where it is not llama.cpp's default of 6 (llama.cpp reads the key;
+# its converter leaves it out, so its file of a pattern-3 model runs as pattern 6)
+BEYOND_LLAMA_CPP = {"tiny-gemma3": ["gemma3.attention.sliding_window_pattern"]}
 
 # keys a tiny model has that the converter leaves out, because llama.cpp's default is that value
 DEFAULTED = {
@@ -36,6 +42,7 @@ DEFAULTED = {
 }
 # keys the converter adds: (key, value) as llama.cpp's converter writes them from the exported config
 ADDED = {"phi3": {"attention.sliding_window": 0, "rope.scaling.original_context_length": 2048}}
+ADDED_ANY = {"tokenizer.ggml.add_eos_token": False}  # a ByteLevel post-processor: no EOS (BPE's default too)
 ALWAYS_DIFFERENT = {"general.name", "general.size_label", "general.file_type", "general.type",
                     "general.quantization_version", "tokenizer.ggml.add_space_prefix"}  # the last: BPE ignores it
 
@@ -49,6 +56,30 @@ FAMILIES = {  # tiny model -> (export flags, HF architecture written)
 def export(gguf: Path, out: Path, *flags: str) -> Path:
     subprocess.run([sys.executable, str(EXPORT), str(gguf), str(out), *flags], check=True, capture_output=True)
     return out
+
+
+def recording(case: str) -> dict:
+    return json.loads((RECORDINGS / f"{case}.json").read_text())
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_same_as_llama_cpp(case: str, folder: Path, out: Path) -> None:
+    """The exported folder is the recorded one, and our file is llama.cpp's converter's, byte for byte."""
+    rec = recording(case)
+    assert {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()} == rec["input_sha256"], \
+        "scripts/export_hf.py no longer writes the recorded folder: rerun scripts/record_llama_convert.py"
+    g = GGUFFile(out)
+    assert {n: t.type.name.lower() for n, t in g.tensors.items()} == rec["tensor_types"]
+    if case in BEYOND_LLAMA_CPP:
+        assert [k for k in g.metadata if k not in BEYOND_LLAMA_CPP[case]] == rec["metadata_keys"]
+    else:
+        assert list(g.metadata) == rec["metadata_keys"]
+        assert sha256(out) == rec["sha256"], f"{case}: not llama.cpp's converter's bytes"
 
 
 def metadata_diff(a: GGUFFile, b: GGUFFile) -> dict[str, tuple]:
@@ -74,9 +105,11 @@ def logits(path: Path, tokens: list[int]) -> np.ndarray:
 def test_tiny_family_round_trips(name, tiny_model, tmp_path):
     flags, hf_arch = FAMILIES[name]
     original = tiny_model("llama" if name == "mistral" else name)
-    folder = export(original, tmp_path / "hf", "--dtype", "f32", *flags)
+    folder = export(original, tmp_path / f"tiny-{name}", "--dtype", "f32", *flags)
     assert json.loads((folder / "config.json").read_text())["architectures"] == [hf_arch]
     out = convert_hf(folder, tmp_path / "back.gguf", "q8_0", progress=lambda _m: None)
+    if name != "gemma2":  # llama.cpp's converter wants a tokenizer.model for gemma 2
+        assert_same_as_llama_cpp(f"tiny-{name}", folder, out)
     a, b = GGUFFile(original), GGUFFile(out)
 
     assert a.architecture == b.architecture
@@ -93,7 +126,7 @@ def test_tiny_family_round_trips(name, tiny_model, tmp_path):
         if vb is None:
             assert short in DEFAULTED, f"{key}={va!r} was lost"
         elif va is None:
-            assert added.get(short) == vb, f"{key}={vb!r} was added"
+            assert {**ADDED_ANY, **added}.get(short) == vb, f"{key}={vb!r} was added"
         else:  # phi3-longrope's attention factor: HF computes it from the context lengths
             assert name == "phi3-longrope" and short == "rope.scaling.attn_factor", f"{key}: {va!r} -> {vb!r}"
             assert vb == pytest.approx(np.sqrt(1 + np.log(2048 / 256) / np.log(256)), rel=1e-6)
@@ -107,18 +140,31 @@ def _bf16_close(x: np.ndarray, y: np.ndarray) -> bool:
     return bool(np.all(np.abs(y - x) <= (2.0 ** -8 + 2.0 ** -11) * np.abs(x) + 2.0 ** -24))
 
 
+@pytest.mark.parametrize(("case", "source", "outtype"), [("tiny-llama-f16", "llama", "f16"),
+                                                          ("tiny-qwen3-bf16", "qwen3", "bf16")])
+def test_other_dtypes_match_llama_cpp(case, source, outtype, tiny_model, tmp_path):
+    """F16 and BF16 checkpoints, to F16 and BF16 files (gguf-py's BF16 rounding)."""
+    folder = export(tiny_model(source), tmp_path / case, "--dtype", outtype)
+    out = convert_hf(folder, tmp_path / "out.gguf", outtype, progress=lambda _m: None)
+    assert_same_as_llama_cpp(case, folder, out)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture", ["smollm2_path", "qwen05_path", "gemma_path"])
-def test_catalog_model_round_trips_from_bf16(fixture, request, tmp_path):
+@pytest.mark.parametrize(("fixture", "case"), [("smollm2_path", "smollm2"), ("qwen05_path", "qwen05"),
+                                               ("gemma_path", "gemma3-270m")])
+def test_catalog_model_round_trips_from_bf16(fixture, case, request, tmp_path):
     dequantize = script("export_hf").dequantize
     original = request.getfixturevalue(fixture)
-    folder = export(original, tmp_path / "hf")
+    folder = export(original, tmp_path / case)
     out = convert_hf(folder, tmp_path / "back.gguf", "f16", progress=lambda _m: None)
+    assert_same_as_llama_cpp(case, folder, out)
     a, b = GGUFFile(original), GGUFFile(out)
     diff = metadata_diff(a, b)
-    # gemma 3: the exported config names HF's default local base (10000), which the converter now writes
-    assert diff.pop("gemma3.rope.freq_base_swa", (None, 10000.0)) == (None, 10000.0)
-    assert diff == {}
+    # the catalog files came from older converters; 0c1e570's adds keys, with the values llama.cpp assumed
+    # without them: head_dim (transformers' default), no EOS (a ByteLevel post-processor), gemma 3's local base
+    newer = {f"{a.architecture}.attention.key_length", f"{a.architecture}.attention.value_length",
+             "tokenizer.ggml.add_eos_token", "gemma3.rope.freq_base_swa"}
+    assert {k: v for k, v in diff.items() if not (k in newer and v[0] is None)} == {}
     assert a.get("tokenizer.ggml.pre") == b.get("tokenizer.ggml.pre")
     assert sorted(a.tensors) == sorted(b.tensors)
     for name in ("token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.1.ffn_down.weight",
