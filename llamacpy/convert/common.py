@@ -22,6 +22,7 @@ OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}  # llama_ftype: ALL_F32, MOSTLY_F16/Q8_0/BF16
 GGML_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16, "bf16": GGMLType.BF16, "q8_0": GGMLType.Q8_0}
 ALIGNMENT = 32
+SLAB_BYTES = 16 << 20  # float32 rows encoded per step
 
 
 class ConvertError(ValueError):
@@ -129,10 +130,13 @@ def write_gguf(out: Path, gw, tensors: Iterable[Planned], progress: Callable[[st
     with open(out, "wb") as fh:
         w = GGUFStreamWriter(fh, serialized_kvs(gw), infos, ALIGNMENT)
         for i, (name, shape, qtype, load) in enumerate(plan, 1):
-            data = encode(load(), qtype)
-            if data.nbytes != infos[i - 1].nbytes:
-                raise ConvertError(f"{name}: {data.nbytes} bytes, {infos[i - 1].nbytes} planned")
-            w.write_tensor_data(memoryview(np.ascontiguousarray(data)).cast("B"))
+            data = load()
+            if data.shape != tuple(shape):
+                raise ConvertError(f"{name}: shape {data.shape}, {tuple(shape)} planned")
+            rows = data.reshape(-1, data.shape[-1]) if data.ndim else data.reshape(1, 1)
+            step = max(1, SLAB_BYTES // (4 * rows.shape[1]))
+            for r0 in range(0, rows.shape[0], step):  # encoded a slab of rows at a time: rows are independent
+                w.write_tensor_data(memoryview(np.ascontiguousarray(encode(rows[r0:r0 + step], qtype))).cast("B"))
             progress(f"convert: [{i:4d}/{len(plan)}] {name:36s} {'x'.join(map(str, shape)):>14s} "
                      f"{qtype}")
         w.close()

@@ -4,8 +4,9 @@ A family (llama.py, qwen.py, gemma.py, phi3.py) subclasses `Decoder`: its GGUF a
 (`set_vocab`), the hyper-parameters it adds or overrides (`set_parameters`), and how its tensors differ from
 the HF layout (`modify`, `extra_tensors`). Names go through gguf-py's TensorNameMap, llama.cpp's own table.
 
-Tensors are planned in a first pass (each one loaded, modified and dropped, to learn its GGUF shape and type)
-and streamed in a second: the header comes first in a GGUF file, so the sizes must be known before any data.
+Tensors are planned in a first pass (`modify` run on each stored tensor, a view of the memory map, to learn its
+GGUF shape and type: so `modify` must choose shapes from shapes, not values) and streamed in a second, loaded
+in float32: the header comes first in a GGUF file, so the sizes must be known before any data.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ class Decoder:
         for name in self.weights.names():
             if self.skip(name):
                 continue
-            for new, data in self.modify(name, self.weights.float32(name)):
+            # on the stored bits (a view of the map): only the shapes count here, so nothing is widened twice
+            for new, data in self.modify(name, self.weights.stored(name)):
                 yield new, data.shape, tensor_type(new, data, outtype, self.keep_f32), self._loader(name, new)
 
     def _loader(self, name: str, new: str) -> Callable[[], np.ndarray]:

@@ -3,7 +3,7 @@
 Our own, not the `safetensors` package: its numpy API cannot return (or write) BF16 tensors, since numpy has
 no bfloat16 ("data type 'bfloat16' not understood", safetensors 0.8), and BF16 is what most checkpoints hold.
 The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape, data_offsets) and the
-data; a tensor is a view of the mapped file until it is asked for in float32.
+data; `stored` gives a tensor as a view of the mapped file (for shapes), `float32` reads and widens it.
 """
 
 from __future__ import annotations
@@ -86,11 +86,21 @@ class Safetensors:
             self._maps[e.path] = np.memmap(e.path, dtype=np.uint8, mode="r")
         return self._maps[e.path][e.start:e.end].view(DTYPES[e.dtype]).reshape(e.shape)
 
+    def read(self, name: str) -> np.ndarray:
+        """The tensor as stored, read into memory (not mapped: a converter reads each tensor once, and mapped
+        pages would stay in its RSS until the end)."""
+        e = self.entries[name]
+        dtype = np.dtype(DTYPES[e.dtype])
+        return np.fromfile(e.path, dtype=dtype, count=(e.end - e.start) // dtype.itemsize,
+                           offset=e.start).reshape(e.shape)
+
     def float32(self, name: str) -> np.ndarray:
         """The tensor widened to float32 (BF16 exactly: its bits shifted into the high half)."""
-        raw = self.stored(name)
+        raw = self.read(name)
         if self.entries[name].dtype == "BF16":
-            return (raw.astype(np.uint32) << 16).view(np.float32)
+            bits = raw.astype(np.uint32)
+            bits <<= 16  # in place: one float32-sized buffer, not two
+            return bits.view(np.float32)
         return raw.astype(np.float32)
 
     def __iter__(self) -> Iterator[str]:
