@@ -184,13 +184,14 @@ def test_bf16_output_and_shards(tiny_model, tmp_path):
               "model-00002-of-00002.safetensors": names[len(names) // 2:]}
     for file, part in halves.items():
         safetensors.write(folder / file, {n: whole.float32(n) for n in part}, "BF16")
+    q_bits = whole.read("model.layers.0.self_attn.q_proj.weight")
     (folder / "model.safetensors").unlink()
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {n: file for file, part in halves.items() for n in part}}))
     out = GGUFFile(convert_hf(folder, tmp_path / "bf16.gguf", "bf16", progress=lambda _m: None))
     t = out.tensors["blk.0.attn_q.weight"]
     assert t.type.name == "BF16" and out.metadata["general.file_type"] == 32
-    assert np.array_equal(t.data.view(np.uint16).reshape(t.shape), whole.stored("model.layers.0.self_attn.q_proj.weight"))
+    assert np.array_equal(t.data.view(np.uint16).reshape(t.shape), q_bits)
     assert out.tensors["blk.0.attn_q_norm.weight"].type.name == "F32"
 
 
