@@ -32,6 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests/data/llama_convert"
 COMMIT = "0c1e570"
 CACHE = Path(os.environ.get("LLAMACPY_CACHE", Path.home() / ".cache/llamacpy")) / "models"
+# config.json changes made after the export (features a GGUF file cannot carry back)
+LLAMA3_ROPE = {"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                        "high_freq_factor": 4.0,
+                                                        "original_max_position_embeddings": 8192}}
+YARN = {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512}}
+CONFIG = {"tiny-llama3-rope": LLAMA3_ROPE, "tiny-qwen3-yarn": YARN}
 # case -> (source: a tiny model name or a catalog file, export flags, --outtype)
 CASES = {
     "tiny-llama": ("llama", ["--dtype", "f32"], "q8_0"),
@@ -42,6 +48,8 @@ CASES = {
     "tiny-gemma3": ("gemma3", ["--dtype", "f32"], "q8_0"),
     "tiny-phi3": ("phi3", ["--dtype", "f32"], "q8_0"),
     "tiny-phi3-longrope": ("phi3-longrope", ["--dtype", "f32"], "q8_0"),
+    "tiny-llama3-rope": ("llama", ["--dtype", "f32"], "q8_0"),
+    "tiny-qwen3-yarn": ("qwen3", ["--dtype", "f32"], "q8_0"),
     "smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", [], "f16"),
     "qwen05": ("qwen2.5-coder-0.5b-instruct.gguf", [], "f16"),
     "gemma3-270m": ("gemma-3-270m-q4_k_m.gguf", [], "f16"),
@@ -58,6 +66,11 @@ def sha256(path: Path) -> str:
 
 def folder_hashes(folder: Path) -> dict[str, str]:
     return {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def edit_config(folder: Path, changes: dict) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}, indent=2))
 
 
 def run(*cmd: str, cwd: Path | None = None) -> None:
@@ -77,11 +90,14 @@ def main() -> None:
             model = CACHE / src if src.endswith(".gguf") else d / f"{src}.gguf"
             folder, out = d / case, d / f"{case}.gguf"
             run(sys.executable, str(ROOT / "scripts/export_hf.py"), str(model), str(folder), *flags)
+            if case in CONFIG:
+                edit_config(folder, CONFIG[case])
             run(python, "convert_hf_to_gguf.py", str(folder), "--outfile", str(out), "--outtype", outtype,
                 cwd=llama_cpp)
             g = GGUFFile(out)
             rec = {"llama_cpp_commit": COMMIT, "source": src, "source_sha256": sha256(model),
                    "export_command": " ".join(["scripts/export_hf.py", src, case, *flags]),
+                   "config_changes": CONFIG.get(case, {}),
                    "input_sha256": folder_hashes(folder),
                    "command": f"python convert_hf_to_gguf.py {case} --outfile out.gguf --outtype {outtype}",
                    "outtype": outtype, "sha256": sha256(out), "metadata_keys": list(g.metadata),

@@ -149,6 +149,17 @@ def test_other_dtypes_match_llama_cpp(case, source, outtype, tiny_model, tmp_pat
     assert_same_as_llama_cpp(case, folder, out)
 
 
+@pytest.mark.parametrize(("case", "source"), [("tiny-llama3-rope", "llama"), ("tiny-qwen3-yarn", "qwen3")])
+def test_rope_scaling_configs_match_llama_cpp(case, source, tiny_model, tmp_path):
+    """llama 3's rope factors (a made rope_freqs tensor) and YaRN keys, from config.json's rope_scaling."""
+    recorder = script("record_llama_convert")
+    folder = export(tiny_model(source), tmp_path / case, "--dtype", "f32")
+    recorder.edit_config(folder, recorder.CONFIG[case])
+    out = convert_hf(folder, tmp_path / "out.gguf", "q8_0", progress=lambda _m: None)
+    assert_same_as_llama_cpp(case, folder, out)
+    assert ("rope_freqs.weight" in GGUFFile(out).tensors) == (case == "tiny-llama3-rope")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("fixture", "case"), [("smollm2_path", "smollm2"), ("qwen05_path", "qwen05"),
                                                ("gemma_path", "gemma3-270m")])
