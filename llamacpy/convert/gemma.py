@@ -10,12 +10,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import vocab
-from .decoder import Decoder
+from .text_model import TextModel
 
 GEMMA3_SWA_PATTERN = 6  # what llama.cpp assumes when the file does not say
 
 
-class Gemma2(Decoder):
+class Gemma2(TextModel):
     arch = "GEMMA2"
 
     def set_vocab(self, gw) -> int:
@@ -56,7 +56,7 @@ class Gemma3(Gemma2):
     arch = "GEMMA3"
 
     def set_parameters(self, gw) -> None:
-        Decoder.set_parameters(self, gw)
+        TextModel.set_parameters(self, gw)
         h = self.hparams
         gw.add_context_length(int(h.get("max_position_embeddings", 131072)))
         gw.add_head_count(int(h.get("num_attention_heads", 8)))

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import vocab
 from .common import ConvertError, read_json
-from .decoder import Decoder, llama3_rope_factors
+from .text_model import TextModel, llama3_rope_factors
 
 
 def permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -18,7 +18,7 @@ def permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-class Llama(Decoder):
+class Llama(TextModel):
     arch = "LLAMA"
 
     def __init__(self, *args, **kw):

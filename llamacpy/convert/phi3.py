@@ -10,10 +10,10 @@ import numpy as np
 
 from . import vocab
 from .common import ConvertError, read_json
-from .decoder import Decoder
+from .text_model import TextModel
 
 
-class Phi3(Decoder):
+class Phi3(TextModel):
     arch = "PHI3"
 
     def set_vocab(self, gw) -> int:

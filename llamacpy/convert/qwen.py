@@ -4,10 +4,10 @@ Qwen2Model, Qwen3Model): HF's layout as it is (q/k/v biases for qwen2, q/k norms
 from __future__ import annotations
 
 from . import vocab
-from .decoder import Decoder
+from .text_model import TextModel
 
 
-class Qwen2(Decoder):
+class Qwen2(TextModel):
     arch = "QWEN2"
 
     def set_vocab(self, gw) -> int:

@@ -24,10 +24,11 @@ class SpecialVocab(gguf.SpecialVocab):
 
     def add_to_gguf(self, gw, quiet: bool = True) -> None:
         super().add_to_gguf(gw, quiet=quiet)
+        # (gguf 0.19.0's GGUFWriter has no add_normalizer_* either: the keys of 0c1e570's gguf-py)
         if self.normalizer_lowercase is not None:
-            gw.add_normalizer_lowercase(self.normalizer_lowercase)
+            gw.add_bool("tokenizer.ggml.normalizer.lowercase", self.normalizer_lowercase)
         if self.normalizer_strip_accents is not None:
-            gw.add_normalizer_strip_accents(self.normalizer_strip_accents)
+            gw.add_bool("tokenizer.ggml.normalizer.strip_accents", self.normalizer_strip_accents)
 
     def _parse_normalizer(self, normalizer: dict) -> None:
         kind = normalizer.get("type")

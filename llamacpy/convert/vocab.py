@@ -1,6 +1,6 @@
 """Hugging Face tokenizers -> GGUF vocabularies, as convert_hf_to_gguf.py writes them.
 
-- `gpt2`: a byte-level BPE tokenizer.json (tokens, types, merges) named by its pre-tokenizer: the check text of
+- `vocab_base` / `gpt2`: a byte-level BPE (or WordPiece) tokenizer.json (tokens, types, merges) named by its pre-tokenizer: the check text of
   llama.cpp's converter is tokenized and the ids' sha256 looked up in its table (bpe_pre.json, copied by
   scripts/extract_bpe_pre_hashes.py), so the names are the ones llama.cpp reads.
 - `sentencepiece`: tokenizer.model read with the sentencepiece package (pieces, scores, types), with the added
@@ -29,11 +29,16 @@ def looks_special(token: str) -> bool:
             or (token.startswith("<unused") and token.endswith(">")))
 
 
-def bpe_pre_name(tokenizer) -> str:
-    """tokenizer.ggml.pre for a `tokenizers.Tokenizer`, by llama.cpp's check-text hash."""
+def bpe_pre_name(tokenizer, unknown: str | None = None) -> str:
+    """tokenizer.ggml.pre for a `tokenizers.Tokenizer`, by llama.cpp's check-text hash; a hash llama.cpp does
+    not know is an error, or `unknown` where given."""
     table = json.loads(resources.files(__package__).joinpath("bpe_pre.json").read_text(encoding="utf-8"))
+    tokenizer.no_truncation()  # a tokenizer.json may cap the length (transformers' encode does not)
+    tokenizer.no_padding()
     ids = tokenizer.encode(table["chktxt"]).ids
     chkhsh = sha256(str(ids).encode()).hexdigest()
+    if chkhsh not in table["hashes"] and unknown is not None:
+        return unknown
     if chkhsh not in table["hashes"]:
         raise ConvertError(f"the BPE pre-tokenizer was not recognized (chkhsh {chkhsh}): llama.cpp's converter "
                            f"does not know it either ({table['source']})")
@@ -51,13 +56,16 @@ def is_llama_spm_json(folder: Path) -> bool:
         and (t.get("decoder") or {}).get("type") == "Sequence"
 
 
-def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
-    """Add a byte-level BPE vocabulary (get_vocab_base + _set_vocab_gpt2); returns its size."""
+def vocab_base(folder: Path, n_vocab: int | None, unknown_pre: str | None = None
+               ) -> tuple[list[str], list[int], str]:
+    """Tokens, token types and the pre-tokenizer name of a tokenizer.json (get_vocab_base: GPT-2 BPE and
+    WordPiece vocabularies); ids the vocabulary lacks up to `n_vocab` are [PAD<i>] fill. `unknown_pre`: the
+    name for a pre-tokenizer hash llama.cpp does not know (None: an error, as in llama.cpp)."""
     from tokenizers import Tokenizer
 
     path = folder / "tokenizer.json"
     if not path.is_file():
-        raise ConvertError(f"{folder}: no tokenizer.json (a BPE vocabulary needs one)")
+        raise ConvertError(f"{folder}: no tokenizer.json")
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # noqa: BLE001 - tokenizers raises its own Exception type
@@ -66,7 +74,7 @@ def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
     n_vocab = n_vocab or len(vocab)
     if max(vocab.values()) >= n_vocab:
         raise ConvertError(f"{path}: token id {max(vocab.values())} is past the model's vocab_size {n_vocab}")
-    pre = bpe_pre_name(tok)
+    pre = bpe_pre_name(tok, unknown_pre)
     by_id = {i: t for t, i in vocab.items()}
     added = tok.get_added_tokens_decoder()
     tokens, types = [], []
@@ -87,12 +95,18 @@ def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
         else:
             types.append(NORMAL)
         tokens.append(token)
+    return tokens, types, pre
+
+
+def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
+    """Add a byte-level BPE vocabulary (_set_vocab_gpt2); returns its size."""
+    tokens, types, pre = vocab_base(folder, n_vocab)
     gw.add_tokenizer_model("gpt2")
     gw.add_tokenizer_pre(pre)
     gw.add_token_list(tokens)
     gw.add_token_types(types)
     SpecialVocab(folder, load_merges=True).add_to_gguf(gw)
-    return n_vocab
+    return len(tokens)
 
 
 def sentencepiece(gw, folder: Path, n_vocab: int | None, phi3: bool = False) -> int:

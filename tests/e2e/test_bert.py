@@ -12,7 +12,7 @@ import pytest
 from bertref import sentence_embedding
 
 from llamacpy import catalog as cat
-from llamacpy.convert import convert_hf
+from llamacpy.convert import CONVERT_VERSION, convert_hf
 from llamacpy.gguf import GGUFFile
 from llamacpy.models import load_model
 from llamacpy.ops.pooling import normalize, pool
@@ -51,7 +51,7 @@ def test_pulled_model_is_a_verified_f16_bert(minilm_path):
     assert g.architecture == "bert" and g.metadata["general.file_type"] == 1
     assert g.metadata["bert.pooling_type"] == 1 and g.metadata["bert.attention.causal"] is False
     stamp = minilm_path.with_suffix(".gguf.sha256").read_text().split()
-    assert stamp == [cat.catalog()["all-minilm-l6-v2"].sha256, "f16"]
+    assert stamp == [cat.catalog()["all-minilm-l6-v2"].sha256, "f16", "convert", str(CONVERT_VERSION)]
     messages = []
     assert cat.pull("all-minilm-l6-v2", progress=messages.append) == minilm_path
     assert messages == []  # a verified conversion is reused

@@ -228,3 +228,11 @@ def test_cli_convert_a_decoder(tiny_model, tmp_path):
     out = Path(r.stdout.strip())
     assert out == folder / "hf-q8_0.gguf" and out.is_file()
     assert "gemma3, 4 layers" in r.stderr and "wrote" in r.stderr
+
+
+@pytest.mark.slow
+def test_bert_matches_llama_cpp(minilm_hf, tmp_path):
+    """all-MiniLM-L6-v2's own folder: the WordPiece vocabulary named jina-v2-en by its hash, as llama.cpp."""
+    out = convert_hf(minilm_hf, tmp_path / "minilm.gguf", "f16", progress=lambda _m: None)
+    assert_same_as_llama_cpp("minilm", minilm_hf, out)
+    assert GGUFFile(out).metadata["tokenizer.ggml.pre"] == "jina-v2-en"

@@ -91,7 +91,10 @@ def test_vocab_txt_folder_and_cls_pooling(tmp_path):
 
 
 def test_phantom_space_vocab():
-    assert [phantom(t) for t in ("[CLS]", "##ing", "run", "[unused0]")] == ["[CLS]", "ing", "\u2581run", "[unused0]"]
+    """llama.cpp's rule: control tokens as they are, `##` pieces bare, every other piece (even a normal
+    `[unused0]`) after a phantom space."""
+    got = [phantom(t, k) for t, k in (("[CLS]", 3), ("##ing", 1), ("run", 1), ("[unused0]", 1))]
+    assert got == ["[CLS]", "ing", "\u2581run", "\u2581[unused0]"]
 
 
 def test_bad_folders_are_clear_errors(tiny, tmp_path):

@@ -1,7 +1,7 @@
-"""Hugging Face decoder checkpoints -> GGUF: what convert_hf_to_gguf.py's TextModel does for every family.
+"""Hugging Face text models -> GGUF: what convert_hf_to_gguf.py's TextModel does for every family.
 
-A family (llama.py, qwen.py, gemma.py, phi3.py) subclasses `Decoder`: its GGUF architecture, its vocabulary
-(`set_vocab`), the hyper-parameters it adds or overrides (`set_parameters`), and how its tensors differ from
+A family (llama.py, qwen.py, gemma.py, phi3.py, bert.py) subclasses `TextModel`: its GGUF architecture, its
+vocabulary (`set_vocab`), the hyper-parameters it adds or overrides (`set_parameters`), and how its tensors differ from
 the HF layout (`modify`, `extra_tensors`). Names go through gguf-py's TensorNameMap, llama.cpp's own table.
 
 Tensors are planned in a first pass (`modify` run on each stored tensor, a view of the memory map, to learn its
@@ -26,7 +26,7 @@ from .safetensors import Safetensors
 MULTIMODAL = ("vision_tower.", "multi_modal_projector.", "visual.", "vision_model.", "audio_tower.", "model.vision")
 
 
-class Decoder:
+class TextModel:
     """One family of HF decoders; instances hold one checkpoint's folder, config and weights."""
 
     arch = ""  # gguf-py MODEL_ARCH name, e.g. "LLAMA"
@@ -188,7 +188,7 @@ def llama3_rope_factors(theta: float, dim: int, rope: dict) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def convert(cls: type[Decoder], folder: Path, config: dict, out: Path, outtype: str,
+def convert(cls: type[TextModel], folder: Path, config: dict, out: Path, outtype: str,
             progress: Callable[[str], None]) -> None:
     """ModelBase.write's order: the tensors planned, the general.* keys (gguf-py's Metadata: model card,
     config, folder name, size label), the hyper-parameters, the vocabulary, then the file."""
