@@ -20,8 +20,7 @@ from .common import OUTTYPES, ConvertError
 # bumped when a converter's output changes, so that `pull`'s cached conversions are redone (catalog.py)
 CONVERT_VERSION = 2
 
-# config.json architectures -> "module" (it defines `convert(folder, config, out, outtype, progress)`) or
-# "module:Class" (a text_model.TextModel family, converted by text_model.convert)
+# config.json architectures -> "module:Class", a text_model.TextModel family (converted by text_model.convert)
 CONVERTERS = {
     "BertModel": "bert:Bert", "BertForMaskedLM": "bert:Bert", "BertForSequenceClassification": "bert:Bert",
     "LlamaForCausalLM": "llama:Llama", "LLaMAForCausalLM": "llama:Llama", "MistralForCausalLM": "llama:Llama",
@@ -47,12 +46,18 @@ def read_config(folder: Path) -> dict:
         raise ConvertError(f"{path}: not valid JSON ({e})") from None
 
 
-def convert_hf(folder: str | os.PathLike, out: str | os.PathLike, outtype: str = "f16",
-               progress: Callable[[str], None] = _log) -> Path:
-    """Convert the model in `folder` to the GGUF file `out` (written whole or not at all); returns its path."""
+def convert_hf(folder: str | os.PathLike, out: str | os.PathLike | None = None, outtype: str = "auto",
+               progress: Callable[[str], None] = _log, **options) -> Path:
+    """Convert the model in `folder` to GGUF (written whole or not at all); returns the file's path.
+
+    `out`: a file (`{ftype}` in its name is filled in) or a folder for a file named as llama.cpp names it
+    (default: the model's folder). `outtype`: f32, f16, bf16, q8_0 or auto (the checkpoint's 16-bit type).
+    `options`: model_name, metadata (an override file), vocab_only, dry_run, as convert_hf_to_gguf.py's flags."""
     import importlib
 
-    folder, out = Path(folder), Path(out)
+    from .text_model import convert
+
+    folder = Path(folder)
     if outtype not in OUTTYPES:
         raise ConvertError(f"--outtype must be one of {', '.join(OUTTYPES)}, not {outtype!r}")
     config = read_config(folder)
@@ -63,18 +68,8 @@ def convert_hf(folder: str | os.PathLike, out: str | os.PathLike, outtype: str =
                            f"supported (supported: {', '.join(CONVERTERS)})")
     module_name, _, family = CONVERTERS[known[0]].partition(":")
     module = importlib.import_module(f".{module_name}", __name__)
-    tmp = out.with_name(out.name + ".part")
-    try:
-        if family:
-            from .text_model import convert
-
-            convert(getattr(module, family), folder, config, tmp, outtype, progress)
-        else:
-            module.convert(folder, config, tmp, outtype, progress)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return convert(getattr(module, family), folder, config, None if out is None else Path(out), outtype, progress,
+                   **options)
 
 
 __all__ = ["CONVERTERS", "CONVERT_VERSION", "OUTTYPES", "ConvertError", "convert_hf"]

@@ -18,7 +18,7 @@ from ..gguf.constants import GGMLType, ValueType
 from ..gguf.writer import GGUFStreamWriter, TensorInfo, kv
 from .safetensors import Safetensors, SafetensorsError
 
-OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+OUTTYPES = ("f32", "f16", "bf16", "q8_0", "auto")
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}  # llama_ftype: ALL_F32, MOSTLY_F16/Q8_0/BF16
 GGML_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16, "bf16": GGMLType.BF16, "q8_0": GGMLType.Q8_0}
 ALIGNMENT = 32

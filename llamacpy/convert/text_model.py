@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ MULTIMODAL = ("vision_tower.", "multi_modal_projector.", "visual.", "vision_mode
 
 
 class TextModel:
-    """One family of HF decoders; instances hold one checkpoint's folder, config and weights."""
+    """One family of HF text models; an instance holds one checkpoint's folder, config and weights."""
 
     arch = ""  # gguf-py MODEL_ARCH name, e.g. "LLAMA"
     keep_f32 = ("ffn_gate_inp", "ffn_gate_inp_shexp")
@@ -188,27 +189,74 @@ def llama3_rope_factors(theta: float, dim: int, rope: dict) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def convert(cls: type[TextModel], folder: Path, config: dict, out: Path, outtype: str,
-            progress: Callable[[str], None]) -> None:
-    """ModelBase.write's order: the tensors planned, the general.* keys (gguf-py's Metadata: model card,
-    config, folder name, size label), the hyper-parameters, the vocabulary, then the file."""
+FTYPE_NAMES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}  # as in llama.cpp's file names
+
+
+def guess_outtype(weights: Safetensors) -> str:
+    """--outtype auto: the 16-bit type of the first matrix (BF16 stays BF16, anything else F16), as llama.cpp's
+    converter guesses it (config.json's torch_dtype is not trusted: fine-tunes misstate it)."""
+    for name in weights.names():
+        e = weights.entries[name]
+        if len(e.shape) >= 2:
+            return "bf16" if e.dtype == "BF16" else "f16"
+    return "f16"
+
+
+def output_path(out: Path | None, folder: Path, meta, outtype: str, vocab_only: bool) -> Path:
+    """--outfile: a file (its `{ftype}` filled in), or a folder (default: the model's) to hold a file named by
+    gguf-py's naming convention (Name-Size-FTYPE.gguf), as llama.cpp's converter names it."""
+    import gguf
+
+    ftype = FTYPE_NAMES[outtype]
+    if out is None or out.is_dir():
+        name = (gguf.naming_convention(meta.name, meta.basename, meta.finetune, meta.version, None, None, "vocab")
+                if vocab_only else
+                gguf.naming_convention(meta.name, meta.basename, meta.finetune, meta.version, meta.size_label, ftype))
+        return (out or folder) / f"{name}.gguf"
+    return out.parent / gguf.fill_templated_filename(out.name, ftype)
+
+
+def convert(cls: type[TextModel], folder: Path, config: dict, out: Path | None, outtype: str,
+            progress: Callable[[str], None], model_name: str | None = None, metadata: Path | None = None,
+            vocab_only: bool = False, dry_run: bool = False) -> Path:
+    """ModelBase.write's order: the tensors planned, the general.* keys (gguf-py's Metadata: `metadata`
+    override file, model card, config, folder name, size label), the hyper-parameters, the vocabulary, then
+    the file (written whole or not at all). Returns the file's path (with `dry_run`, the one it would have)."""
     import gguf
 
     logging.getLogger("gguf").setLevel(logging.ERROR)  # a family's overrides re-set keys: not a warning here
-    model = cls(folder, config, open_weights(folder), outtype)
-    progress(f"convert: {folder}: {cls.arch.lower()}, {model.n_layer} layers, {len(model.weights.entries)} "
-             f"tensors; planning")
+    weights = open_weights(folder)
+    if outtype == "auto":
+        outtype = guess_outtype(weights)
+        progress(f"convert: --outtype auto: {outtype} (the checkpoint's first matrix)")
+    model = cls(folder, config, weights, outtype)
+    progress(f"convert: {folder}: {cls.arch.lower()}, {model.n_layer} layers, {len(weights.entries)} tensors; "
+             f"planning")
     gw = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[cls.arch]])
     model.extra_parameters(gw)
-    plan = list(model.plan(outtype))
+    plan = [] if vocab_only else list(model.plan(outtype))
     n_params = sum(int(np.prod(shape, dtype=np.int64)) for _, shape, _, _ in plan)
-    meta = gguf.Metadata.load(None, folder, None, n_params)
+    meta = gguf.Metadata.load(metadata, folder, model_name, n_params)
     meta.name = meta.name or folder.resolve().name
-    meta.size_label = meta.size_label or gguf.size_label(n_params, n_params, 0, 0)
+    if meta.size_label is None and n_params > 0:
+        meta.size_label = gguf.size_label(n_params, n_params, 0, 0)
     gw.add_type(gguf.GGUFType.MODEL)
     meta.set_gguf_meta_model(gw)
     model.set_parameters(gw)
     gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
     progress("convert: reading the vocabulary")
     model.set_vocab(gw)
-    write_gguf(out, gw, plan, progress)
+    path = output_path(out, folder, meta, outtype, vocab_only)
+    if dry_run:
+        for name, shape, qtype, _ in plan:
+            progress(f"convert: (dry run) {name:36s} {'x'.join(map(str, shape)):>14s} {qtype}")
+        progress(f"convert: (dry run) would write {path}: {len(gw.kv_data[0])} keys, {len(plan)} tensors, "
+                 f"{n_params / 1e6:.1f}M parameters")
+        return path
+    tmp = path.with_name(path.name + ".part")
+    try:
+        write_gguf(tmp, gw, plan, progress)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

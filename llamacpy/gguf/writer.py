@@ -92,7 +92,8 @@ class GGUFStreamWriter:
             head.append(_string(t.name) + struct.pack(f"<I{nd}QIQ", nd, *t.ne[:nd], t.type, offset))
             offset += pad(t.nbytes, alignment)
         header = b"".join(head)
-        fh.write(header + bytes(pad(len(header), alignment) - len(header)))
+        # a file without tensors (a vocabulary) ends with its metadata, unpadded, as gguf-py writes it
+        fh.write(header + bytes(pad(len(header), alignment) - len(header) if infos else 0))
         self.next = 0  # index of the tensor whose data comes next
         self.written = 0  # bytes of that tensor written so far
 

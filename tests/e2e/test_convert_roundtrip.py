@@ -222,12 +222,28 @@ def test_bad_checkpoints_are_clear_errors(tiny_model, tmp_path):
 
 
 def test_cli_convert_a_decoder(tiny_model, tmp_path):
+    """convert_hf_to_gguf.py's command line: --outtype auto takes the checkpoint's BF16, the file is named
+    in the model's folder as llama.cpp names it, --vocab-only and --dry-run, refused flags."""
     folder = export(tiny_model("gemma3"), tmp_path / "hf", "--dtype", "bf16")
-    r = subprocess.run([sys.executable, "-m", "llamacpy", "convert", str(folder), "--outtype", "q8_0"],
-                       capture_output=True, text=True, check=True)
+    cmd = [sys.executable, "-m", "llamacpy", "convert", str(folder)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     out = Path(r.stdout.strip())
-    assert out == folder / "hf-q8_0.gguf" and out.is_file()
-    assert "gemma3, 4 layers" in r.stderr and "wrote" in r.stderr
+    assert out.parent == folder and out.name.endswith("-BF16.gguf") and out.is_file()
+    assert "--outtype auto: bf16" in r.stderr and "gemma3, 4 layers" in r.stderr and "wrote" in r.stderr
+    g = GGUFFile(out)
+    assert g.metadata["general.file_type"] == 32 and g.tensors["blk.0.attn_q.weight"].type.name == "BF16"
+
+    r = subprocess.run([*cmd, "--vocab-only", "--outfile", str(tmp_path / "v-{ftype}.gguf")], capture_output=True,
+                       text=True, check=True)
+    v = GGUFFile(r.stdout.strip())
+    assert Path(r.stdout.strip()).name == "v-bf16.gguf" and not v.tensors
+    assert v.metadata["tokenizer.ggml.tokens"] == g.metadata["tokenizer.ggml.tokens"]
+
+    r = subprocess.run([*cmd, "--dry-run", "--model-name", "Tiny Thing"], capture_output=True, text=True, check=True)
+    assert "(dry run) blk.0.attn_q.weight" in r.stderr and "Tiny-Thing" in r.stdout
+    assert not Path(r.stdout.strip()).exists()
+    r = subprocess.run([*cmd, "--split-max-size", "1G"], capture_output=True, text=True, check=False)
+    assert r.returncode == 1 and "split output is not written" in r.stderr
 
 
 @pytest.mark.slow
