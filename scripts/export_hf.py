@@ -3,8 +3,8 @@
 
     python3 scripts/export_hf.py MODEL.gguf OUT_DIR [--dtype bf16|f16|f32] [--mistral]
 
-The inverse of convert_hf_to_gguf.py for the families llamacpy converts (llama/mistral, qwen2, qwen3, gemma2,
-gemma3, phi3): the weights dequantized (llamacpy's bit-exact kernels) and written as model.safetensors under
+The inverse of convert_hf_to_gguf.py for the families llamacpy converts (llama/mistral/mixtral, qwen2, qwen3,
+qwen2moe, qwen3moe, gemma2, gemma3, phi3): the weights dequantized (llamacpy's bit-exact kernels) and written as model.safetensors under
 HF names, with HF's layouts restored (llama's q/k rows back in rotate-half order, gemma's norms minus one);
 config.json from the GGUF hyper-parameters; the vocabulary as HF ships it: tokenizer.json for byte-level BPE
 (the pre-tokenizer rebuilt from its tokenizer.ggml.pre name), tokenizer.model (SentencePiece protobuf) for
@@ -32,9 +32,11 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 # GGUF arch -> (HF architecture, model_type)
 FAMILIES = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2"),
-            "qwen3": ("Qwen3ForCausalLM", "qwen3"), "gemma2": ("Gemma2ForCausalLM", "gemma2"),
+            "qwen3": ("Qwen3ForCausalLM", "qwen3"), "qwen2moe": ("Qwen2MoeForCausalLM", "qwen2_moe"),
+            "qwen3moe": ("Qwen3MoeForCausalLM", "qwen3_moe"), "gemma2": ("Gemma2ForCausalLM", "gemma2"),
             "gemma3": ("Gemma3ForCausalLM", "gemma3_text"), "phi3": ("Phi3ForCausalLM", "phi3")}
 MISTRAL = ("MistralForCausalLM", "mistral")
+MIXTRAL = ("MixtralForCausalLM", "mixtral")  # a llama file with experts
 
 # per-layer GGUF names -> HF names (gemma's ffn_norm is its pre-FFN norm; elsewhere post_attention_layernorm)
 LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
@@ -42,6 +44,14 @@ LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k":
          "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
          "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
          "ffn_down": "mlp.down_proj"}
+# mixtures of experts: the router, the stacked experts (split back into one matrix per expert) and qwen2moe's
+# shared expert, for Mixtral's block_sparse_moe and Qwen's mlp
+MIXTRAL_MOE = {"ffn_gate_inp": "block_sparse_moe.gate", "ffn_gate_exps": "block_sparse_moe.experts.{x}.w1",
+               "ffn_down_exps": "block_sparse_moe.experts.{x}.w2", "ffn_up_exps": "block_sparse_moe.experts.{x}.w3"}
+QWEN_MOE = {"ffn_gate_inp": "mlp.gate", "ffn_gate_exps": "mlp.experts.{x}.gate_proj",
+            "ffn_down_exps": "mlp.experts.{x}.down_proj", "ffn_up_exps": "mlp.experts.{x}.up_proj",
+            "ffn_gate_shexp": "mlp.shared_expert.gate_proj", "ffn_up_shexp": "mlp.shared_expert.up_proj",
+            "ffn_down_shexp": "mlp.shared_expert.down_proj", "ffn_gate_inp_shexp": "mlp.shared_expert_gate"}
 GEMMA_LAYER = {**LAYER, "ffn_norm": "pre_feedforward_layernorm", "post_attention_norm": "post_attention_layernorm",
                "post_ffw_norm": "post_feedforward_layernorm"}
 TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
@@ -95,7 +105,7 @@ def export_tensors(g: GGUFFile) -> dict[str, np.ndarray]:
     arch = g.architecture
     n_head, n_kv = g.arch_get("attention.head_count"), g.arch_get("attention.head_count_kv")
     gemma = arch.startswith("gemma")
-    layer = GEMMA_LAYER if gemma else LAYER
+    layer = GEMMA_LAYER if gemma else {**LAYER, **(MIXTRAL_MOE if arch == "llama" else QWEN_MOE)}
     out = {}
     for name, t in g.tensors.items():
         base, _, suffix = name.rpartition(".")
@@ -114,6 +124,11 @@ def export_tensors(g: GGUFFile) -> dict[str, np.ndarray]:
             raise SystemExit(f"{g.path}: {name} has no Hugging Face form (e.g. llama 3's rope_freqs come from "
                              f"rope_scaling factors that the file does not keep)")
         x = dequantize(t)
+        if "{x}" in hf:  # one (n_expert, rows, cols) tensor -> a matrix per expert
+            out.update({f"{hf.format(x=e)}.{suffix}": x[e] for e in range(x.shape[0])})
+            continue
+        if base.endswith("ffn_gate_inp_shexp"):
+            x = x.reshape(1, -1)  # HF's shared_expert_gate is a (1, n_embd) Linear
         if arch == "llama" and base.endswith(("attn_q", "attn_k")):
             x = unpermute(x, n_head if base.endswith("attn_q") else n_kv)
         if gemma and base.endswith("norm"):
@@ -126,8 +141,9 @@ def export_config(g: GGUFFile, mistral: bool) -> dict:
     arch = g.architecture
     if arch not in FAMILIES:
         raise SystemExit(f"{g.path}: architecture {arch} is not exported (have {', '.join(FAMILIES)})")
-    hf_arch, model_type = MISTRAL if mistral else FAMILIES[arch]
     a = g.arch_get
+    hf_arch, model_type = MISTRAL if mistral else MIXTRAL if arch == "llama" and a("expert_count") \
+        else FAMILIES[arch]
     n_embd, n_head = a("embedding_length"), a("attention.head_count")
     head_dim = a("attention.key_length") or n_embd // n_head  # config.json names it only where it differs
     c = {"architectures": [hf_arch], "model_type": model_type, "hidden_size": n_embd,
@@ -146,6 +162,14 @@ def export_config(g: GGUFFile, mistral: bool) -> dict:
         c["rope_scaling"] = {"rope_type": kind, "factor": a("rope.scaling.factor")}
         if kind == "yarn":
             c["rope_scaling"]["original_max_position_embeddings"] = a("rope.scaling.original_context_length")
+    if a("expert_count"):
+        c |= {"num_local_experts" if arch == "llama" else "num_experts": a("expert_count"),
+              "num_experts_per_tok": a("expert_used_count")}
+        if arch != "llama":
+            c |= {"moe_intermediate_size": a("expert_feed_forward_length"), "decoder_sparse_step": 1,
+                  "norm_topk_prob": arch == "qwen3moe", "mlp_only_layers": []}
+        if a("expert_shared_feed_forward_length"):
+            c["shared_expert_intermediate_size"] = a("expert_shared_feed_forward_length")
     if arch == "gemma2":
         c |= {"attn_logit_softcapping": a("attn_logit_softcapping"), "query_pre_attn_scalar": head_dim,
               "final_logit_softcapping": a("final_logit_softcapping"), "sliding_window": a("attention.sliding_window")}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Record what llama.cpp's convert_hf_to_gguf.py writes for Hugging Face folders made by scripts/export_hf.py.
 
-    LLAMA_CPP=/path/to/llama.cpp CONVERT_PYTHON=/path/to/venv/bin/python python3 scripts/record_llama_convert.py
+    LLAMA_CPP=/path/to/llama.cpp CONVERT_PYTHON=/path/to/venv/bin/python python3 scripts/record_llama_convert.py [CASE ...]
 
 LLAMA_CPP is llama.cpp 0c1e570's source (the llama-cpp-python 0.3.36 sdist's vendor/llama.cpp); CONVERT_PYTHON
 a Python with what its converter imports (torch 2.13.0 CPU, transformers, sentencepiece, protobuf, and its own
@@ -48,6 +48,9 @@ CASES = {
     "tiny-gemma3": ("gemma3", ["--dtype", "f32"], "q8_0"),
     "tiny-phi3": ("phi3", ["--dtype", "f32"], "q8_0"),
     "tiny-phi3-longrope": ("phi3-longrope", ["--dtype", "f32"], "q8_0"),
+    "tiny-mixtral": ("mixtral", ["--dtype", "f32"], "q8_0"),
+    "tiny-qwen2moe": ("qwen2moe", ["--dtype", "f32"], "q8_0"),
+    "tiny-qwen3moe": ("qwen3moe", ["--dtype", "f32"], "q8_0"),
     "tiny-llama3-rope": ("llama", ["--dtype", "f32"], "q8_0"),
     "tiny-qwen3-yarn": ("qwen3", ["--dtype", "f32"], "q8_0"),
     "smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", [], "f16"),
@@ -94,14 +97,17 @@ def run(*cmd: str, cwd: Path | None = None) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
     llama_cpp, python = Path(os.environ["LLAMA_CPP"]), os.environ["CONVERT_PYTHON"]
+    cases = {c: v for c, v in CASES.items() if not only or c in only}
+    hf_cases = {c: v for c, v in HF_CASES.items() if not only or c in only}
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        tiny = sorted({src for src, _, _ in CASES.values() if not src.endswith(".gguf")})
-        run(sys.executable, str(ROOT / "scripts/make_tiny_models.py"), str(d), *tiny)
-        for case, (src, flags, outtype) in CASES.items():
+        tiny = sorted({src for src, _, _ in cases.values() if not src.endswith(".gguf")})
+        if tiny:
+            run(sys.executable, str(ROOT / "scripts/make_tiny_models.py"), str(d), *tiny)
+        for case, (src, flags, outtype) in cases.items():
             model = CACHE / src if src.endswith(".gguf") else d / f"{src}.gguf"
             folder, out = d / case, d / f"{case}.gguf"
             run(sys.executable, str(ROOT / "scripts/export_hf.py"), str(model), str(folder), *flags)
@@ -120,7 +126,7 @@ def main() -> None:
             g.close()
             (OUT / f"{case}.json").write_text(json.dumps(rec, indent=1) + "\n")
             print(f"{case}: {rec['sha256'][:16]}")
-        for case, name in HF_CASES.items():
+        for case, name in hf_cases.items():
             folder, out = wheel_folder(name, d / case), d / f"{case}.gguf"
             run(python, "convert_hf_to_gguf.py", str(folder), "--outfile", str(out), "--outtype", "f16",
                 cwd=llama_cpp)
@@ -136,4 +142,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -24,7 +24,9 @@ CONVERT_VERSION = 2
 CONVERTERS = {
     "BertModel": "bert:Bert", "BertForMaskedLM": "bert:Bert", "BertForSequenceClassification": "bert:Bert",
     "LlamaForCausalLM": "llama:Llama", "LLaMAForCausalLM": "llama:Llama", "MistralForCausalLM": "llama:Llama",
+    "MixtralForCausalLM": "llama:Llama",
     "Qwen2ForCausalLM": "qwen:Qwen2", "Qwen3ForCausalLM": "qwen:Qwen3",
+    "Qwen2MoeForCausalLM": "qwen:Qwen2Moe", "Qwen3MoeForCausalLM": "qwen:Qwen3Moe",
     "Gemma2ForCausalLM": "gemma:Gemma2", "Gemma3ForCausalLM": "gemma:Gemma3",
     "Phi3ForCausalLM": "phi3:Phi3",
 }

@@ -63,15 +63,15 @@ def open_weights(folder: Path) -> Safetensors:
         raise ConvertError(str(e)) from None
 
 
-def tensor_type(name: str, data: np.ndarray, outtype: str, keep_f32: tuple[str, ...] = ()) -> str:
+def tensor_type(name: str, shape: tuple[int, ...], outtype: str, keep_f32: tuple[str, ...] = ()) -> str:
     """convert_hf_to_gguf.py's rule: vectors, norms, non-weights and the `keep_f32` tensors (the MoE routers,
     position and token-type embeddings) stay f32; matrices take the output type (q8_0 falls back to f16 when
     a row is not a whole number of 32-element blocks)."""
     base = name.rsplit(".", 1)[0]
-    if data.ndim <= 1 or name.endswith("_norm.weight") or not name.endswith(".weight") \
+    if len(shape) <= 1 or name.endswith("_norm.weight") or not name.endswith(".weight") \
             or base.split(".")[-1] in keep_f32 or base in keep_f32:
         return "f32"
-    if outtype == "q8_0" and data.shape[-1] % 32:
+    if outtype == "q8_0" and shape[-1] % 32:
         return "f16"
     return outtype
 
@@ -125,7 +125,8 @@ Planned = tuple[str, tuple[int, ...], str, Callable[[], np.ndarray]]  # name, nu
 def write_gguf(out: Path, gw, tensors: Iterable[Planned], progress: Callable[[str], None]) -> None:
     """Metadata from `gw`, then each planned tensor, loaded and encoded one at a time."""
     plan = list(tensors)
-    infos = [TensorInfo(name, tuple(reversed(shape)), GGML_TYPES[q], nbytes(shape, q)) for name, shape, q, _ in plan]
+    infos = [TensorInfo(name, tuple(reversed(shape)), GGML_TYPES[q], nbytes(shape, q), len(shape))
+             for name, shape, q, _ in plan]
     t0 = time.monotonic()
     with open(out, "wb") as fh:
         w = GGUFStreamWriter(fh, serialized_kvs(gw), infos, ALIGNMENT)

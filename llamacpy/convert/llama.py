@@ -1,6 +1,7 @@
-"""Llama and Mistral (LlamaForCausalLM, MistralForCausalLM) -> GGUF arch `llama` (convert_hf_to_gguf's
-LlamaModel): q and k rows permuted back from HF's rotate-half order to GGUF's interleaved pairs, llama 3's RoPE
-factors as rope_freqs, a SentencePiece tokenizer.model if there is one, else the BPE tokenizer.json."""
+"""Llama, Mistral and Mixtral (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM) -> GGUF arch `llama`
+(convert_hf_to_gguf's LlamaModel): q and k rows permuted back from HF's rotate-half order to GGUF's interleaved
+pairs, llama 3's RoPE factors as rope_freqs, Mixtral's experts stacked, a SentencePiece tokenizer.model if there
+is one, else the BPE tokenizer.json."""
 
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ class Llama(TextModel):
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        # transformers' LlamaConfig / MistralConfig fill head_dim in, and llama.cpp's converter reads the config
-        # through them: key_length and value_length are written even where config.json has no head_dim
+        # transformers' LlamaConfig / MistralConfig fill head_dim in (MixtralConfig does not), and llama.cpp's
+        # converter reads the config through them: key_length and value_length are written even where
+        # config.json has no head_dim
         h = self.hparams
-        h.setdefault("head_dim", h["hidden_size"] // h["num_attention_heads"])
+        if "MixtralForCausalLM" not in (h.get("architectures") or []):
+            h.setdefault("head_dim", h["hidden_size"] // h["num_attention_heads"])
 
     def set_parameters(self, gw) -> None:
         super().set_parameters(gw)
@@ -51,9 +54,9 @@ class Llama(TextModel):
             gw.add_add_bos_token(False)
         return n
 
+    expert_kinds = ("w1", "w2", "w3")  # Mixtral's block_sparse_moe: gate, down, up
+
     def modify(self, name: str, data: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
-        if "block_sparse_moe" in name or ".experts." in name:
-            raise ConvertError(f"{name}: mixture-of-experts checkpoints are not supported by llamacpy convert yet")
         n_head = int(self.hparams["num_attention_heads"])
         if name.endswith(("q_proj.weight", "q_proj.bias")):
             data = permute(data, n_head)

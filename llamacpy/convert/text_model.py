@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from . import vocab
 from .common import FILE_TYPES, ConvertError, Planned, open_weights, tensor_type, write_gguf
 from .safetensors import Safetensors
 
+# one expert's matrix: model.layers.N.mlp.experts.X.gate_proj.weight, ...block_sparse_moe.experts.X.w1.weight
+EXPERT = re.compile(r"^(?P<prefix>.*\.)experts\.(?P<x>\d+)\.(?P<kind>[^.]+)\.weight$")
 # vision / audio towers of multimodal checkpoints: dropped, as TextModel.filter_tensors drops them
 MULTIMODAL = ("vision_tower.", "multi_modal_projector.", "visual.", "vision_model.", "audio_tower.", "model.vision")
 
@@ -96,6 +99,11 @@ class TextModel:
             gw.add_layer_norm_rms_eps(float(eps))
         if (eps := self.find("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", optional=True)) is not None:
             gw.add_layer_norm_eps(float(eps))
+        if (n := self.find("num_local_experts", "num_experts", "n_routed_experts", optional=True)) is not None:
+            gw.add_expert_count(int(n))
+        if (n := self.find("num_experts_per_tok", "num_experts_per_token", "top_k_experts", optional=True)) \
+                is not None:
+            gw.add_expert_used_count(int(n))
         if (head_dim := self.hparams.get("head_dim")) is not None:
             gw.add_key_length(int(head_dim))
             gw.add_value_length(int(head_dim))
@@ -156,15 +164,45 @@ class TextModel:
         """Keys llama.cpp's converter writes while it makes those tensors, so before the general.* keys."""
 
     def plan(self, outtype: str) -> Iterator[Planned]:
-        """The made tensors first, then the checkpoint's (prepare_tensors' order)."""
+        """The made tensors first, then the checkpoint's (prepare_tensors' order); a layer's experts, one
+        matrix each in HF, become one 3-D tensor per kind where the layer's last one is met."""
         for new, data in self.extra_tensors():
             yield new, data.shape, "f32", (lambda d=data: d)
+        groups: dict[str, dict[tuple[int, str], str]] = {}
         for name in self.weights.names():
             if self.skip(name):
                 continue
+            if self.expert_kinds and (m := EXPERT.match(name)):
+                yield from self._expert(groups, m["prefix"], int(m["x"]), m["kind"], name, outtype)
+                continue
             # on the stored bits (a view of the map): only the shapes count here, so nothing is widened twice
             for new, data in self.modify(name, self.weights.stored(name)):
-                yield new, data.shape, tensor_type(new, data, outtype, self.keep_f32), self._loader(name, new)
+                yield new, data.shape, tensor_type(new, data.shape, outtype, self.keep_f32), self._loader(name, new)
+        if groups:
+            raise ConvertError(f"{self.folder}: experts missing from {', '.join(groups)} (expected "
+                               f"{self.n_expert} of each of {', '.join(self.expert_kinds)})")
+
+    expert_kinds: tuple[str, ...] = ()  # a mixture of experts' per-expert matrices, in the order llama.cpp emits
+
+    @property
+    def n_expert(self) -> int:
+        return int(self.find("num_local_experts", "num_experts"))
+
+    def _expert(self, groups: dict, prefix: str, x: int, kind: str, name: str, outtype: str) -> Iterator[Planned]:
+        members = groups.setdefault(prefix, {})
+        members[(x, kind)] = name
+        if len(members) < self.n_expert * len(self.expert_kinds):
+            return
+        del groups[prefix]
+        for k in self.expert_kinds:
+            try:
+                names = [members[(i, k)] for i in range(self.n_expert)]
+            except KeyError:
+                raise ConvertError(f"{prefix}experts: not {self.n_expert} experts of {k}") from None
+            new = self.gguf_name(f"{prefix}experts.{k}.weight")
+            shape = (self.n_expert, *self.weights.entries[names[0]].shape)
+            yield new, shape, tensor_type(new, shape, outtype, self.keep_f32), \
+                (lambda names=names: np.stack([self.weights.float32(n) for n in names]))
 
     def _loader(self, name: str, new: str) -> Callable[[], np.ndarray]:
         return lambda: dict(self.modify(name, self.weights.float32(name)))[new]
@@ -190,6 +228,23 @@ def llama3_rope_factors(theta: float, dim: int, rope: dict) -> np.ndarray:
 
 
 FTYPE_NAMES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}  # as in llama.cpp's file names
+
+
+def parameter_counts(plan: list[Planned]) -> tuple[int, int, int, int]:
+    """(total, shared, per-expert, expert count), as gguf-py's get_total_parameter_count counts them for the
+    size label (8x13M: experts counted once each, the rest shared)."""
+    total = shared = expert = expert_sum = n_expert_tensors = 0
+    for name, shape, _, _ in plan:
+        size = int(np.prod(shape, dtype=np.int64))
+        total += size
+        if "_exps." in name and len(shape) >= 3:
+            n = shape[-2 if ".bias" in name else -3]
+            expert += size // n
+            expert_sum += n
+            n_expert_tensors += 1
+        else:
+            shared += size
+    return total, shared, expert, expert_sum // n_expert_tensors if n_expert_tensors else 0
 
 
 def guess_outtype(weights: Safetensors) -> str:
@@ -235,11 +290,12 @@ def convert(cls: type[TextModel], folder: Path, config: dict, out: Path | None, 
     gw = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[cls.arch]])
     model.extra_parameters(gw)
     plan = [] if vocab_only else list(model.plan(outtype))
-    n_params = sum(int(np.prod(shape, dtype=np.int64)) for _, shape, _, _ in plan)
+    counts = parameter_counts(plan)
+    n_params = counts[0]
     meta = gguf.Metadata.load(metadata, folder, model_name, n_params)
     meta.name = meta.name or folder.resolve().name
     if meta.size_label is None and n_params > 0:
-        meta.size_label = gguf.size_label(n_params, n_params, 0, 0)
+        meta.size_label = gguf.size_label(*counts)
     gw.add_type(gguf.GGUFType.MODEL)
     meta.set_gguf_meta_model(gw)
     model.set_parameters(gw)

@@ -56,12 +56,15 @@ def kv(key: str, vtype: ValueType, value, item: ValueType | None = None) -> byte
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A tensor of the file to write: `ne` in GGUF order (ne0 = row length first), `nbytes` of data."""
+    """A tensor of the file to write: `ne` in GGUF order (ne0 = row length first), `nbytes` of data. `dims`: how
+    many dimensions its info lists; 0, ggml_n_dims (trailing 1s dropped, as ggml's writer does); the converter
+    gives all of them, as gguf-py's writer does (a (1, n) tensor stays 2-D)."""
 
     name: str
     ne: tuple[int, ...]
     type: GGMLType
     nbytes: int
+    dims: int = 0
 
 
 def n_dims(ne: tuple[int, ...]) -> int:
@@ -88,7 +91,7 @@ class GGUFStreamWriter:
         head = [GGUF_MAGIC, struct.pack("<IQQ", GGUF_VERSION, len(infos), len(kvs)), *kvs]
         offset = 0
         for t in infos:
-            nd = n_dims(t.ne)
+            nd = t.dims or n_dims(t.ne)
             head.append(_string(t.name) + struct.pack(f"<I{nd}QIQ", nd, *t.ne[:nd], t.type, offset))
             offset += pad(t.nbytes, alignment)
         header = b"".join(head)
