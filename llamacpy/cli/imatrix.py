@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print the perplexity of each chunk (default)")
     p.add_argument("--no-ppl", dest="ppl", action="store_false", help="do not print the perplexity")
     p.add_argument("--parse-special", action="store_true", help="parse special tokens in the text")
-    p.add_argument("--output-format", choices=["gguf"], default="gguf",
-                   help="output format (gguf; llama.cpp's legacy dat is read by quantize but not written)")
+    p.add_argument("--output-format", choices=["gguf", "dat"], default="gguf",
+                   help="output format: gguf (default) or llama.cpp's legacy dat")
 
 
 def run(a: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def run(a: argparse.Namespace) -> int:
     if not a.file:
         if not a.in_file:
             raise ValueError("no text (-f) and no precomputed matrices (--in-file) to combine")
-        save(a.output, collector.imatrix([]))
+        save(a.output, collector.imatrix([]), a.output_format == "dat", last_chunk=0)  # nothing collected
         print(f"imatrix: saved {'combined ' if len(a.in_file) > 1 else ''}imatrix to '{a.output}'", file=sys.stderr)
         return 0
     text = Path(a.file).read_text(encoding="utf-8")
@@ -84,7 +84,8 @@ def run(a: argparse.Namespace) -> int:
 
     bos = tok.bos_id if tok.add_bos else None
     collector, res = compute_imatrix(llm.model, tokens, n_ctx, a.output, [a.file], a.chunks, a.batch_size, bos,
-                                     a.out_freq, a.save_frequency, on_chunk, collector)
+                                     a.out_freq, a.save_frequency, on_chunk, collector,
+                                     legacy=a.output_format == "dat")
     print()
     for name, share in collector.partial():
         print(f"imatrix: entry '{name:>40}' has partial data ({100 * share:.2f}%)", file=sys.stderr)

@@ -108,22 +108,23 @@ def compute_imatrix(model: DecoderModel, tokens: list[int], n_ctx: int, out_path
                     datasets: list[str], n_chunks: int = -1, n_batch: int = 512, bos_id: int | None = None,
                     out_freq: int = 10, save_freq: int = 0,
                     on_chunk: Callable[[int, int, float], None] | None = None,
-                    collector: ImatrixCollector | None = None) -> tuple[ImatrixCollector, PerplexityResult]:
+                    collector: ImatrixCollector | None = None,
+                    legacy: bool = False) -> tuple[ImatrixCollector, PerplexityResult]:
     """Collect over the chunks (into `collector`, which holds --process-output and merged files; default: a new
-    one), saving to `out_path` every
-    `out_freq` chunks and at the end (and a copy `out_path.at_N` every `save_freq` chunks, as llama-imatrix)."""
+    one), saving to `out_path` every `out_freq` chunks and at the end (and a copy `out_path.at_N` every
+    `save_freq` chunks, as llama-imatrix), in GGUF or with `legacy` in the .dat format."""
     collector = collector or ImatrixCollector(n_ctx)
 
     def chunk_done(i: int, n: int, ppl: float) -> None:
         done = i + 1
         if done % out_freq == 0 and done < n:
-            save(out_path, collector.imatrix(datasets))
+            save(out_path, collector.imatrix(datasets), legacy)
         if save_freq > 0 and done % save_freq == 0:
-            save(f"{out_path}.at_{done}", collector.imatrix(datasets))
+            save(f"{out_path}.at_{done}", collector.imatrix(datasets), legacy)
         if on_chunk:
             on_chunk(i, n, ppl)
 
     with collector.installed():
         res = perplexity(model, tokens, n_ctx, n_chunks, n_batch, bos_id, chunk_done)
-    save(out_path, collector.imatrix(datasets))
+    save(out_path, collector.imatrix(datasets), legacy)
     return collector, res

@@ -4,7 +4,7 @@ GGUF format (llama-imatrix's default): general.type = "imatrix", imatrix.dataset
 imatrix.chunk_count and imatrix.chunk_size (u32), and for each weight, by sorted name, "<name>.in_sum2" (f32
 [ne0, n_mat]: the sum over tokens of each input column squared, per expert) and "<name>.counts" (f32 [1, n_mat]:
 the tokens summed). The legacy .dat format ([n_entries] then per entry name, ncall, nval, values; then the chunk
-count and the dataset) is read too.
+count and the dataset) is read and written too.
 
 `load` gives what llama-quantize hands the quantizers: per weight the mean square per column (sums / count,
 float32, 1.0 for an expert never routed to), as load_imatrix does.
@@ -54,8 +54,12 @@ class Imatrix:
         return out
 
 
-def save(path: str | os.PathLike, m: Imatrix) -> None:
-    """Write `m` in llama-imatrix's GGUF format (names sorted, as save_imatrix)."""
+def save(path: str | os.PathLike, m: Imatrix, legacy: bool = False, last_chunk: int | None = None) -> None:
+    """Write `m` in llama-imatrix's GGUF format (names sorted, as save_imatrix), or with `legacy` in its .dat
+    format (save_imatrix_legacy; `last_chunk`: the chunks collected, default m.chunk_count)."""
+    if legacy:
+        _save_legacy(path, m, m.chunk_count if last_chunk is None else last_chunk)
+        return
     kvs = [kv("general.type", ValueType.STRING, "imatrix"),
            kv("imatrix.datasets", ValueType.ARRAY, m.datasets, ValueType.STRING),
            kv("imatrix.chunk_count", ValueType.UINT32, m.chunk_count),
@@ -75,6 +79,29 @@ def save(path: str | os.PathLike, m: Imatrix) -> None:
         for b in blobs:
             w.write_tensor_data(memoryview(b.reshape(-1)).cast("B"))
         w.close()
+    os.replace(tmp, path)
+
+
+def _save_legacy(path: str | os.PathLike, m: Imatrix, last_chunk: int) -> None:
+    """[n_entries]; per entry (sorted) its name, ncall = ceil(max count / chunk size), nval and the values as
+    mean squares times ncall (1 for an expert without data); the chunks collected; the last dataset's name.
+    Entries without any data are left out, as llama-imatrix leaves them."""
+    names = sorted(n for n in m.sums if len(m.counts[n]) and np.asarray(m.counts[n]).any())
+    chunk = max(m.chunk_size, 1)
+    out = [struct.pack("<i", len(names))]
+    for name in names:
+        counts = np.asarray(m.counts[name], np.int64)
+        sums = np.asarray(m.sums[name], np.float32).reshape(len(counts), -1)
+        ncall = (int(counts.max()) + chunk - 1) // chunk
+        c = counts.astype(np.float32)[:, None]
+        values = np.where(c == 0, np.float32(1.0), sums / np.where(c == 0, np.float32(1.0), c)) * np.float32(ncall)
+        raw = name.encode("utf-8")
+        out += [struct.pack("<i", len(raw)), raw, struct.pack("<ii", ncall, sums.size),
+                np.ascontiguousarray(values, np.float32).tobytes()]
+    dataset = (m.datasets[-1] if m.datasets else "").encode("utf-8")
+    out += [struct.pack("<i", last_chunk), struct.pack("<i", len(dataset)), dataset]
+    tmp = Path(f"{path}.part")
+    tmp.write_bytes(b"".join(out))
     os.replace(tmp, path)
 
 

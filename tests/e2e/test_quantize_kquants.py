@@ -133,6 +133,29 @@ def test_imatrix_collects_experts_per_expert(tiny_model, tmp_path):
     assert m.sums["blk.0.ffn_down_exps.weight"].shape[0] == n_expert
 
 
+def test_imatrix_writes_the_legacy_dat_format(tmp_path, monkeypatch):
+    """`--output-format dat` (save_imatrix_legacy): sorted entries, ncall = ceil(max count / chunk size), the
+    mean squares times ncall; read back, the same importance as the GGUF file's."""
+    from llamacpy.quantize.imatrix_file import load
+
+    rec = RECORDS["smollm2"]["imatrix"]
+    monkeypatch.chdir(DATA)
+    out = tmp_path / "smol.dat"
+    # -c: the chunk size ncall counts in (the file's own 256; the default 512 would halve it, as in llama.cpp)
+    assert cli(["imatrix", "--in-file", rec["file"], "--output-format", "dat", "-c", "256", "-o", str(out)]) == 0
+    gguf_m, dat_m = load(rec["file"]), load(out)
+    assert dat_m.legacy and sorted(dat_m.sums) == sorted(gguf_m.sums)
+    assert dat_m.datasets == gguf_m.datasets[-1:] and dat_m.chunk_count == 0  # combined only: no chunk run
+    ncall = {n: int(c[0]) for n, c in dat_m.counts.items()}
+    assert set(ncall.values()) == {gguf_m.chunk_count}  # every dense entry saw every chunk
+    want, got = gguf_m.importance(), dat_m.importance()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
+    raw = out.read_bytes()
+    assert int.from_bytes(raw[:4], "little") == len(want)
+    assert raw.endswith(gguf_m.datasets[-1].encode())
+
+
 def test_imatrix_combines_files_as_llama_imatrix(tmp_path, monkeypatch):
     """`--in-file` twice and no text: llama-imatrix's combined file, byte for byte (sums and counts added, both
     datasets listed, the chunk count from the counts)."""
