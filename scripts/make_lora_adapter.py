@@ -17,6 +17,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from llamacpy.convert.common import write_collected
 from llamacpy.gguf import GGUFFile
 
 TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -25,7 +26,7 @@ TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "f
 def make(model: Path, out: Path, rank: int = 8, alpha: float = 16.0, seed: int = 0) -> Path:
     g = GGUFFile(model)
     rng = np.random.default_rng(seed)
-    w = GGUFWriter(str(out), g.architecture)
+    w = GGUFWriter(None, g.architecture)  # collects; llamacpy's writer writes
     w.add_string("general.type", "adapter")
     w.add_string("adapter.type", "lora")
     w.add_float32("adapter.lora.alpha", alpha)
@@ -38,11 +39,7 @@ def make(model: Path, out: Path, rank: int = 8, alpha: float = 16.0, seed: int =
             b = rng.standard_normal((n_out, rank)) * 0.02
             w.add_tensor(f"{name}.lora_a", a.astype(np.float16))
             w.add_tensor(f"{name}.lora_b", b.astype(np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return out
+    return write_collected(w, out)
 
 
 def main() -> int:

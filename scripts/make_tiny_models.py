@@ -223,7 +223,7 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
     s = SPECS[name] if name in SPECS else BENCH_SPECS[name]
     rng = np.random.default_rng(s.seed)
     path = out / f"{name}.gguf"
-    w = gguf.GGUFWriter(path, s.arch)
+    w = gguf.GGUFWriter(None, s.arch)  # collects; llamacpy's writer writes (_finish)
     w.add_name(f"tiny random model {s.seed}")  # not the family name: llama.cpp keys vocab quirks on it (phi3)
     a = s.arch
     w.add_uint32(f"{a}.context_length", 2048)
@@ -324,11 +324,9 @@ def make(name: str, out: Path, vocab_source: Path) -> Path:
 
 
 def _finish(w: gguf.GGUFWriter, path: Path) -> Path:
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    from llamacpy.convert.common import write_collected
+
+    return write_collected(w, path)
 
 
 def _encoder(w: gguf.GGUFWriter, s: Spec, rng: np.random.Generator, mat: Callable, norm: Callable,

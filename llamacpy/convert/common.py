@@ -119,6 +119,22 @@ def _item_type(values: list) -> ValueType:
     return ValueType.INT32 if isinstance(first, int) else ValueType.FLOAT32
 
 
+def write_collected(gw, path: Path) -> Path:
+    """Write what a gguf-py GGUFWriter collected in memory (metadata, `add_tensor` arrays) with the project's
+    writer: the same bytes gguf-py writes (the scripts that make test models build files this way)."""
+    infos, arrays = [], []
+    for name, ti in gw.tensors[0].items():
+        infos.append(TensorInfo(name, tuple(int(d) for d in reversed(ti.shape)), GGMLType(int(ti.dtype)),
+                                int(ti.nbytes), len(ti.shape)))
+        arrays.append(ti.tensor)
+    with open(path, "wb") as fh:
+        w = GGUFStreamWriter(fh, serialized_kvs(gw), infos, ALIGNMENT)
+        for a in arrays:
+            w.write_tensor_data(memoryview(np.ascontiguousarray(a)).cast("B"))
+        w.close()
+    return path
+
+
 Planned = tuple[str, tuple[int, ...], str, Callable[[], np.ndarray]]  # name, numpy shape, type, loader
 
 

@@ -5,8 +5,10 @@ of a given value type), so values keep their exact types. The caller streams eac
 sizes are declared up front, so the header is written first and nothing is buffered: the RSS of writing a
 file is one tensor (or one slab of it), whatever the model's size.
 
-This is the project's one GGUF writer (quantize, convert, imatrix). gguf-py's GGUFWriter was measured against
-it on `llamacpy convert` of all-MiniLM-L6-v2 (docs/benchmarks.md): it holds every tensor until the end.
+This is the project's one GGUF writer: quantize, imatrix, convert, and the scripts that make test models
+(scripts/make_tiny_models.py, make_lora_adapter.py: their files are the same bytes as gguf-py wrote them). gguf-py's
+GGUFWriter holds every tensor until the end; it is kept only to collect metadata, since its add_* methods know
+llama.cpp's keys and value types (convert/common.py serializes what it collected).
 """
 
 from __future__ import annotations
