@@ -44,6 +44,15 @@ def catalog() -> dict[str, CatalogModel]:
     return {name: CatalogModel(name=name, **m) for name, m in raw["models"].items()}
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read 16 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def cache_dir() -> Path:
     """Where pulled models live: $LLAMACPY_CACHE, else the user's cache dir."""
     env = os.environ.get("LLAMACPY_CACHE")

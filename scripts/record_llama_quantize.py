@@ -15,7 +15,6 @@ tests/e2e/test_quantize_kquants.py replays steps 1-2 with `llamacpy quantize` an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from llamacpy.catalog import file_sha256 as sha256
 from llamacpy.gguf import GGUFFile
 from llamacpy.quantize.ftypes import type_name
 
@@ -39,14 +39,6 @@ MODELS = {  # catalog file -> (short name, file types, file types with the imatr
     "qwen2.5-coder-0.5b-instruct.gguf": ("qwen05", ["Q4_K_M", "Q3_K_M", "Q2_K", "IQ4_NL"], []),
     "gemma-3-270m-q4_k_m.gguf": ("gemma3", ["Q4_K_M", "Q5_K_S"], []),
 }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(bin_dir: Path, tool: str, *args: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from tinykit import script
 
+from llamacpy.catalog import file_sha256
 from llamacpy.convert import ConvertError, convert_hf
 from llamacpy.gguf.reader import GGUFFile
 
@@ -65,16 +66,10 @@ def recording(case: str) -> dict:
     return json.loads((RECORDINGS / f"{case}.json").read_text())
 
 
-def sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def assert_same_as_llama_cpp(case: str, folder: Path, out: Path) -> None:
     """The exported folder is the recorded one, and our file is llama.cpp's converter's, byte for byte."""
     rec = recording(case)
-    assert {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()} == rec["input_sha256"], \
+    assert {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()} == rec["input_sha256"], \
         "scripts/export_hf.py no longer writes the recorded folder: rerun scripts/record_llama_convert.py"
     g = GGUFFile(out)
     assert {n: t.type.name.lower() for n, t in g.tensors.items()} == rec["tensor_types"]
@@ -82,7 +77,7 @@ def assert_same_as_llama_cpp(case: str, folder: Path, out: Path) -> None:
         assert [k for k in g.metadata if k not in BEYOND_LLAMA_CPP[case]] == rec["metadata_keys"]
     else:
         assert list(g.metadata) == rec["metadata_keys"]
-        assert sha256(out) == rec["sha256"], f"{case}: not llama.cpp's converter's bytes"
+        assert file_sha256(out) == rec["sha256"], f"{case}: not llama.cpp's converter's bytes"
 
 
 def metadata_diff(a: GGUFFile, b: GGUFFile) -> dict[str, tuple]:
@@ -258,4 +253,4 @@ def test_bert_matches_llama_cpp(minilm_hf, minilm_path, tmp_path):
     out = convert_hf(minilm_hf, tmp_path / "minilm.gguf", "f16", progress=lambda _m: None)
     assert_same_as_llama_cpp("minilm", minilm_hf, out)
     assert GGUFFile(out).metadata["tokenizer.ggml.pre"] == "jina-v2-en"
-    assert sha256(minilm_path) == recording("minilm")["sha256"]  # `pull` converts the same folder
+    assert file_sha256(minilm_path) == recording("minilm")["sha256"]  # `pull` converts the same folder

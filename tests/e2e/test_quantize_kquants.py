@@ -3,13 +3,13 @@ importance matrix (recorded by scripts/record_llama_quantize.py with llama.cpp 0
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from llamacpy.catalog import file_sha256
 from llamacpy.cli.main import main as cli
 from llamacpy.gguf import GGUFFile
 from llamacpy.quantize.ftypes import type_name
@@ -17,14 +17,6 @@ from llamacpy.quantize.ftypes import type_name
 DATA = Path(__file__).resolve().parent.parent / "data/llama_quantize"
 RECORDS = {p.stem: json.loads(p.read_text()) for p in sorted(DATA.glob("*.json"))}
 FIXTURES = {"smollm2": "smollm2_path", "qwen05": "qwen05_path", "gemma3": "gemma_path"}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +29,7 @@ def f16(request, tmp_path_factory):
             out = tmp_path_factory.mktemp(short) / "f16.gguf"
             model = request.getfixturevalue(FIXTURES[short])
             assert cli(["quantize", "--allow-requantize", str(model), str(out), "F16"]) == 0
-            assert _sha256(out) == RECORDS[short]["f16_sha256"], "the F16 file differs from llama-quantize's"
+            assert file_sha256(out) == RECORDS[short]["f16_sha256"], "the F16 file differs from llama-quantize's"
             made[short] = out
         return made[short]
 
@@ -45,7 +37,7 @@ def f16(request, tmp_path_factory):
 
 
 def _check(out: Path, want: dict) -> None:
-    if _sha256(out) != want["sha256"]:
+    if file_sha256(out) != want["sha256"]:
         g = GGUFFile(out)
         types = {n: type_name(t.type) for n, t in g.tensors.items()}
         wrong = {n: (types.get(n), t) for n, t in want["types"].items() if types.get(n) != t}
@@ -70,7 +62,7 @@ IMATRIX_CASES = [(short, ft) for short, rec in RECORDS.items() for ft in rec.get
 @pytest.mark.parametrize(("short", "ftype"), IMATRIX_CASES, ids=[f"{s}-{f}" for s, f in IMATRIX_CASES])
 def test_same_file_as_llama_quantize_with_imatrix(short, ftype, f16, tmp_path, monkeypatch):
     rec = RECORDS[short]["imatrix"]
-    assert _sha256(DATA / rec["file"]) == rec["sha256"]
+    assert file_sha256(DATA / rec["file"]) == rec["sha256"]
     monkeypatch.chdir(DATA)  # the path given is written into the output (quantize.imatrix.file), as llama.cpp does
     out = tmp_path / "out.gguf"
     assert cli(["quantize", "--imatrix", rec["file"], str(f16(short)), str(out), ftype, "2"]) == 0
@@ -96,7 +88,7 @@ def test_imatrix_close_to_llama_imatrix(f16, tmp_path, capsys):
     from llamacpy.quantize.imatrix_file import load
     rec = RECORDS["smollm2"]["imatrix"]
     calibration = Path(rec["command"].split(" -f ")[1].split()[0])
-    assert _sha256(calibration) == rec["calibration_sha256"]
+    assert file_sha256(calibration) == rec["calibration_sha256"]
     out = tmp_path / "imatrix.gguf"
     assert cli(["imatrix", "-m", str(f16("smollm2")), "-f", str(calibration), "-c", "256", "-b", "256",
                 "-o", str(out)]) == 0
@@ -163,5 +155,5 @@ def test_imatrix_combines_files_as_llama_imatrix(tmp_path, monkeypatch):
     monkeypatch.chdir(DATA)  # the dataset names are the paths as given
     out = tmp_path / "combined.gguf"
     assert cli(["imatrix", "--in-file", rec["file"], "--in-file", rec["file"], "-o", str(out)]) == 0
-    assert _sha256(out) == rec["combined"]["sha256"]
+    assert file_sha256(out) == rec["combined"]["sha256"]
     assert cli(["imatrix", "-o", str(tmp_path / "none.gguf")]) == 1  # nothing to run, nothing to combine
