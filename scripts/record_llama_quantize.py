@@ -7,7 +7,8 @@ llama.cpp 0c1e570 (shared/tools/build-llamacpp.sh). For each catalog model below
   1. `llama-quantize --allow-requantize MODEL f16.gguf F16` (its sha256 is recorded: the test rebuilds it with
      llamacpy and checks it is the same file before going on);
   2. `llama-quantize f16.gguf out.gguf TYPE 2` for each file type: the output's sha256 and every tensor's type;
-  3. for smollm2, `llama-imatrix -m f16.gguf -f GPL-2 -c 256 -b 256 -t 2` (the file is kept beside the JSON), the
+  3. for smollm2, `llama-imatrix -m f16.gguf -f GPL-2 -c 256 -b 256 -t 2` (the file is kept beside the JSON, and
+     its `--show-statistics` tables beside it), the
      same file types with `--imatrix`, and `llama-perplexity -f GPL-3 -c 256 -b 256 --chunks 8` of the Q4_K_M
      files with and without it.
 tests/e2e/test_quantize_kquants.py replays steps 1-2 with `llamacpy quantize` and compares the bytes.
@@ -58,6 +59,15 @@ def quantized(bin_dir: Path, f16: Path, out: Path, ftype: str, imatrix: str | No
     return {"sha256": sha256(out), "types": types}
 
 
+def record_statistics(bin_dir: Path, imatrix: str) -> Path:
+    """`llama-imatrix --in-file FILE --show-statistics`'s tables, kept beside the file as FILE's stem +
+    .statistics.txt (the log lines before the tables dropped)."""
+    text = run(bin_dir, "llama-imatrix", "--in-file", imatrix, "--show-statistics")
+    out = OUT / imatrix.replace(".gguf", ".statistics.txt")
+    out.write_text(text[text.index("\nComputing statistics for"):])
+    return out
+
+
 def main() -> None:
     bin_dir = Path(os.environ["LCPP_BIN"])
     OUT.mkdir(parents=True, exist_ok=True)
@@ -88,6 +98,7 @@ def main() -> None:
                 rec["imatrix"]["combined"] = {
                     "command": f"llama-imatrix -m f16.gguf --in-file {imatrix.name} --in-file {imatrix.name} "
                                "-o combined.gguf", "sha256": sha256(d / "combined.gguf")}
+                record_statistics(bin_dir, imatrix.name)
                 for ft in with_imatrix:
                     rec["imatrix"]["files"][ft] = quantized(bin_dir, f16, d / "out.gguf", ft, imatrix.name)
                     print(f"{short} {ft} --imatrix: {rec['imatrix']['files'][ft]['sha256'][:16]}")

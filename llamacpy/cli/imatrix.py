@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print the perplexity of each chunk (default)")
     p.add_argument("--no-ppl", dest="ppl", action="store_false", help="do not print the perplexity")
     p.add_argument("--parse-special", action="store_true", help="parse special tokens in the text")
+    p.add_argument("--show-statistics", action="store_true",
+                   help="print the statistics of the one --in-file matrix and exit")
     p.add_argument("--output-format", choices=["gguf", "dat"], default="gguf",
                    help="output format: gguf (default) or llama.cpp's legacy dat")
 
@@ -46,6 +48,14 @@ def run(a: argparse.Namespace) -> int:
     if a.out_freq <= 0:
         raise ValueError("--output-frequency must be positive")
     collector = ImatrixCollector(a.ctx_size, a.process_output)
+    if a.show_statistics:
+        from ..engine.imatrix_stats import report
+
+        if len(a.in_file) != 1:
+            raise ValueError("a single imatrix file (--in-file) is required to compute tensor statistics")
+        collector.merge(load(a.in_file[0]))
+        print(report(a.in_file[0], collector.sums, collector.counts), end="")
+        return 0
     for path in a.in_file:
         print(f"imatrix: loading imatrix from '{path}'", file=sys.stderr)
         collector.merge(load(path))
