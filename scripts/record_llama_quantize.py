@@ -59,13 +59,19 @@ def quantized(bin_dir: Path, f16: Path, out: Path, ftype: str, imatrix: str | No
     return {"sha256": sha256(out), "types": types}
 
 
-def record_statistics(bin_dir: Path, imatrix: str) -> Path:
+def record_statistics(bin_dir: Path, model: Path, imatrix: str) -> Path:
     """`llama-imatrix --in-file FILE --show-statistics`'s tables, kept beside the file as FILE's stem +
-    .statistics.txt (the log lines before the tables dropped)."""
-    text = run(bin_dir, "llama-imatrix", "--in-file", imatrix, "--show-statistics")
+    .statistics.txt (the log lines before the tables dropped). -m is required, not loaded."""
     out = OUT / imatrix.replace(".gguf", ".statistics.txt")
-    out.write_text(text[text.index("\nComputing statistics for"):])
-    return out
+    for _ in range(20):  # llama.cpp's log thread may lose the last lines at exit: run until they are all there
+        text = run(bin_dir, "llama-imatrix", "-m", str(model), "--in-file", imatrix, "--show-statistics")
+        text = re.sub(r"(?m)^\d+\.\d+\.\d+\.\d+ I ", "", text)  # the logger's timestamp and level prefixes
+        text = text[text.index("\nComputing statistics for"):]
+        layers = re.search(r"per layer \((\d+) layers\)", text)
+        if layers and re.search(rf"(?m)^ *{int(layers.group(1)) - 1}\t.*\n\n$", text):
+            out.write_text(text)
+            return out
+    raise SystemExit("llama-imatrix --show-statistics never printed its whole tables")
 
 
 def main() -> None:
@@ -98,7 +104,7 @@ def main() -> None:
                 rec["imatrix"]["combined"] = {
                     "command": f"llama-imatrix -m f16.gguf --in-file {imatrix.name} --in-file {imatrix.name} "
                                "-o combined.gguf", "sha256": sha256(d / "combined.gguf")}
-                record_statistics(bin_dir, imatrix.name)
+                record_statistics(bin_dir, f16, imatrix.name)
                 for ft in with_imatrix:
                     rec["imatrix"]["files"][ft] = quantized(bin_dir, f16, d / "out.gguf", ft, imatrix.name)
                     print(f"{short} {ft} --imatrix: {rec['imatrix']['files'][ft]['sha256'][:16]}")

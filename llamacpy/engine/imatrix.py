@@ -6,7 +6,7 @@ with BOS first; engine/perplexity.py), and every product's f32 input rows are su
   or more (llama.cpp skips smaller batches); its count is the rows seen;
 - a 3-D expert tensor (MUL_MAT_ID) always, per expert: the rows routed to it, rank by rank and tokens within, and
   its count per expert.
-Each square is added with one rounding (GCC contracts `acc[j] += x[j]*x[j]` into an FMA). The chunk count is the
+Each square is rounded, then added (imatrix.cpp is built without FMA). The chunk count is the
 largest count over chunk_size, as llama.cpp's m_last_chunk. The file format is quantize/imatrix_file.py's.
 """
 
@@ -19,7 +19,6 @@ from contextlib import contextmanager
 import numpy as np
 from numba import njit
 
-from ..kernels._common import fma32
 from ..models import DecoderModel
 from ..ops.linear import Linear
 from ..quantize.imatrix_file import Imatrix, save
@@ -30,10 +29,11 @@ MIN_ROWS = 16  # llama-imatrix ignores dense products of fewer activation rows
 
 @njit(cache=True, nogil=True)
 def _add_squares(acc, x):
-    """acc[j] += x[t, j]^2 for every row t in order, one rounding each."""
+    """acc[j] += x[t, j]^2 for every row t in order, the square rounded before the sum: imatrix.cpp is built
+    without -march=native (only ggml gets it), so GCC has no FMA to contract `acc[j] += x[j] * x[j]` into."""
     for t in range(x.shape[0]):
         for j in range(x.shape[1]):
-            acc[j] = fma32(x[t, j], x[t, j], acc[j])
+            acc[j] = acc[j] + np.float32(x[t, j] * x[t, j])
 
 
 class ImatrixCollector:

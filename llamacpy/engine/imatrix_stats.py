@@ -4,8 +4,8 @@ Per entry (tools/imatrix/imatrix.cpp compute_statistics): the mean squared activ
 count, experts without tokens left out), their sum, min, max, mean, standard deviation, the share above 1e-5,
 the entropy of their distribution (bits, and as a share of log2 N), the share more than one deviation above the
 mean (ZD), and the cosine similarity with the same tensor one layer down. Then per layer the element-weighted
-means of the sum, ZD and cosine. The float32 arithmetic follows the C++ (sequential sums, FMA where GCC
-contracts), so the printed figures are llama-imatrix's.
+means of the sum, ZD and cosine. The float32 arithmetic follows the C++ (sequential sums, each product rounded:
+llama.cpp builds as ISO C++17, where GCC does not contract to FMA), so the printed figures are llama-imatrix's.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ..kernels._common import fma32
-
 BLOCK = re.compile(r"blk\.(\d+)\.")
 HEADER = ("\n Layer\t       Tensor\t          \u03a3(Act\u00b2)\t  Min\t            Max\t           \u03bc\t   \u03c3\t"
           " % Active\tN\t   Entropy\tE (norm)\tZD\t  CosSim\n")
@@ -27,26 +25,20 @@ LAYER_HEADER = "\n  Layer\t     \u03bc\u03a3(Act\u00b2)\t      \u03bcZD\t\u03bcC
 
 @njit(cache=True, nogil=True)
 def _moments(a):
-    """std::accumulate and std::inner_product(a, a) over float32, in order (the latter contracted to FMA)."""
+    """std::accumulate and std::inner_product(a, a) over float32, in order."""
     total = np.float32(0.0)
     squares = np.float32(0.0)
     for v in a:
         total = total + v
-        squares = fma32(v, v, squares)
+        squares = squares + np.float32(v * v)
     return total, squares
-
-
-@njit(cache=True, nogil=True)
-def _variance(squares, n, mean):
-    """squares / n - mean * mean, contracted to one FMA as GCC compiles it."""
-    return fma32(-mean, mean, np.float32(squares / n))
 
 
 @njit(cache=True, nogil=True)
 def _dot(a, b):
     acc = np.float32(0.0)
     for i in range(a.shape[0]):
-        acc = fma32(a[i], b[i], acc)
+        acc = acc + np.float32(a[i] * b[i])
     return acc
 
 
@@ -56,7 +48,7 @@ def _entropy(a, total):
     for v in a:
         p = np.float32(v / total)
         if p > 0:
-            e = fma32(-p, np.float32(math.log2(p)), e)
+            e = e - np.float32(p * np.float32(math.log2(p)))
     return e
 
 
@@ -93,7 +85,7 @@ def tensor_stats(name: str, sums: np.ndarray, counts: np.ndarray) -> TensorStats
     n = np.float32(act.size)
     total, squares = _moments(act)
     mean = np.float32(total / n)
-    var = _variance(squares, n, mean)
+    var = np.float32(np.float32(squares / n) - np.float32(mean * mean))
     dev = np.float32(math.sqrt(max(np.float32(0.0), var)))
     inactive = int(np.count_nonzero(np.abs(act) <= np.float32(1e-5)))
     entropy = _entropy(act, total) if total > 0 else np.float32(0.0)

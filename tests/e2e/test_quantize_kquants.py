@@ -148,6 +148,16 @@ def test_imatrix_writes_the_legacy_dat_format(tmp_path, monkeypatch):
     assert raw.endswith(gguf_m.datasets[-1].encode())
 
 
+def test_imatrix_statistics_are_llama_imatrix_s(monkeypatch, capsys):
+    """`--show-statistics` prints llama-imatrix's tables, character for character (recorded)."""
+    rec = RECORDS["smollm2"]["imatrix"]
+    monkeypatch.chdir(DATA)
+    assert cli(["imatrix", "--in-file", rec["file"], "--show-statistics"]) == 0
+    want = (DATA / rec["file"].replace(".gguf", ".statistics.txt")).read_text()
+    assert capsys.readouterr().out == want
+    assert cli(["imatrix", "--show-statistics"]) == 1  # it needs exactly one file
+
+
 def test_imatrix_combines_files_as_llama_imatrix(tmp_path, monkeypatch):
     """`--in-file` twice and no text: llama-imatrix's combined file, byte for byte (sums and counts added, both
     datasets listed, the chunk count from the counts)."""
