@@ -9,13 +9,12 @@ streamed out by the project's writer, one tensor at a time.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import OUTTYPES, ConvertError
+from .common import OUTTYPES, ConvertError, read_json
 
 # bumped when a converter's output changes, so that `pull`'s cached conversions are redone (catalog.py)
 CONVERT_VERSION = 2
@@ -37,15 +36,11 @@ def _log(msg: str) -> None:
 
 
 def read_config(folder: Path) -> dict:
-    path = folder / "config.json"
     if not folder.is_dir():
         raise ConvertError(f"{folder}: not a folder (expected a Hugging Face model folder)")
-    if not path.is_file():
+    if not (folder / "config.json").is_file():
         raise ConvertError(f"{folder}: no config.json (expected a Hugging Face model folder)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConvertError(f"{path}: not valid JSON ({e})") from None
+    return read_json(folder / "config.json")
 
 
 def convert_hf(folder: str | os.PathLike, out: str | os.PathLike | None = None, outtype: str = "auto",

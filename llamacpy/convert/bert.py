@@ -9,7 +9,6 @@ token_embd_norm, blk.N.attn_q ...). A folder with only vocab.txt is read too (pr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import vocab
@@ -86,9 +85,9 @@ class Bert(TextModel):
         if (pooling := pooling_type(self.folder)) is not None:
             gw.add_pooling_type(gguf.PoolingType(pooling))
 
-    def set_vocab(self, gw) -> int:
+    def set_vocab(self, gw) -> None:
         if (self.folder / "tokenizer.json").is_file():
-            model = json.loads((self.folder / "tokenizer.json").read_text(encoding="utf-8")).get("model", {})
+            model = read_json(self.folder / "tokenizer.json").get("model", {})
             if model.get("type") != "WordPiece":
                 raise ConvertError(f"{self.folder / 'tokenizer.json'}: a BERT model needs a WordPiece tokenizer, "
                                    f"found {model.get('type')!r}")
@@ -107,7 +106,6 @@ class Bert(TextModel):
             if typ not in special.special_token_ids and text in tokens and typ in SPECIAL_TYPES:
                 special.special_token_ids[typ] = tokens.index(text)
         special.add_to_gguf(gw)
-        return len(tokens)
 
     def skip(self, name: str) -> bool:
         return name.removeprefix("bert.").startswith(SKIPPED)

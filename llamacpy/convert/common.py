@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gguf.constants import GGMLType, ValueType
+from ..gguf.constants import BLOCK_LAYOUT, GGMLType, ValueType
 from ..gguf.writer import GGUFStreamWriter, TensorInfo, kv
 from .safetensors import Safetensors, SafetensorsError
 
@@ -90,8 +90,8 @@ def encode(data: np.ndarray, qtype: str) -> np.ndarray:
 
 
 def nbytes(shape: tuple[int, ...], qtype: str) -> int:
-    n = int(np.prod(shape, dtype=np.int64))
-    return n * 4 if qtype == "f32" else n * 2 if qtype in ("f16", "bf16") else n // 32 * 34
+    per_block, block_bytes = BLOCK_LAYOUT[GGML_TYPES[qtype]]
+    return int(np.prod(shape, dtype=np.int64)) // per_block * block_bytes
 
 
 def serialized_kvs(gw) -> list[bytes]:

@@ -39,20 +39,19 @@ class Llama(TextModel):
     def head_dim(self) -> int:
         return int(self.hparams.get("head_dim") or self.hparams["hidden_size"] // self.hparams["num_attention_heads"])
 
-    def set_vocab(self, gw) -> int:
+    def set_vocab(self, gw) -> None:
         config = self.folder / "tokenizer_config.json"
         if config.is_file() and (prefix := read_json(config).get("add_prefix_space")) is not None:
             gw.add_add_space_prefix(bool(prefix))
         if (self.folder / "tokenizer.model").is_file():
-            n = vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
+            vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
         else:
             if vocab.is_llama_spm_json(self.folder):
                 raise ConvertError(f"{self.folder}: a SentencePiece-style tokenizer.json needs its tokenizer.model "
                                    "(llama.cpp reads that one through transformers)")
-            n = vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+            vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
         if self.hparams.get("vocab_size", 32000) == 49152:  # granite's small models (and SmolLM): no BOS
             gw.add_add_bos_token(False)
-        return n
 
     expert_kinds = ("w1", "w2", "w3")  # Mixtral's block_sparse_moe: gate, down, up
 

@@ -16,11 +16,12 @@ from .text_model import TextModel
 class Phi3(TextModel):
     arch = "PHI3"
 
-    def set_vocab(self, gw) -> int:
+    def set_vocab(self, gw) -> None:
         config = self.folder / "tokenizer_config.json"
         if config.is_file() and read_json(config).get("tokenizer_class") == "GPT2Tokenizer":  # phi-4
-            return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
-        return vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"), phi3=True)
+            vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+        else:
+            vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"), phi3=True)
 
     def rope_dims(self) -> int:
         n_embd, n_head = int(self.find("hidden_size", "n_embd")), int(self.find("num_attention_heads", "n_head"))

@@ -12,10 +12,11 @@ from .text_model import TextModel
 class Qwen2(TextModel):
     arch = "QWEN2"
 
-    def set_vocab(self, gw) -> int:
+    def set_vocab(self, gw) -> None:
         if (self.folder / "tokenizer.model").is_file():
-            return vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
-        return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+            vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
+        else:
+            vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
 
 
 class Qwen3(Qwen2):

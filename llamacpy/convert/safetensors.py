@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +101,6 @@ class Safetensors:
             bits <<= 16  # in place: one float32-sized buffer, not two
             return bits.view(np.float32)
         return raw.astype(np.float32)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
 
 def bf16_bits(x: np.ndarray) -> np.ndarray:

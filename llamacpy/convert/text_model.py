@@ -1,8 +1,9 @@
 """Hugging Face text models -> GGUF: what convert_hf_to_gguf.py's TextModel does for every family.
 
 A family (llama.py, qwen.py, gemma.py, phi3.py, bert.py) subclasses `TextModel`: its GGUF architecture, its
-vocabulary (`set_vocab`), the hyper-parameters it adds or overrides (`set_parameters`), and how its tensors differ from
-the HF layout (`modify`, `extra_tensors`). Names go through gguf-py's TensorNameMap, llama.cpp's own table.
+vocabulary (`set_vocab`), the hyper-parameters it adds or overrides (`set_parameters`), and how its tensors
+differ from the HF layout (`modify`, `extra_tensors`). Names go through gguf-py's TensorNameMap, llama.cpp's
+own table.
 
 Tensors are planned in a first pass (`modify` run on each stored tensor, a view of the memory map, to learn its
 GGUF shape and type: so `modify` must choose shapes from shapes, not values) and streamed in a second, loaded
@@ -133,8 +134,8 @@ class TextModel:
         elif kind not in ("", "default", "llama3", "dynamic"):
             raise ConvertError(f"{self.folder / 'config.json'}: RoPE scaling {kind!r} is not supported")
 
-    def set_vocab(self, gw) -> int:
-        return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+    def set_vocab(self, gw) -> None:
+        vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
 
     # --- tensors ----------------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Hugging Face tokenizers -> GGUF vocabularies, as convert_hf_to_gguf.py writes them.
 
-- `vocab_base` / `gpt2`: a byte-level BPE (or WordPiece) tokenizer.json (tokens, types, merges) named by its pre-tokenizer: the check text of
-  llama.cpp's converter is tokenized and the ids' sha256 looked up in its table (bpe_pre.json, copied by
-  scripts/extract_bpe_pre_hashes.py), so the names are the ones llama.cpp reads.
+- `vocab_base` / `gpt2`: a byte-level BPE (or WordPiece) tokenizer.json (tokens, types, merges) named by its
+  pre-tokenizer: the check text of llama.cpp's converter is tokenized and the ids' sha256 looked up in its
+  table (bpe_pre.json, copied by scripts/extract_bpe_pre_hashes.py), so the names are the ones llama.cpp reads.
 - `sentencepiece`: tokenizer.model read with the sentencepiece package (pieces, scores, types), with the added
   tokens of added_tokens.json and tokenizer_config.json on top.
 Both end with gguf-py's SpecialVocab (special ids, add_bos/eos, merges, chat template), llama.cpp's own code.
@@ -98,21 +98,19 @@ def vocab_base(folder: Path, n_vocab: int | None, unknown_pre: str | None = None
     return tokens, types, pre
 
 
-def gpt2(gw, folder: Path, n_vocab: int | None) -> int:
-    """Add a byte-level BPE vocabulary (_set_vocab_gpt2); returns its size."""
+def gpt2(gw, folder: Path, n_vocab: int | None) -> None:
+    """Add a byte-level BPE vocabulary (_set_vocab_gpt2)."""
     tokens, types, pre = vocab_base(folder, n_vocab)
     gw.add_tokenizer_model("gpt2")
     gw.add_tokenizer_pre(pre)
     gw.add_token_list(tokens)
     gw.add_token_types(types)
     SpecialVocab(folder, load_merges=True).add_to_gguf(gw)
-    return len(tokens)
 
 
-def sentencepiece(gw, folder: Path, n_vocab: int | None, phi3: bool = False) -> int:
+def sentencepiece(gw, folder: Path, n_vocab: int | None, phi3: bool = False) -> None:
     """Add a SentencePiece vocabulary (_create_vocab_sentencepiece, or Phi3MiniModel.set_vocab's variant with
-    `phi3`); returns its size."""
-
+    `phi3`)."""
     path = folder / "tokenizer.model"
     if not path.is_file():
         raise ConvertError(f"{folder}: no tokenizer.model (this model's vocabulary is SentencePiece)")
@@ -162,4 +160,3 @@ def sentencepiece(gw, folder: Path, n_vocab: int | None, phi3: bool = False) -> 
     gw.add_token_scores(scores)
     gw.add_token_types(types)
     SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(gw)
-    return n_vocab
