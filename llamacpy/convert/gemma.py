@@ -4,12 +4,13 @@ soft-caps and sliding window from the config, the embedding cut to the real voca
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+from functools import cached_property
 
 import numpy as np
 
 from . import vocab
+from .common import read_json
 from .text_model import TextModel
 
 GEMMA3_SWA_PATTERN = 6  # what llama.cpp assumes when the file does not say
@@ -18,14 +19,14 @@ GEMMA3_SWA_PATTERN = 6  # what llama.cpp assumes when the file does not say
 class Gemma2(TextModel):
     arch = "GEMMA2"
 
-    def set_vocab(self, gw) -> int:
+    def set_vocab(self, gw) -> None:
         """tokenizer.model; beyond llama.cpp's converter (which requires it for gemma 2), a folder with only
         a BPE tokenizer.json is converted as gemma 3's is."""
         if not (self.folder / "tokenizer.model").is_file() and (self.folder / "tokenizer.json").is_file():
-            return vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
-        n = vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
+            vocab.gpt2(gw, self.folder, self.hparams.get("vocab_size"))
+            return
+        vocab.sentencepiece(gw, self.folder, self.hparams.get("vocab_size"))
         gw.add_add_space_prefix(False)
-        return n
 
     def set_parameters(self, gw) -> None:
         h = self.hparams
@@ -80,15 +81,20 @@ class Gemma3(Gemma2):
         elif pattern not in (None, 1, GEMMA3_SWA_PATTERN):
             gw.add_uint32(f"{gw.arch}.attention.sliding_window_pattern", int(pattern))
 
+    @cached_property
     def n_vocab_real(self) -> int:
+        """The vocabulary's size, as Gemma3Model.modify_tensors counts it: the SentencePiece vocabulary's (the
+        config's vocab_size, or the tokenizer.model's where the config has none), else tokenizer.json's tokens."""
         if (self.folder / "tokenizer.model").is_file():
+            if self.hparams.get("vocab_size"):
+                return int(self.hparams["vocab_size"])
             from sentencepiece import SentencePieceProcessor
 
             return SentencePieceProcessor(model_file=str(self.folder / "tokenizer.model")).vocab_size()
-        t = json.loads((self.folder / "tokenizer.json").read_text(encoding="utf-8"))
+        t = read_json(self.folder / "tokenizer.json")
         return len(t["model"]["vocab"]) + len(t["added_tokens"])
 
     def modify(self, name: str, data: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
         if "embed_tokens.weight" in name:  # out-of-vocabulary rows dropped
-            data = data[:self.n_vocab_real()]
+            data = data[:self.n_vocab_real]
         yield from super().modify(name, data)
