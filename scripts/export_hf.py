@@ -25,8 +25,8 @@ import numpy as np
 
 from llamacpy.convert import safetensors
 from llamacpy.convert.llama import permute
-from llamacpy.gguf.constants import GGMLType
-from llamacpy.gguf.reader import GGUFFile, Tensor
+from llamacpy.gguf.reader import GGUFFile
+from llamacpy.kernels.weight import dequantize  # ggml's own dequantization, bit for bit
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -75,23 +75,6 @@ PRE_TOKENIZERS = {
     "qwen2": ({"type": "NFC"}, {"type": "Sequence", "pretokenizers": [_split(_QWEN2), _BYTES_ONLY]}),
     "llama-bpe": (None, {"type": "Sequence", "pretokenizers": [_split(_LLAMA3), _BYTES_ONLY]}),
 }
-
-
-def dequantize(t: Tensor) -> np.ndarray:
-    """A GGUF tensor as float32 in numpy shape, with ggml's own dequantization (llamacpy.kernels)."""
-    if t.type == GGMLType.F32:
-        return t.data.view(np.float32).reshape(t.shape).copy()
-    if t.type == GGMLType.F16:
-        return t.data.view(np.float16).reshape(t.shape).astype(np.float32)
-    if t.type == GGMLType.BF16:
-        return (t.data.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(t.shape)
-    from llamacpy.kernels import kernels_for
-    from llamacpy.kernels._common import F16_TO_F32
-
-    n = t.data.shape[0]
-    out = np.empty((n, t.shape[-1]), np.float32)
-    kernels_for(t.type).dequant_rows(t.data, np.arange(n), out, F16_TO_F32)
-    return out.reshape(t.shape)
 
 
 def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:

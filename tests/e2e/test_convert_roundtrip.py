@@ -25,6 +25,7 @@ from tinykit import script
 from llamacpy.catalog import file_sha256
 from llamacpy.convert import ConvertError, convert_hf
 from llamacpy.gguf.reader import GGUFFile
+from llamacpy.kernels.weight import dequantize
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "scripts" / "export_hf.py"
@@ -165,7 +166,6 @@ def test_rope_scaling_configs_match_llama_cpp(case, source, tiny_model, tmp_path
 @pytest.mark.parametrize(("fixture", "case"), [("smollm2_path", "smollm2"), ("qwen05_path", "qwen05"),
                                                ("gemma_path", "gemma3-270m")])
 def test_catalog_model_round_trips_from_bf16(fixture, case, request, tmp_path):
-    dequantize = script("export_hf").dequantize
     original = request.getfixturevalue(fixture)
     folder = export(original, tmp_path / case)
     out = convert_hf(folder, tmp_path / "back.gguf", "f16", progress=lambda _m: None)
