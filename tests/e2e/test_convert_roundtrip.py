@@ -70,7 +70,7 @@ def recording(case: str) -> dict:
 def assert_same_as_llama_cpp(case: str, folder: Path, out: Path) -> None:
     """The exported folder is the recorded one, and our file is llama.cpp's converter's, byte for byte."""
     rec = recording(case)
-    assert {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()} == rec["input_sha256"], \
+    assert script("record_llama_convert").folder_hashes(folder) == rec["input_sha256"], \
         "scripts/export_hf.py no longer writes the recorded folder: rerun scripts/record_llama_convert.py"
     g = GGUFFile(out)
     assert {n: t.type.name.lower() for n, t in g.tensors.items()} == rec["tensor_types"]
