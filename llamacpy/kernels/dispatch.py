@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import errors, njit, types
+from numba.extending import overload, typeof_impl
 
 from ..gguf import GGMLType
 from . import iq4_nl, iq4_xs, mxfp4, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0
-from ._common import FAST
 from .q8 import _q8_0_block, _q8_k_row, round_to_half
 
 # kind codes: (type, repacked arithmetic) -> int
@@ -33,55 +33,72 @@ ROW_EXACT = {1: 13, 7: 14, 10: 15, 17: 21, 19: 22}
 FORMATS = {GGMLType.Q8_0: 0, GGMLType.Q8_1: 1, GGMLType.Q8_K: 2}
 
 
-@njit(**FAST)
-def rows_dot(kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
-    """out[:, r:r1] = weight rows [r, r1) of a `kind` matrix times the activation rows (see module doc)."""
-    if kind == 0:
-        q4_0.rows(data, q, d, s0, out, r, r1)
-    elif kind == 1:
-        q4_0.rows_repack(data, q, d, s0, out, r, r1)
-    elif kind == 2:
-        q4_1.rows(data, q, d, s1, out, r, r1)
-    elif kind == 3:
-        q5_0.rows(data, q, d, s0, out, r, r1)
-    elif kind == 4:
-        q5_1.rows(data, q, d, s1, out, r, r1)
-    elif kind == 5:
-        q8_0.rows(data, q, d, s0, out, r, r1)
-    elif kind == 6:
-        q2_k.rows(data, qk, dk, sk, out, r, r1)
-    elif kind == 7:
-        q2_k.rows_repack(data, qk, dk, sk, out, r, r1)
-    elif kind == 8:
-        q3_k.rows(data, qk, dk, sk, out, r, r1)
-    elif kind == 9:
-        q4_k.rows(data, qk, dk, sk, out, r, r1)
-    elif kind == 10:
-        q4_k.rows_repack(data, qk, dk, sk, out, r, r1)
-    elif kind == 11:
-        q5_k.rows(data, qk, dk, sk, out, r, r1)
-    elif kind == 12:
-        q6_k.rows(data, qk, dk, sk, out, r, r1)
-    elif kind == 13:
-        q4_0.rows_repack_gemv(data, q, d, s0, out, r, r1)
-    elif kind == 14:
-        q2_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)
-    elif kind == 15:
-        q4_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)
-    elif kind == 16:
-        iq4_nl.rows(data, q, d, s0, out, r, r1)
-    elif kind == 17:
-        iq4_nl.rows_repack(data, q, d, s0, out, r, r1)
-    elif kind == 18:
-        mxfp4.rows(data, q, d, s0, out, r, r1)
-    elif kind == 19:
-        mxfp4.rows_repack(data, q, d, s0, out, r, r1)
-    elif kind == 20:
-        iq4_xs.rows(data, qk, dk, sk, out, r, r1)
-    elif kind == 21:
-        iq4_nl.rows_repack_gemv(data, q, d, s0, out, r, r1)
-    else:
-        mxfp4.rows_repack_gemv(data, q, d, s0, out, r, r1)
+# each kind's row kernel, as called by `rows_dot` (q8: the Q8_0 / Q8_1 formats' q, d and s0 or s1; K: Q8_K's)
+CALLS = {
+    0: "q4_0.rows(data, q, d, s0, out, r, r1)", 1: "q4_0.rows_repack(data, q, d, s0, out, r, r1)",
+    2: "q4_1.rows(data, q, d, s1, out, r, r1)", 3: "q5_0.rows(data, q, d, s0, out, r, r1)",
+    4: "q5_1.rows(data, q, d, s1, out, r, r1)", 5: "q8_0.rows(data, q, d, s0, out, r, r1)",
+    6: "q2_k.rows(data, qk, dk, sk, out, r, r1)", 7: "q2_k.rows_repack(data, qk, dk, sk, out, r, r1)",
+    8: "q3_k.rows(data, qk, dk, sk, out, r, r1)", 9: "q4_k.rows(data, qk, dk, sk, out, r, r1)",
+    10: "q4_k.rows_repack(data, qk, dk, sk, out, r, r1)", 11: "q5_k.rows(data, qk, dk, sk, out, r, r1)",
+    12: "q6_k.rows(data, qk, dk, sk, out, r, r1)", 13: "q4_0.rows_repack_gemv(data, q, d, s0, out, r, r1)",
+    14: "q2_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)", 15: "q4_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)",
+    16: "iq4_nl.rows(data, q, d, s0, out, r, r1)", 17: "iq4_nl.rows_repack(data, q, d, s0, out, r, r1)",
+    18: "mxfp4.rows(data, q, d, s0, out, r, r1)", 19: "mxfp4.rows_repack(data, q, d, s0, out, r, r1)",
+    20: "iq4_xs.rows(data, qk, dk, sk, out, r, r1)", 21: "iq4_nl.rows_repack_gemv(data, q, d, s0, out, r, r1)",
+    22: "mxfp4.rows_repack_gemv(data, q, d, s0, out, r, r1)",
+}  # fmt: skip
+_MODULES = {"q4_0": q4_0, "q4_1": q4_1, "q5_0": q5_0, "q5_1": q5_1, "q8_0": q8_0, "q2_k": q2_k, "q3_k": q3_k,
+            "q4_k": q4_k, "q5_k": q5_k, "q6_k": q6_k, "iq4_nl": iq4_nl, "iq4_xs": iq4_xs, "mxfp4": mxfp4}
+
+
+class KindSet(int):
+    """A set of kinds as a bit mask that numba types as a literal (`typeof` below), so a jitted function taking
+    one is compiled, and cached, once per set: no `numba.literally`, which re-enters the compiler on every
+    call from Python with a plain int."""
+
+
+@typeof_impl.register(KindSet)
+def _typeof_kind_set(val, c):
+    return types.literal(int(val))
+
+
+def kind_set(kinds) -> KindSet:
+    """The `rows_dot` kind set that covers these kinds."""
+    mask = 0
+    for k in kinds:
+        mask |= 1 << int(k)
+    return KindSet(mask)
+
+
+def rows_dot(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
+    """out[:, r:r1] = weight rows [r, r1) of a `kind` matrix times the activation rows (see module doc), for
+    numba code: `kset` (a `KindSet`) names the kinds that may come. Only their kernels are compiled
+    into the caller: one branch over all 23 made every first start compile (and LLVM re-optimize, at each
+    level that inlines it) every kernel, 100+ s of a cold start for a model that uses two."""
+    raise TypeError("rows_dot is called from numba code only")
+
+
+_ROWS_DOT: dict[int, object] = {}
+
+
+@overload(rows_dot)
+def _rows_dot_for(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
+    if not isinstance(kset, types.IntegerLiteral):
+        return None  # numba tries overloads without literals first; the literal comes next
+    mask = kset.literal_value
+    if mask not in _ROWS_DOT:
+        kinds = [k for k in CALLS if mask >> k & 1]
+        if not kinds or mask >> (max(CALLS) + 1):
+            raise errors.TypingError(f"rows_dot: kind set {mask:#x} names no kernel or unknown ones")
+        body = "".join(f"    {'if' if i == 0 else 'elif'} kind == {k}:\n        {CALLS[k]}\n"
+                       for i, k in enumerate(kinds[:-1]))
+        last = f"    else:\n        {CALLS[kinds[-1]]}\n" if len(kinds) > 1 else f"    {CALLS[kinds[0]]}\n"
+        source = "def impl(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):\n" + body + last
+        scope = dict(_MODULES)
+        exec(compile(source, f"<rows_dot {mask:#x}>", "exec"), scope)  # noqa: S102 - our own table's text
+        _ROWS_DOT[mask] = scope["impl"]
+    return _ROWS_DOT[mask]
 
 
 @njit(cache=True, nogil=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..gguf import GGMLType, GGUFFile, Tensor
 from ..kernels import Activations, WeightMatrix
-from ..kernels.dispatch import FORMATS, KINDS, ROW_EXACT
+from ..kernels.dispatch import FORMATS, KINDS, ROW_EXACT, kind_set
 from ..kernels.threads import ensure_threads
 from ..kernels.weight import VEC_DOT_BATCH, repacked_by_ggml
 from ..ops import RopeTable, attention, relu_sqr, rms_norm, swiglu
@@ -98,9 +98,9 @@ class Model(DecoderModel):
         if row_exact:
             if not hasattr(self, "_steps_exact"):
                 steps = self._layer_steps()
-                self._steps_exact = steps and [
-                    (w, np.array([ROW_EXACT.get(int(k), int(k)) for k in kinds], np.int64), *rest)
-                    for w, kinds, *rest in steps]
+                exact = steps and [np.array([ROW_EXACT.get(int(k), int(k)) for k in s[1]], np.int64) for s in steps]
+                kset = exact and kind_set(np.concatenate(exact))
+                self._steps_exact = steps and [(w, kinds, kset, *rest) for (w, _, _, *rest), kinds in zip(steps, exact)]
             return self._steps_exact
         if not hasattr(self, "_steps"):
             self._steps = None
@@ -126,7 +126,8 @@ class Model(DecoderModel):
                 qk_norm = (none, none) if L.q_norm is None else (L.q_norm, L.k_norm)
                 steps.append((tuple(m.w.data for m in mats), kinds, need, tuple(biases), has_bias, qk_norm,
                               L.q_norm is not None))
-            self._steps = steps
+            kset = kind_set(np.concatenate([s[1] for s in steps]))
+            self._steps = [(w, kinds, kset, *rest) for w, kinds, *rest in steps]
         return self._steps
 
     def load_layer(self, w: Weights, i: int) -> LlamaLayer:

@@ -21,8 +21,9 @@ from ..ops.rope import _rope
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _products(w, kinds, m0, m1, x, q, d, s0, s1, qk, dk, sk, outs):
-    """outs[m] = x @ w[m].T for m in [m0, m1): one parallel loop over the row chunks of all matrices."""
+def _products(w, kinds, kset, m0, m1, x, q, d, s0, s1, qk, dk, sk, outs):
+    """outs[m] = x @ w[m].T for m in [m0, m1): one parallel loop over the row chunks of all matrices
+    (kset: the `dispatch.KindSet` of the model's kinds)."""
     chunks = np.zeros(m1 - m0 + 1, np.int64)
     for m in range(m0, m1):
         chunks[m - m0 + 1] = chunks[m - m0] + (w[m].shape[0] + CHUNK - 1) // CHUNK
@@ -31,7 +32,7 @@ def _products(w, kinds, m0, m1, x, q, d, s0, s1, qk, dk, sk, outs):
         while c >= chunks[m - m0 + 1]:
             m += 1
         r = (c - chunks[m - m0]) * CHUNK
-        rows_dot(kinds[m], w[m], q, d, s0, s1, qk, dk, sk, outs[m], r, min(w[m].shape[0], r + CHUNK))
+        rows_dot(kset, kinds[m], w[m], q, d, s0, s1, qk, dk, sk, outs[m], r, min(w[m].shape[0], r + CHUNK))
 
 
 @njit(cache=True, nogil=True)
@@ -60,10 +61,11 @@ def _attention(q, kc, vc, seq, pos, scale, out):
 
 
 @njit(cache=True, nogil=True)
-def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_bias, qk_norm, has_qk_norm, cos,
+def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, kset, need, bias, has_bias, qk_norm, has_qk_norm, cos,
                sin, n_rot, neox, kc, vc, n_head, hd, scale):
     """One llama block for the T rows of x (T, n_embd), in place. w: the 7 weights' blocks (q, k, v, o,
-    gate, up, down), kinds their `dispatch.KINDS` (or `ROW_EXACT` kinds), need (4, 3): activation formats
+    gate, up, down), kinds their `dispatch.KINDS` (or `ROW_EXACT` kinds), kset the `dispatch.KindSet`
+    covering the kinds of every layer (one compiled step per model's set of types), need (4, 3): activation formats
     needed at the four product inputs; bias (3 vectors) added to q, k, v where has_bias; with has_qk_norm, q and
     k get per-head RMS norms (qk_norm: their two weight vectors) before RoPE (qwen3); kc, vc: the layer's
     cache as f16 bits (n_seq, n_kv, n_ctx, hd)."""
@@ -75,7 +77,7 @@ def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_
     a = _acts(h, n_embd, T, need[0])
     qkv = (np.empty((T, w[0].shape[0]), np.float32), np.empty((T, w[1].shape[0]), np.float32),
            np.empty((T, w[2].shape[0]), np.float32))
-    _products(w, kinds, 0, 3, h, a[0], a[1], a[2], a[3], a[4], a[5], a[6], qkv)
+    _products(w, kinds, kset, 0, 3, h, a[0], a[1], a[2], a[3], a[4], a[5], a[6], qkv)
     for m in range(3):
         if has_bias[m]:
             for t in range(T):
@@ -99,16 +101,16 @@ def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, need, bias, has_
     attn2 = attn.reshape((T, n_head * hd))
     a = _acts(attn2, n_head * hd, T, need[1])
     o = (np.empty((T, w[3].shape[0]), np.float32),)
-    _products(w[3:4], kinds[3:4], 0, 1, attn2, a[0], a[1], a[2], a[3], a[4], a[5], a[6], o)
+    _products(w[3:4], kinds[3:4], kset, 0, 1, attn2, a[0], a[1], a[2], a[3], a[4], a[5], a[6], o)
     x += o[0]
     # -- feed-forward
     _rms_norm_rows(x, ffn_norm, eps, h)
     a = _acts(h, n_embd, T, need[2])
     gu = (np.empty((T, w[4].shape[0]), np.float32), np.empty((T, w[5].shape[0]), np.float32))
-    _products(w[4:6], kinds[4:6], 0, 2, h, a[0], a[1], a[2], a[3], a[4], a[5], a[6], gu)
+    _products(w[4:6], kinds[4:6], kset, 0, 2, h, a[0], a[1], a[2], a[3], a[4], a[5], a[6], gu)
     ff = np.empty_like(gu[0])
     _swiglu(gu[0], gu[1], ff)
     a = _acts(ff, ff.shape[1], T, need[3])
     dn = (np.empty((T, w[6].shape[0]), np.float32),)
-    _products(w[6:7], kinds[6:7], 0, 1, ff, a[0], a[1], a[2], a[3], a[4], a[5], a[6], dn)
+    _products(w[6:7], kinds[6:7], kset, 0, 1, ff, a[0], a[1], a[2], a[3], a[4], a[5], a[6], dn)
     x += dn[0]
