@@ -1,6 +1,9 @@
-"""`llamacpy bench -m M [-m M2] -p 512 -n 128 -t 1,2 -r 3 [-o md|json]`: llama-bench's tests and table.
+"""`llamacpy bench -m M [-m M2] -p 512 -n 128 [-pg 512,128] [-d 0,2048] -t 1,2 -r 3 [-o md|json]`: llama-bench's
+tests and table.
 
-pp<N>: a prompt of N random tokens processed in batches of -b; tg<N>: N tokens decoded one at a time.
+pp<N>: a prompt of N random tokens processed in batches of -b; tg<N>: N tokens decoded one at a time;
+pp<N>+tg<M> (-pg N,M): both in one run, t/s counting N + M tokens; " @ d<D>" (-d D): each test runs after D
+tokens of context were processed (not timed), as llama-bench's --n-depth.
 Each test runs once as warm-up, then -r times; t/s is reported as mean ± standard deviation.
 Tokenization and sampling are not timed, as in llama-bench.
 """
@@ -27,6 +30,14 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+def pair_list(text: str) -> tuple[int, int]:
+    """llama-bench's -pg <pp,tg>."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected <pp,tg>, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def cache_type_list(text: str) -> list[str]:
     """llama-bench's -ctk/-ctv: comma-separated KV cache types, each checked."""
     from ..ops.kv_quant import cache_type
@@ -44,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", action="append", help="model path or catalog name; repeatable")
     p.add_argument("-p", "--n-prompt", type=int_list, default=[512], help="prompt sizes (default: 512)")
     p.add_argument("-n", "--n-gen", type=int_list, default=[128], help="generation sizes (default: 128)")
+    p.add_argument("-pg", dest="n_pg", type=pair_list, action="append", default=[], metavar="PP,TG",
+                   help="prompt + generation tests, repeatable (default: none)")
+    p.add_argument("-d", "--n-depth", type=int_list, default=[0], help="context depths (default: 0)")
     p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts (default: physical cores)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size (default: 512)")
     p.add_argument("-ctk", "--cache-type-k", type=cache_type_list, default=["f16"], metavar="TYPES",
@@ -67,10 +81,13 @@ class BenchResult:
     samples_ts: list[float]
     type_k: str = "f16"
     type_v: str = "f16"
+    n_depth: int = 0
 
     @property
     def test(self) -> str:
-        return f"pp{self.n_prompt}" if self.n_prompt else f"tg{self.n_gen}"
+        name = f"pp{self.n_prompt}+tg{self.n_gen}" if self.n_prompt and self.n_gen else \
+            f"pp{self.n_prompt}" if self.n_prompt else f"tg{self.n_gen}"
+        return name + (f" @ d{self.n_depth}" if self.n_depth else "")
 
     @property
     def avg_ts(self) -> float:
@@ -90,21 +107,24 @@ def describe(g: GGUFFile) -> tuple[str, int, int]:
     return f"{g.architecture} {label} {ftype}", size, params
 
 
-def run_test(model, n_vocab: int, n_prompt: int, n_gen: int, n_batch: int, cache_types: tuple = ()) -> float:
-    """Seconds for one run of the test on a fresh cache (of `cache_types`, names of type_k and type_v)."""
+def run_test(model, n_vocab: int, n_prompt: int, n_gen: int, n_batch: int, cache_types: tuple = (),
+             n_depth: int = 0) -> float:
+    """Seconds for one run of the test on a fresh cache (of `cache_types`, names of type_k and type_v): the
+    prompt, then the generated tokens, after n_depth tokens of context (not timed)."""
     from ..engine import Sequence
     from ..ops.kv_quant import cache_type
 
     rng = np.random.default_rng(0)
-    cache = model.new_cache(max(n_prompt, n_gen) + 1, 1, False, *map(cache_type, cache_types))
+    cache = model.new_cache(n_depth + n_prompt + n_gen + 1, 1, False, *map(cache_type, cache_types))
     seq = Sequence(model, cache, n_batch=n_batch)
-    if n_prompt:
-        tokens = rng.integers(0, n_vocab, n_prompt).tolist()
-        t0 = time.perf_counter()
-        seq.feed(tokens)
-        return time.perf_counter() - t0
+    if n_depth:
+        seq.feed(rng.integers(0, n_vocab, n_depth).tolist())
+    tokens = rng.integers(0, n_vocab, n_prompt).tolist()
     token = int(rng.integers(0, n_vocab))
     t0 = time.perf_counter()
+    if n_prompt:
+        logits = seq.feed(tokens)
+        token = int(np.argmax(logits))
     for _ in range(n_gen):
         logits = seq.feed([token])
         token = int(np.argmax(logits))
@@ -121,15 +141,15 @@ def bench_model(path, a: argparse.Namespace) -> list[BenchResult]:
     results = []
     for threads in a.threads or [None]:
         used = set_num_threads(threads)
-        tests = [(p, 0) for p in a.n_prompt if p > 0] + [(0, n) for n in a.n_gen if n > 0]
+        tests = [(p, 0) for p in a.n_prompt if p > 0] + [(0, n) for n in a.n_gen if n > 0] + \
+            [pg for pg in a.n_pg if pg != (0, 0)]
         types = [(k, v) for k in a.cache_type_k for v in a.cache_type_v]
-        for (n_prompt, n_gen), kv in ((t, kv) for kv in types for t in tests):
+        for kv, depth, (n_prompt, n_gen) in ((kv, d, t) for kv in types for d in a.n_depth for t in tests):
+            args = (model, model.args.n_vocab, n_prompt, n_gen, a.batch_size, kv, depth)
             if not a.no_warmup:
-                run_test(model, model.args.n_vocab, n_prompt, n_gen, a.batch_size, kv)
-            tokens = n_prompt or n_gen
-            samples = [tokens / run_test(model, model.args.n_vocab, n_prompt, n_gen, a.batch_size, kv)
-                       for _ in range(a.repetitions)]
-            r = BenchResult(str(path), name, size, params, used, n_prompt, n_gen, samples, *kv)
+                run_test(*args)
+            samples = [(n_prompt + n_gen) / run_test(*args) for _ in range(a.repetitions)]
+            r = BenchResult(str(path), name, size, params, used, n_prompt, n_gen, samples, *kv, depth)
             results.append(r)
             if a.output == "md":
                 print_row(r, kv_columns(a))
