@@ -22,6 +22,7 @@ from ..gguf import GGMLType
 from ..kernels import set_num_threads
 from ..models import DecoderModel, Segment
 from ..models.lora import LoraSet
+from . import precompile
 from .prompt_cache import PromptCache
 from .requests import DoneEvent, EndReason, GenRequest, Stats
 from .scheduler import Counters, Scheduler
@@ -349,6 +350,9 @@ class Engine(ModelThread):
         """Compile (or load from numba's cache) every kernel path a step can take, before serving:
         single-row decode, a few rows, a small prompt chunk and a large one."""
         sched = self.scheduler
+        drafter = sched.slots[0].drafter
+        f16 = sched.cache.type_k == sched.cache.type_v == GGMLType.F16  # the fused step's cache
+        model.fused_gate = precompile.start(model, drafter is not None, self.log) if f16 else None
         n_ctx = sched.slots[0].n_ctx
         batches = [[Segment(0, 0, 1)], [Segment(s.id, 0, 1) for s in sched.slots], [Segment(0, 0, min(16, n_ctx))]]
         if n_ctx >= 64:
@@ -356,9 +360,12 @@ class Engine(ModelThread):
         for segments in batches:
             n = sum(s.n for s in segments)
             model.forward(np.zeros(n, np.int64), segments, sched.cache)
-        drafter = sched.slots[0].drafter
+        if model.fused_gate is None:
+            precompile.mark_compiled(model)
         if drafter is not None:  # a draft round: the draft's steps, the check's row-exact one
             n = min(17, n_ctx)
             model.forward(np.zeros(n, np.int64), [Segment(0, 0, n)], sched.cache, np.arange(n), row_exact=True)
             drafter.seq.feed([0])
             drafter.seq.reset(0)
+            if model.fused_gate is None:
+                precompile.mark_compiled(model, row_exact=True)

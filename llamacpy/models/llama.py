@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,7 @@ class Model(DecoderModel):
         self.residual_scale = 1.0  # each block's attention and FFN outputs are scaled by this (granite)
         self.rope_layers = (True,) * args.n_layer  # the layers whose q and k are rotated (smollm3 skips some)
         self.attn_temp: tuple[float, int] | None = None  # (scale, floor): llama 4's q temperature (mistral3)
+        self.fused_gate: Callable[[], bool] | None = None  # while false, no fused step (engine/precompile.py)
 
     def rope_of(self, layer: int, cache: KVCache) -> RopeTable | None:
         return self.rope if self.rope_layers[layer] else None
@@ -66,6 +68,11 @@ class Model(DecoderModel):
         4-row gemm kernels), for checking drafted tokens; batches of up to VEC_DOT_BATCH tokens."""
         tokens = np.asarray(tokens, dtype=np.int64)
         steps = self._layer_steps(row_exact)
+        if steps is not None and self.fused_gate is not None:  # compiling elsewhere (engine/precompile.py)
+            if not self.fused_gate():
+                steps = None
+            else:
+                self.fused_gate = None
         if trace is not None or steps is None or not 0 < len(tokens) <= VEC_DOT_BATCH \
                 or cache.type_k != GGMLType.F16 or cache.type_v != GGMLType.F16 \
                 or self.lora_active or Linear.observer is not None:  # the fused step: f16 K/V, no adapters,
