@@ -58,6 +58,15 @@ class LlamacpyServer:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
+    def wait_precompiled(self, timeout: float = 600.0) -> None:
+        """Until the server's background compile of the fused step (engine/precompile.py, a first start on a
+        cold numba cache) has ended: its code loads on the next step, which a memory check must not count."""
+        t0 = time.monotonic()
+        while self.pid in _precompile_parents():
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError("the background compile did not end")
+            time.sleep(0.2)
+
     def client(self, **kw) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 60.0), **kw)
 
@@ -88,3 +97,15 @@ def sse_events(lines) -> list:
             payload = line[6:]
             out.append(payload if payload == "[DONE]" else json.loads(payload))
     return out
+
+
+def _precompile_parents() -> list[int]:
+    """The parent pids of the engine/precompile.py children running now."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"llamacpy.engine.precompile" in cmdline.read_bytes():
+                found.append(int(cmdline.with_name("stat").read_text().rsplit(") ", 1)[1].split()[1]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found

@@ -106,6 +106,7 @@ def _departure(alone: dict, batched: dict, eot: int) -> tuple[float, str]:
 
 
 def test_sixteen_clients_two_hundred_requests(server):
+    server.wait_precompiled()
     with server.client(timeout=300.0) as http:
         t0 = time.perf_counter()
         alone = {TOPICS[0]: _alone(http, TOPICS[0])}
