@@ -4,9 +4,10 @@ that cold run filled), for llamacpy and, with LLAMA_SERVER set, llama-server on 
     python3 scripts/bench_startup.py [MODEL] [--runs N]     # MODEL: a catalog name or a path (default smollm2)
     LLAMA_SERVER=/path/to/bin/llama-server python3 scripts/bench_startup.py ...
 
-Each launch is a fresh process on a free port (the next waits for a cold start's background compile to end); the numba cache goes to a temporary folder through
-NUMBA_CACHE_DIR, so the user's cache is not touched. Then one short completion is timed too (a server that is
-"ready" but compiles on the first request would show it there). Not a test: run it on a quiet machine.
+Each launch is a fresh process on a free port (the next waits for a cold start's background compile to end);
+the numba cache goes to a temporary folder through NUMBA_CACHE_DIR, so the user's cache is not touched. Then
+one short completion is timed too (a server that is "ready" but compiles on the first request would show it
+there). Not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llamacpy.catalog import resolve_model
+from llamacpy.engine import precompile
 
 
 def free_port() -> int:
@@ -53,17 +59,6 @@ def first_reply(port: int) -> float:
     return time.perf_counter() - t0
 
 
-def precompiling() -> bool:
-    """Whether a child of engine/precompile.py is still compiling (a cold start leaves it to finish)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"llamacpy.engine.precompile" in cmdline.read_bytes():
-                return True
-        except OSError:
-            pass
-    return False
-
-
 def launch(cmd: list[str], env: dict) -> tuple[float, float]:
     port = free_port()
     t0 = time.perf_counter()
@@ -75,7 +70,7 @@ def launch(cmd: list[str], env: dict) -> tuple[float, float]:
     finally:
         proc.terminate()
         proc.wait(30)
-        while precompiling():  # the next launch starts on a quiet machine
+        while precompile.compiling():  # the next launch starts on a quiet machine
             time.sleep(0.2)
 
 
@@ -84,9 +79,6 @@ def main() -> None:
     p.add_argument("model", nargs="?", default="smollm2-135m-instruct")
     p.add_argument("--runs", type=int, default=2, help="warm launches after the cold one")
     a = p.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from llamacpy.catalog import resolve_model
-
     path = str(resolve_model(a.model))
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}

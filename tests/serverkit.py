@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from llamacpy.engine import precompile
+
 READY = re.compile(r"model .* ready in")
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
@@ -62,7 +64,7 @@ class LlamacpyServer:
         """Until the server's background compile of the fused step (engine/precompile.py, a first start on a
         cold numba cache) has ended: its code loads on the next step, which a memory check must not count."""
         t0 = time.monotonic()
-        while self.pid in _precompile_parents():
+        while precompile.compiling(self.pid):
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError("the background compile did not end")
             time.sleep(0.2)
@@ -98,14 +100,3 @@ def sse_events(lines) -> list:
             out.append(payload if payload == "[DONE]" else json.loads(payload))
     return out
 
-
-def _precompile_parents() -> list[int]:
-    """The parent pids of the engine/precompile.py children running now."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"llamacpy.engine.precompile" in cmdline.read_bytes():
-                found.append(int(cmdline.with_name("stat").read_text().rsplit(") ", 1)[1].split()[1]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return found

@@ -360,12 +360,10 @@ class Engine(ModelThread):
         for segments in batches:
             n = sum(s.n for s in segments)
             model.forward(np.zeros(n, np.int64), segments, sched.cache)
-        if model.fused_gate is None:
-            precompile.mark_compiled(model)
+        precompile.mark_compiled(model)  # if the fused step ran here
         if drafter is not None:  # a draft round: the draft's steps, the check's row-exact one
             n = min(17, n_ctx)
             model.forward(np.zeros(n, np.int64), [Segment(0, 0, n)], sched.cache, np.arange(n), row_exact=True)
             drafter.seq.feed([0])
             drafter.seq.reset(0)
-            if model.fused_gate is None:
-                precompile.mark_compiled(model, row_exact=True)
+            precompile.mark_compiled(model, row_exact=True)

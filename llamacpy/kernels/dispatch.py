@@ -8,6 +8,7 @@ some weight of a step needs are filled.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,8 @@ CALLS = {
     8: "q3_k.rows(data, qk, dk, sk, out, r, r1)", 9: "q4_k.rows(data, qk, dk, sk, out, r, r1)",
     10: "q4_k.rows_repack(data, qk, dk, sk, out, r, r1)", 11: "q5_k.rows(data, qk, dk, sk, out, r, r1)",
     12: "q6_k.rows(data, qk, dk, sk, out, r, r1)", 13: "q4_0.rows_repack_gemv(data, q, d, s0, out, r, r1)",
-    14: "q2_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)", 15: "q4_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)",
+    14: "q2_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)",
+    15: "q4_k.rows_repack_gemv(data, qk, dk, sk, out, r, r1)",
     16: "iq4_nl.rows(data, q, d, s0, out, r, r1)", 17: "iq4_nl.rows_repack(data, q, d, s0, out, r, r1)",
     18: "mxfp4.rows(data, q, d, s0, out, r, r1)", 19: "mxfp4.rows_repack(data, q, d, s0, out, r, r1)",
     20: "iq4_xs.rows(data, qk, dk, sk, out, r, r1)", 21: "iq4_nl.rows_repack_gemv(data, q, d, s0, out, r, r1)",
@@ -79,26 +81,26 @@ def rows_dot(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
     raise TypeError("rows_dot is called from numba code only")
 
 
-_ROWS_DOT: dict[int, object] = {}
+@functools.cache
+def _rows_dot_impl(mask: int):
+    """`rows_dot` for one kind set: a branch over just its kernels, written from `CALLS`."""
+    kinds = [k for k in CALLS if mask >> k & 1]
+    if not kinds or mask >> (max(CALLS) + 1):
+        raise errors.TypingError(f"rows_dot: kind set {mask:#x} names no kernel or unknown ones")
+    body = "".join(f"    {'if' if i == 0 else 'elif'} kind == {k}:\n        {CALLS[k]}\n"
+                   for i, k in enumerate(kinds[:-1]))
+    last = f"    else:\n        {CALLS[kinds[-1]]}\n" if len(kinds) > 1 else f"    {CALLS[kinds[0]]}\n"
+    source = "def impl(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):\n" + body + last
+    scope = dict(_MODULES)
+    exec(compile(source, f"<rows_dot {mask:#x}>", "exec"), scope)  # noqa: S102 - our own table's text
+    return scope["impl"]
 
 
 @overload(rows_dot)
 def _rows_dot_for(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):
     if not isinstance(kset, types.IntegerLiteral):
         return None  # numba tries overloads without literals first; the literal comes next
-    mask = kset.literal_value
-    if mask not in _ROWS_DOT:
-        kinds = [k for k in CALLS if mask >> k & 1]
-        if not kinds or mask >> (max(CALLS) + 1):
-            raise errors.TypingError(f"rows_dot: kind set {mask:#x} names no kernel or unknown ones")
-        body = "".join(f"    {'if' if i == 0 else 'elif'} kind == {k}:\n        {CALLS[k]}\n"
-                       for i, k in enumerate(kinds[:-1]))
-        last = f"    else:\n        {CALLS[kinds[-1]]}\n" if len(kinds) > 1 else f"    {CALLS[kinds[0]]}\n"
-        source = "def impl(kset, kind, data, q, d, s0, s1, qk, dk, sk, out, r, r1):\n" + body + last
-        scope = dict(_MODULES)
-        exec(compile(source, f"<rows_dot {mask:#x}>", "exec"), scope)  # noqa: S102 - our own table's text
-        _ROWS_DOT[mask] = scope["impl"]
-    return _ROWS_DOT[mask]
+    return _rows_dot_impl(kset.literal_value)
 
 
 @njit(cache=True, nogil=True)

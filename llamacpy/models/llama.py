@@ -104,10 +104,11 @@ class Model(DecoderModel):
         the integer kernels do not cover, e.g. F16; the layer-by-layer path handles those)."""
         if row_exact:
             if not hasattr(self, "_steps_exact"):
-                steps = self._layer_steps()
-                exact = steps and [np.array([ROW_EXACT.get(int(k), int(k)) for k in s[1]], np.int64) for s in steps]
-                kset = exact and kind_set(np.concatenate(exact))
-                self._steps_exact = steps and [(w, kinds, kset, *rest) for (w, _, _, *rest), kinds in zip(steps, exact)]
+                self._steps_exact = steps = self._layer_steps()
+                if steps is not None:
+                    exact = [np.array([ROW_EXACT.get(int(k), int(k)) for k in s[1]], np.int64) for s in steps]
+                    kset = kind_set(np.concatenate(exact))
+                    self._steps_exact = [(w, kinds, kset, *rest) for (w, _, _, *rest), kinds in zip(steps, exact)]
             return self._steps_exact
         if not hasattr(self, "_steps"):
             self._steps = None

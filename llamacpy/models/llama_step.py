@@ -61,11 +61,11 @@ def _attention(q, kc, vc, seq, pos, scale, out):
 
 
 @njit(cache=True, nogil=True)
-def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, kset, need, bias, has_bias, qk_norm, has_qk_norm, cos,
-               sin, n_rot, neox, kc, vc, n_head, hd, scale):
+def layer_step(x, seq, pos, attn_norm, ffn_norm, eps, w, kinds, kset, need, bias, has_bias, qk_norm, has_qk_norm,
+               cos, sin, n_rot, neox, kc, vc, n_head, hd, scale):
     """One llama block for the T rows of x (T, n_embd), in place. w: the 7 weights' blocks (q, k, v, o,
-    gate, up, down), kinds their `dispatch.KINDS` (or `ROW_EXACT` kinds), kset the `dispatch.KindSet`
-    covering the kinds of every layer (one compiled step per model's set of types), need (4, 3): activation formats
+    gate, up, down), kinds their `dispatch.KINDS` (or `ROW_EXACT` kinds), kset the `dispatch.KindSet` covering
+    the kinds of every layer (one compiled step per model's set of types), need (4, 3): activation formats
     needed at the four product inputs; bias (3 vectors) added to q, k, v where has_bias; with has_qk_norm, q and
     k get per-head RMS norms (qk_norm: their two weight vectors) before RoPE (qwen3); kc, vc: the layer's
     cache as f16 bits (n_seq, n_kv, n_ctx, hd)."""
